@@ -1,0 +1,1 @@
+"""chunkrecorder: per-speaker, sample-exact voice recording for Red-DiscordBot."""

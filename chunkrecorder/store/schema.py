@@ -1,0 +1,91 @@
+"""Versioned schema of the two-tier store.
+
+Each migration is a list of statements applied in one transaction together with the
+bump of ``PRAGMA user_version``, so a crash mid-migration leaves the previous version
+intact. Never edit a released migration: append a new one.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+#: Version 1: the design's tables as given, plus what correctness needs from day one
+#: (chunk sequence with a uniqueness constraint, timeline position, attempts).
+V1: Sequence[str] = (
+    """
+    CREATE TABLE meetings (
+        id              TEXT PRIMARY KEY CHECK (length(id) = 16),
+        guild_id        INTEGER NOT NULL,
+        channel_id      INTEGER NOT NULL,
+        started_by      INTEGER NOT NULL,
+        started_at      REAL    NOT NULL,
+        ended_at        REAL,
+        status          TEXT    NOT NULL CHECK (status IN
+                            ('ACTIVE','STOPPING','PROMOTED','INTERRUPTED','FAILED')),
+        strategy        TEXT    NOT NULL CHECK (strategy IN ('per_user','mixed','hybrid')),
+        flush_interval_s REAL   NOT NULL CHECK (flush_interval_s > 0),
+        sample_rate     INTEGER NOT NULL CHECK (sample_rate > 0)
+    )
+    """,
+    "CREATE INDEX meetings_guild ON meetings (guild_id, started_at)",
+    "CREATE INDEX meetings_status ON meetings (status)",
+    """
+    CREATE TABLE temp_recordings (
+        id               TEXT PRIMARY KEY CHECK (length(id) = 16),
+        meeting_id       TEXT    NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id          INTEGER NOT NULL,
+        guild_id         INTEGER NOT NULL,
+        seq              INTEGER NOT NULL CHECK (seq >= 0),
+        created_at       REAL    NOT NULL,
+        completed_at     REAL,
+        pcm_path         TEXT    NOT NULL,
+        mp3_path         TEXT,
+        transcode_status TEXT    NOT NULL DEFAULT 'QUEUED' CHECK (transcode_status IN
+                             ('QUEUED','IN_PROGRESS','DONE','FAILED')),
+        sha256           TEXT,
+        duration_ms      INTEGER,
+        cleaned          INTEGER NOT NULL DEFAULT 0 CHECK (cleaned IN (0, 1)),
+        start_sample     INTEGER NOT NULL CHECK (start_sample >= 0),
+        sample_count     INTEGER NOT NULL CHECK (sample_count > 0),
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        last_error       TEXT,
+        UNIQUE (meeting_id, user_id, seq)
+    )
+    """,
+    "CREATE INDEX temp_status ON temp_recordings (transcode_status, created_at)",
+    "CREATE INDEX temp_created ON temp_recordings (created_at)",
+    """
+    CREATE TABLE recordings (
+        id             TEXT PRIMARY KEY CHECK (length(id) = 16),
+        meeting_id     TEXT    NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        created_at     REAL    NOT NULL,
+        duration_in_ms INTEGER NOT NULL,
+        sha256         TEXT    NOT NULL,
+        filename       TEXT    NOT NULL,
+        user_id        INTEGER,
+        kind           TEXT    NOT NULL CHECK (kind IN ('per_user','mixed')),
+        path           TEXT    NOT NULL,
+        size_bytes     INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX recordings_meeting ON recordings (meeting_id)",
+    "CREATE INDEX recordings_user ON recordings (user_id)",
+)
+
+#: Version 2: what the gapless encoder and the retry policy need: per-meeting encoding
+#: parameters, each chunk's priming and look-ahead samples, and a retry time.
+V2: Sequence[str] = (
+    "ALTER TABLE meetings ADD COLUMN channels INTEGER NOT NULL DEFAULT 1",
+    "ALTER TABLE meetings ADD COLUMN bitrate INTEGER NOT NULL DEFAULT 64000",
+    "ALTER TABLE meetings ADD COLUMN length_samples INTEGER",
+    "ALTER TABLE meetings ADD COLUMN note TEXT",
+    "ALTER TABLE temp_recordings ADD COLUMN prime_samples INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE temp_recordings ADD COLUMN tail_samples INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE temp_recordings ADD COLUMN next_attempt_at REAL",
+    "CREATE INDEX temp_meeting_user ON temp_recordings (meeting_id, user_id, seq)",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (V1, V2)
+
+#: The version a fully migrated database reports in ``PRAGMA user_version``.
+LATEST_VERSION = len(MIGRATIONS)

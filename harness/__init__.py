@@ -1,0 +1,1 @@
+"""The voice harness: stands in for Discord at the network edge, and nowhere else."""
