@@ -18,6 +18,7 @@ single continuous encode.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 from dataclasses import dataclass
@@ -73,11 +74,30 @@ def _open_encoder(sample_rate: int, channels: int, bitrate: int, quality: int) -
     ctx = av.CodecContext.create("libmp3lame", "w")
     ctx.sample_rate = sample_rate
     ctx.layout = _layout(channels)
-    ctx.format = "s16"
+    ctx.format = "s16p"  # LAME takes planar input; for mono it is the same bytes
     ctx.bit_rate = bitrate
     ctx.options = {"reservoir": "0", "compression_level": str(quality)}
     ctx.open()
     return ctx
+
+
+@functools.lru_cache(maxsize=None)
+def codec_delay(sample_rate: int = 48_000, channels: int = 1) -> int:
+    """The installed LAME's decoded-output delay, read off a probe encode once per process.
+
+    FFmpeg reports it as the first packet's negative pts; the priming arithmetic
+    depends on it, so it is measured rather than trusted.
+    """
+    ctx = _open_encoder(sample_rate, channels, DEFAULT_BITRATE, DEFAULT_QUALITY)
+    silence = av.AudioFrame.from_ndarray(
+        np.zeros((channels, 4 * FRAME), dtype=np.int16), format="s16p", layout=_layout(channels)
+    )
+    silence.sample_rate = sample_rate
+    silence.pts = 0
+    packets = [*ctx.encode(silence), *ctx.encode(None)]
+    if not packets or packets[0].pts is None or packets[0].pts > 0:
+        return EXPECTED_DELAY
+    return -int(packets[0].pts)
 
 
 def encode_frames(
@@ -99,10 +119,7 @@ def encode_frames(
         raise ValueError(f"pcm must be int16 of shape (n, {channels}), got {pcm.dtype} {pcm.shape}")
     if prime + body > len(pcm):
         raise ValueError(f"pcm has {len(pcm)} samples, fewer than prime {prime} + body {body}")
-    ctx = _open_encoder(sample_rate, channels, bitrate, quality)
-    delay = -ctx.delay if ctx.delay < 0 else ctx.delay
-    if delay == 0:
-        delay = EXPECTED_DELAY
+    delay = codec_delay(sample_rate, channels)
     # Use as much of the priming as keeps the body on the output frame grid.
     usable = prime - ((prime + delay) % FRAME)
     if usable < 0:
@@ -115,8 +132,9 @@ def encode_frames(
     if needed_end > len(pcm):
         pad = np.zeros((needed_end - len(pcm), channels), dtype=np.int16)
         src = np.concatenate([src, pad])
+    ctx = _open_encoder(sample_rate, channels, bitrate, quality)
     frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(src).reshape(1, -1), format="s16", layout=_layout(channels)
+        np.ascontiguousarray(src.T), format="s16p", layout=_layout(channels)
     )
     frame.sample_rate = sample_rate
     frame.pts = 0
