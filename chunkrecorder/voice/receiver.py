@@ -141,8 +141,14 @@ class VoiceReceiver:
             self._dave = dave if dave is not None else PassthroughDecryptor()
 
     def set_sink(self, sink: Callable[[VoiceFrame], None]) -> None:
+        """Where frames go from now on (the cog points it at ``RecordingSession.feed``)."""
         with self._lock:
             self._sink = sink
+
+    def set_clock(self, clock: Callable[[], float]) -> None:
+        """The clock ``VoiceFrame.arrival`` is read from (the session's clock)."""
+        with self._lock:
+            self._clock = clock
 
     def map_ssrc(self, ssrc: int, user_id: int) -> None:
         """``ssrc`` is ``user_id``'s audio from now on (SPEAKING / CLIENT_CONNECT).
