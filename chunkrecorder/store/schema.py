@@ -85,7 +85,29 @@ V2: Sequence[str] = (
     "CREATE INDEX temp_meeting_user ON temp_recordings (meeting_id, user_id, seq)",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (V1, V2)
+#: Version 3: what the pipeline needs to finish a meeting after a crash with the same
+#: bytes it would have produced live: the encoder quality and audit setting the chunks
+#: were made with, how many timeline windows are safely on disk (a window below that
+#: with no chunk row for a track is silence, not a loss), and per track how far its
+#: file has been assembled (``assembled_bytes`` is the length of the ``.part`` file
+#: after ``assembled_seq`` chunks; anything beyond it is a half-done append to cut off).
+V3: Sequence[str] = (
+    "ALTER TABLE meetings ADD COLUMN quality INTEGER NOT NULL DEFAULT 7",
+    "ALTER TABLE meetings ADD COLUMN keep_temp INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE meetings ADD COLUMN flushed_windows INTEGER NOT NULL DEFAULT 0",
+    """
+    CREATE TABLE tracks (
+        meeting_id       TEXT    NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id          INTEGER NOT NULL,
+        assembled_seq    INTEGER NOT NULL DEFAULT 0 CHECK (assembled_seq >= 0),
+        assembled_bytes  INTEGER NOT NULL DEFAULT 0 CHECK (assembled_bytes >= 0),
+        assembled_frames INTEGER NOT NULL DEFAULT 0 CHECK (assembled_frames >= 0),
+        PRIMARY KEY (meeting_id, user_id)
+    )
+    """,
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3)
 
 #: The version a fully migrated database reports in ``PRAGMA user_version``.
 LATEST_VERSION = len(MIGRATIONS)

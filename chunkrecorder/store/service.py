@@ -737,3 +737,128 @@ class SqlRecordingService:
                 ("DELETE FROM temp_recordings WHERE user_id = ?", (user_id,)),
             ]
         )
+
+    # ------------------------------------------------------------------ pipeline (V3)
+    async def set_meeting_pipeline(self, meeting_id: str, *, quality: int, keep_temp: bool) -> None:
+        """Record the encoder quality and audit choice, so a restart encodes and promotes alike."""
+        await self._fetch(
+            "UPDATE meetings SET quality = ?, keep_temp = ? WHERE id = ?",
+            (int(quality), int(bool(keep_temp)), meeting_id),
+        )
+
+    async def meeting_pipeline(self, meeting_id: str) -> MeetingPipeline:
+        rows = await self._fetch(
+            "SELECT quality, keep_temp, flushed_windows FROM meetings WHERE id = ?", (meeting_id,)
+        )
+        if not rows:
+            raise NotFound(f"No meeting `{meeting_id}` here.")
+        return MeetingPipeline(quality=rows[0][0], keep_temp=bool(rows[0][1]), flushed_windows=rows[0][2])
+
+    async def set_flushed_windows(
+        self, meeting_id: str, windows: int, *, length_samples: Optional[int] = None
+    ) -> None:
+        """Windows ``[0, windows)`` are on disk; never moves backwards (a re-run flush is harmless)."""
+        await self._fetch(
+            "UPDATE meetings SET flushed_windows = max(flushed_windows, ?), "
+            "length_samples = coalesce(?, length_samples) WHERE id = ?",
+            (int(windows), length_samples, meeting_id),
+        )
+
+    async def ensure_tracks(self, meeting_id: str, user_ids: Iterable[int]) -> None:
+        """Create the tracks' assembly rows if missing (idempotent)."""
+        ids = sorted(set(int(u) for u in user_ids))
+        if not ids:
+            return
+        await self._transaction(
+            [
+                (
+                    "INSERT INTO tracks (meeting_id, user_id) VALUES (?, ?) "
+                    "ON CONFLICT (meeting_id, user_id) DO NOTHING",
+                    (meeting_id, u),
+                )
+                for u in ids
+            ]
+        )
+
+    async def tracks_for_meeting(self, meeting_id: str) -> list[TrackAssembly]:
+        rows = await self._fetch(
+            "SELECT meeting_id, user_id, assembled_seq, assembled_bytes, assembled_frames "
+            "FROM tracks WHERE meeting_id = ? ORDER BY user_id",
+            (meeting_id,),
+        )
+        return [TrackAssembly(*r) for r in rows]
+
+    async def advance_track(
+        self, meeting_id: str, user_id: int, *, from_seq: int, to_seq: int, bytes_: int, frames: int
+    ) -> None:
+        """Record an append to a track's file; refuses if someone else moved it meanwhile."""
+        rows = await self._fetch(
+            "UPDATE tracks SET assembled_seq = ?, assembled_bytes = ?, assembled_frames = ? "
+            "WHERE meeting_id = ? AND user_id = ? AND assembled_seq = ? RETURNING user_id",
+            (to_seq, bytes_, frames, meeting_id, user_id, from_seq),
+        )
+        if not rows:
+            raise IllegalTransition(
+                f"Track {user_id} of meeting {meeting_id} is no longer at chunk {from_seq}."
+            )
+
+    async def temp_recordings_for_track(
+        self, meeting_id: str, user_id: int, *, from_seq: int = 0, limit: int = 1000
+    ) -> list[TempRecording]:
+        """One track's chunks from ``from_seq`` on, in seq order (the assembler's read)."""
+        rows = await self._fetch(
+            f"SELECT {_TEMP_COLS} FROM temp_recordings WHERE meeting_id = ? AND user_id = ? "
+            f"AND seq >= ? ORDER BY seq LIMIT ?",
+            (meeting_id, user_id, from_seq, limit),
+        )
+        return [_temp(r) for r in rows]
+
+    async def failed_temp_recordings(self, *, max_attempts: Optional[int] = None) -> list[TempRecording]:
+        """FAILED chunks (those with fewer than ``max_attempts`` attempts, if given)."""
+        sql = f"SELECT {_TEMP_COLS} FROM temp_recordings WHERE transcode_status = 'FAILED'"
+        params: list[Any] = []
+        if max_attempts is not None:
+            sql += " AND attempts < ?"
+            params.append(max_attempts)
+        rows = await self._fetch(sql + " ORDER BY created_at, seq", params)
+        return [_temp(r) for r in rows]
+
+    async def done_uncleaned_temp_recordings(self) -> list[TempRecording]:
+        """DONE chunks whose PCM was not yet removed (a crash between the two steps)."""
+        rows = await self._fetch(
+            f"SELECT {_TEMP_COLS} FROM temp_recordings WHERE transcode_status = 'DONE' AND cleaned = 0"
+        )
+        return [_temp(r) for r in rows]
+
+    async def delete_temp_recordings_except_failed(self, meeting_id: str) -> int:
+        """After promotion: drop the meeting's chunk rows but keep FAILED ones for a retry."""
+        rows = await self._fetch(
+            "DELETE FROM temp_recordings WHERE meeting_id = ? AND transcode_status != 'FAILED' "
+            "RETURNING id",
+            (meeting_id,),
+        )
+        return len(rows)
+
+    async def all_meeting_ids(self) -> set[str]:
+        rows = await self._fetch("SELECT id FROM meetings")
+        return {r[0] for r in rows}
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingPipeline:
+    """The V3 columns of a meeting that the pipeline alone reads."""
+
+    quality: int
+    keep_temp: bool
+    flushed_windows: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAssembly:
+    """How far one track's ``.part`` file has been assembled."""
+
+    meeting_id: str
+    user_id: int
+    assembled_seq: int
+    assembled_bytes: int
+    assembled_frames: int

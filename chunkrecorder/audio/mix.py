@@ -1,0 +1,64 @@
+"""Summing speakers into the mixed track, and fitting Discord's stereo into a meeting's channels.
+
+The mix is computed per chunk at flush time (chunk ``k`` of the mix is the sum of every
+speaker's chunk ``k``, prime and tail included), so it costs memory for one window and
+is encoded like any other track. Its limiter is memoryless on purpose: a limiter with
+attack/release state would make chunk ``k`` depend on chunk ``k-1``'s history, which a
+restart or a chunk encoded by another process would not have. Memoryless means the
+mix of a window is a pure function of that window's inputs.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+#: Full scale of s16.
+FULL_SCALE = 32_767
+#: Below this magnitude the limiter is the identity, so the mix is exactly the sum
+#: wherever the sum fits; -2.5 dBFS leaves loud single speakers untouched.
+THRESHOLD = 24_576
+
+
+def soft_limit(total: np.ndarray) -> np.ndarray:
+    """Map a wide-integer sum to int16: identity up to ``THRESHOLD``, a tanh knee above.
+
+    The knee approaches full scale asymptotically and is monotonic, so loud overlaps
+    are compressed rather than clipped, and nothing ever wraps around.
+    """
+    wide = np.asarray(total, dtype=np.int64)
+    out = np.clip(wide, -FULL_SCALE, FULL_SCALE).astype(np.int16)
+    over = np.abs(wide) > THRESHOLD
+    if over.any():
+        x = wide[over].astype(np.float64)
+        room = FULL_SCALE - THRESHOLD
+        mag = THRESHOLD + room * np.tanh((np.abs(x) - THRESHOLD) / room)
+        out[over] = (np.sign(x) * np.minimum(np.floor(mag), FULL_SCALE)).astype(np.int16)
+    return out
+
+
+def mix(tracks: Sequence[np.ndarray]) -> np.ndarray:
+    """Limited sum of equally shaped int16 arrays (an empty list gives an empty array)."""
+    if not tracks:
+        return np.zeros((0, 1), dtype=np.int16)
+    total = np.zeros(tracks[0].shape, dtype=np.int32)
+    for t in tracks:
+        if t.shape != total.shape:
+            raise ValueError(f"cannot mix shapes {t.shape} and {total.shape}")
+        total += t
+    return soft_limit(total)
+
+
+def to_channels(stereo: np.ndarray, channels: int) -> np.ndarray:
+    """Discord's interleaved stereo (n, 2) to the meeting's channel count.
+
+    Mono is the rounded-down mean of left and right: a speaker's voice is in both and
+    a sum would clip where the mean cannot.
+    """
+    if channels == 2:
+        return stereo
+    if channels != 1:
+        raise ValueError(f"channels must be 1 or 2, not {channels}")
+    wide = stereo.astype(np.int32)
+    return ((wide[:, 0] + wide[:, 1]) >> 1).astype(np.int16).reshape(-1, 1)

@@ -1,0 +1,290 @@
+"""Builds each track's final MP3 as its chunks complete, so stop does not grow with length.
+
+Chunk MP3s of one track concatenate into one gapless stream (see ``audio.mp3``), so a
+track's file is its chunks' bytes in seq order. Instead of joining them all at stop
+(O(meeting length) of I/O at the worst moment), the assembler appends each chunk to
+``recordings/recording_<meeting>_<user>.mp3.part`` as soon as it and every chunk
+before it are done, then records ``(assembled_seq, assembled_bytes)`` in the
+``tracks`` table, then deletes the chunk's MP3. Stop then only has the last chunks
+to append and a rename to do.
+
+Crash safety: the ``.part`` file is truncated to ``assembled_bytes`` before every
+append, so bytes written by an append whose row update never happened are cut off
+and appended again; a chunk's MP3 is deleted only after the row says it is in the
+file. Every step can be re-run and produces the same bytes.
+
+A window with no chunk row for a track (the track was silent there, or the speaker
+had not joined yet) gets a cached encoding of silence of the window's length: MP3
+frames of digital silence are identical bytes, and they decode to zeros, so the
+file still starts at t=0 and has the meeting's full length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from ..audio import mp3
+from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TranscodeStatus
+from ..store.service import NewRecording, SqlRecordingService, TrackAssembly
+from .paths import Layout, fsync_dir, unlink_quiet
+from .timeline import Grid
+
+__all__ = ["Assembler", "AssemblyError", "AssemblyStatus"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.assembler")
+
+
+class AssemblyError(RuntimeError):
+    """A track's file disagrees with its row in a way re-running cannot repair."""
+
+
+@dataclass(frozen=True, slots=True)
+class AssemblyStatus:
+    """Where a meeting's tracks stand after one assembly pass."""
+
+    windows: int
+    tracks: int
+    complete_tracks: int
+    appended_chunks: int
+    silent_chunks: int
+    failed_chunks: int
+
+    @property
+    def complete(self) -> bool:
+        return self.complete_tracks == self.tracks
+
+
+@dataclass(slots=True)
+class _Hash:
+    """Running sha256 of a track file's first ``size`` bytes (valid only in this process)."""
+
+    sha: "hashlib._Hash"
+    size: int
+
+
+_Piece = Union[bytes, str]
+
+
+class Assembler:
+    """Appends finished chunks to their tracks' ``.part`` files, one meeting at a time."""
+
+    def __init__(self, store: SqlRecordingService, layout: Layout) -> None:
+        self._store = store
+        self._layout = layout
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._hashes: dict[tuple[str, int], _Hash] = {}
+        self._silent_frame: dict[tuple[int, int, int, int], bytes] = {}
+
+    def lock(self, meeting_id: str) -> asyncio.Lock:
+        lock = self._locks.get(meeting_id)
+        if lock is None:
+            lock = self._locks[meeting_id] = asyncio.Lock()
+        return lock
+
+    def forget(self, meeting_id: str) -> None:
+        self._locks.pop(meeting_id, None)
+        for key in [k for k in self._hashes if k[0] == meeting_id]:
+            del self._hashes[key]
+
+    # ------------------------------------------------------------------ assembling
+    async def run(self, meeting_id: str, *, final: bool = False) -> AssemblyStatus:
+        """Append every chunk that is ready, in seq order, to every track of the meeting.
+
+        ``final`` (promotion, after waiting for the queue): a chunk that FAILED for
+        good is replaced by silence and counted, instead of holding its track back.
+        """
+        async with self.lock(meeting_id):
+            pipe = await self._store.meeting_pipeline(meeting_id)
+            meeting = await self._store.get_meeting(meeting_id)
+            if meeting.status is MeetingStatus.PROMOTED:
+                tracks = await self._store.tracks_for_meeting(meeting_id)
+                return AssemblyStatus(pipe.flushed_windows, len(tracks), len(tracks), 0, 0, 0)
+            grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
+            windows = pipe.flushed_windows
+            tracks = await self._store.tracks_for_meeting(meeting_id)
+            appended = silent = failed = complete = 0
+            for track in tracks:
+                a, s, f = await self._advance(meeting, pipe.quality, grid, track, windows, final)
+                appended, silent, failed = appended + a, silent + s, failed + f
+                if track.assembled_seq + a + s + f >= windows:
+                    complete += 1
+            return AssemblyStatus(windows, len(tracks), complete, appended, silent, failed)
+
+    async def _advance(
+        self, meeting: Meeting, quality: int, grid: Grid, track: TrackAssembly, windows: int, final: bool
+    ) -> tuple[int, int, int]:
+        seq = track.assembled_seq
+        if seq >= windows:
+            return 0, 0, 0
+        rows = {r.seq: r for r in await self._store.temp_recordings_for_track(
+            meeting.id, track.user_id, from_seq=seq, limit=windows - seq)}
+        pieces: list[tuple[_Piece, int]] = []
+        done_mp3s: list[str] = []
+        n_chunk = n_silent = n_failed = 0
+        s = seq
+        while s < windows:
+            frames = mp3.frames_for(grid.body(s, meeting.length_samples))
+            row = rows.get(s)
+            if row is None:
+                pieces.append((await self._silence(meeting, quality, frames), frames))
+                n_silent += 1
+            elif row.transcode_status is TranscodeStatus.DONE and row.mp3_path:
+                pieces.append((row.mp3_path, frames))
+                done_mp3s.append(row.mp3_path)
+                n_chunk += 1
+            elif row.transcode_status is TranscodeStatus.FAILED and final:
+                log.error("meeting %s track %s chunk %d failed for good (%s); silence stands in",
+                          meeting.id, track.user_id, s, row.last_error)
+                pieces.append((await self._silence(meeting, quality, frames), frames))
+                n_failed += 1
+            else:
+                break
+            s += 1
+        if not pieces:
+            return 0, 0, 0
+        key = (meeting.id, track.user_id)
+        running = self._hashes.get(key)
+        if running is not None and running.size != track.assembled_bytes:
+            running = None
+        part = self._layout.part_path(meeting.id, track.user_id)
+        size, frames_added, sha, unreadable = await asyncio.to_thread(
+            _append, part, track.assembled_bytes, pieces, running.sha.copy() if running else None,
+            await self._silence(meeting, quality, 1),
+        )
+        n_failed += unreadable
+        n_chunk -= unreadable
+        await self._store.advance_track(
+            meeting.id, track.user_id, from_seq=seq, to_seq=s, bytes_=size,
+            frames=track.assembled_frames + frames_added,
+        )
+        if sha is not None:
+            self._hashes[key] = _Hash(sha, size)
+        await asyncio.to_thread(lambda: [unlink_quiet(p) for p in done_mp3s])
+        return n_chunk, n_silent, n_failed
+
+    async def _silence(self, meeting: Meeting, quality: int, frames: int) -> bytes:
+        key = (meeting.channels, meeting.bitrate, quality, meeting.sample_rate)
+        frame = self._silent_frame.get(key)
+        if frame is None:
+            frame = self._silent_frame[key] = await asyncio.to_thread(
+                silent_frame, meeting.channels, meeting.bitrate, quality, meeting.sample_rate
+            )
+        return frame * frames
+
+    # ------------------------------------------------------------------ finishing
+    async def finalize(self, meeting: Meeting, track: TrackAssembly) -> NewRecording:
+        """Rename the complete ``.part`` to the final name (idempotent) and describe the file."""
+        key = (meeting.id, track.user_id)
+        running = self._hashes.get(key)
+        sha = running.sha.copy() if running and running.size == track.assembled_bytes else None
+        part = self._layout.part_path(meeting.id, track.user_id)
+        final = self._layout.recording_path(meeting.id, track.user_id)
+        digest = await asyncio.to_thread(_finalize, part, final, track.assembled_bytes, sha)
+        samples = track.assembled_frames * mp3.FRAME
+        is_mix = track.user_id == MIX_USER_ID
+        return NewRecording(
+            kind=RecordingKind.MIXED if is_mix else RecordingKind.PER_USER,
+            user_id=None if is_mix else track.user_id,
+            filename=final.name,
+            path=str(final),
+            duration_in_ms=round(samples * 1000 / meeting.sample_rate),
+            sha256=digest,
+            size_bytes=track.assembled_bytes,
+        )
+
+
+def silent_frame(channels: int, bitrate: int, quality: int, sample_rate: int) -> bytes:
+    """The MP3 frame of digital silence for these settings, checked to be frame-invariant."""
+    body = 4 * mp3.FRAME
+    pcm = np.zeros((mp3.PRIME_SAMPLES + body + mp3.TAIL_SAMPLES, channels), dtype=np.int16)
+    frames = mp3.encode_frames(
+        pcm, prime=mp3.PRIME_SAMPLES, body=body, sample_rate=sample_rate,
+        channels=channels, bitrate=bitrate, quality=quality,
+    )
+    if len(set(frames)) != 1:
+        raise AssemblyError("this LAME does not encode silence as identical frames")
+    return frames[0]
+
+
+def _append(
+    part: Path,
+    expected: int,
+    pieces: list[tuple[_Piece, int]],
+    sha: Optional["hashlib._Hash"],
+    silent: bytes,
+) -> tuple[int, int, Optional["hashlib._Hash"], int]:
+    """Cut ``part`` back to ``expected`` bytes and append the pieces (worker thread).
+
+    A chunk MP3 that is missing or does not walk as the expected frames (someone
+    deleted or damaged it after it was verified) is replaced by silence of the same
+    length and counted, so one bad file cannot block its track.
+    """
+    part.parent.mkdir(parents=True, exist_ok=True)
+    if not part.exists():
+        if expected:
+            raise AssemblyError(f"{part.name} is missing but {expected} bytes were assembled")
+        part.touch()
+    if sha is None:
+        sha = hashlib.sha256()
+        with open(part, "rb") as fh:
+            remaining = expected
+            while remaining:
+                block = fh.read(min(remaining, 1 << 20))
+                if not block:
+                    raise AssemblyError(f"{part.name} is shorter than the {expected} bytes assembled")
+                sha.update(block)
+                remaining -= len(block)
+    unreadable = 0
+    frames_added = 0
+    with open(part, "r+b") as fh:
+        fh.truncate(expected)
+        fh.seek(expected)
+        for piece, frames in pieces:
+            if isinstance(piece, str):
+                try:
+                    data = Path(piece).read_bytes()
+                    if mp3.count_frames(data) != frames:
+                        raise mp3.EncodeError(f"{piece} is not {frames} frames")
+                except (OSError, mp3.EncodeError) as exc:
+                    log.error("chunk %s unusable (%s); silence stands in", piece, exc)
+                    data = silent * frames
+                    unreadable += 1
+            else:
+                data = piece
+            fh.write(data)
+            sha.update(data)
+            frames_added += frames
+        fh.flush()
+        os.fsync(fh.fileno())
+        size = fh.tell()
+    return size, frames_added, sha, unreadable
+
+
+def _finalize(part: Path, final: Path, expected: int, sha: Optional["hashlib._Hash"]) -> str:
+    if part.exists():
+        size = part.stat().st_size
+        if size < expected:
+            raise AssemblyError(f"{part.name} has {size} bytes, fewer than the {expected} assembled")
+        with open(part, "r+b") as fh:
+            if size > expected:
+                fh.truncate(expected)
+            os.fsync(fh.fileno())
+        os.replace(part, final)
+        fsync_dir(final.parent)
+    elif not final.exists() or final.stat().st_size != expected:
+        raise AssemblyError(f"{final.name} is missing or not the {expected} bytes assembled")
+    if sha is not None:
+        return sha.hexdigest()
+    h = hashlib.sha256()
+    with open(final, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

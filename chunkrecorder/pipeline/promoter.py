@@ -1,0 +1,217 @@
+"""Promotion: a stopped (or interrupted) meeting's chunks become its recordings.
+
+1. adopt chunk files that lost their row (cheap, and makes promotion self-repairing);
+2. wait for the meeting's QUEUED/IN_PROGRESS chunks, reporting progress, up to a timeout;
+3. assemble the tracks to the end (most of each track was assembled while recording);
+4. rename each complete ``.part`` to its final name and describe it (sha256, size, duration);
+5. one transaction: ``recordings`` rows in, temp rows out (unless kept), meeting PROMOTED;
+6. remove the meeting's chunk folder.
+
+Every step is idempotent, so a promotion interrupted at any point is simply run
+again and yields the same files and rows; a PROMOTED meeting returns its recordings.
+A chunk that failed for good becomes silence of its length (the file keeps its
+length and sync) and is counted in ``failed_chunks``; its row and PCM are kept so
+the audio is not thrown away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import time
+from dataclasses import dataclass
+from typing import Awaitable, Callable, Literal, Optional, Union
+
+from ..objects.records import Meeting, MeetingStatus, Recording, TranscodeStatus
+from ..store.service import SqlRecordingService, StoreError
+from .assembler import Assembler
+from .errors import PipelineError, PromotionTimeout
+from .paths import Layout, unlink_quiet
+from .recovery import adopt_orphans, expected_frames, settle_length
+
+__all__ = [
+    "Progress",
+    "ProgressCallback",
+    "PromotionResult",
+    "Promoter",
+]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.promoter")
+
+Phase = Literal["flushing", "transcoding", "assembling", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    phase: Phase
+    done: int
+    total: int
+
+
+ProgressCallback = Callable[[Progress], Union[Awaitable[None], None]]
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    meeting: Meeting
+    recordings: list[Recording]
+    failed_chunks: int
+    length_ms: int
+
+
+async def report(progress: Optional[ProgressCallback], phase: Phase, done: int, total: int) -> None:
+    """Call the progress callback; a failing callback (a Discord edit) never stops promotion."""
+    if progress is None:
+        return
+    try:
+        result = progress(Progress(phase, done, total))
+        if inspect.isawaitable(result):
+            await result
+    except Exception:  # noqa: BLE001
+        log.exception("progress callback failed")
+
+
+class Promoter:
+    """Drives one meeting from STOPPING/INTERRUPTED/FAILED to PROMOTED."""
+
+    def __init__(
+        self,
+        store: SqlRecordingService,
+        layout: Layout,
+        assembler: Assembler,
+        *,
+        changes: Callable[[], asyncio.Event],
+    ) -> None:
+        self._store = store
+        self._layout = layout
+        self._assembler = assembler
+        self._changes = changes
+
+    async def promote(
+        self, meeting_id: str, *, progress: Optional[ProgressCallback] = None, timeout_s: float = 300.0
+    ) -> PromotionResult:
+        store = self._store
+        meeting = await store.get_meeting(meeting_id)
+        if meeting.status is MeetingStatus.PROMOTED:
+            await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+            await report(progress, "done", 1, 1)
+            return await self._result(meeting, failed=(await store.chunk_counts(meeting_id)).failed)
+        if meeting.status is MeetingStatus.ACTIVE:
+            raise PipelineError(f"Meeting `{meeting_id}` is still being recorded; stop it first.")
+        if meeting.status is MeetingStatus.FAILED:
+            meeting = await store.set_meeting_status(meeting_id, MeetingStatus.STOPPING)
+        await adopt_orphans(store, self._layout, meeting)
+        if meeting.length_samples is None:
+            await settle_length(store, meeting)
+            meeting = await store.get_meeting(meeting_id)
+        await self._wait(meeting_id, progress, timeout_s)
+        try:
+            return await self._finish(meeting_id, progress)
+        except (PipelineError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001
+            log.exception("promotion of meeting %s failed", meeting_id)
+            note = f"promotion failed: {type(exc).__name__}: {exc}"
+            try:
+                await store.set_meeting_status(meeting_id, MeetingStatus.FAILED, note=note)
+            except StoreError:
+                pass
+            raise PipelineError(
+                f"Could not finish meeting `{meeting_id}` ({type(exc).__name__}: {exc}). "
+                f"Nothing was lost; an admin can run promote again."
+            ) from exc
+
+    async def _wait(self, meeting_id: str, progress: Optional[ProgressCallback], timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        total: Optional[int] = None
+        last = -1
+        while True:
+            changed = self._changes()
+            counts = await self._store.chunk_counts(meeting_id)
+            if total is None:
+                total = counts.total
+            total = max(total, counts.total)
+            done = total - counts.pending
+            if done != last:
+                await report(progress, "transcoding", done, total)
+                last = done
+            if not counts.pending:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise PromotionTimeout(
+                    f"{counts.pending} chunk(s) of meeting `{meeting_id}` are still being encoded. "
+                    f"The recording will be finished when they are done."
+                )
+            try:
+                await asyncio.wait_for(changed.wait(), min(remaining, 1.0))
+            except asyncio.TimeoutError:
+                pass
+
+    async def _finish(self, meeting_id: str, progress: Optional[ProgressCallback]) -> PromotionResult:
+        store = self._store
+        tracks = await store.tracks_for_meeting(meeting_id)
+        await report(progress, "assembling", 0, len(tracks))
+        status = await self._assembler.run(meeting_id, final=True)
+        if not status.complete:
+            raise PipelineError(
+                f"Meeting `{meeting_id}` has chunks that are neither done nor failed; try again."
+            )
+        meeting = await store.get_meeting(meeting_id)
+        want = expected_frames(meeting)
+        tracks = await store.tracks_for_meeting(meeting_id)
+        files = []
+        async with self._assembler.lock(meeting_id):
+            for i, track in enumerate(tracks):
+                if want is not None and track.assembled_frames != want:
+                    raise PipelineError(
+                        f"Track {track.user_id} of meeting `{meeting_id}` has {track.assembled_frames} "
+                        f"frames, expected {want}."
+                    )
+                files.append(await self._assembler.finalize(meeting, track))
+                await report(progress, "assembling", i + 1, len(tracks))
+        pipe = await store.meeting_pipeline(meeting_id)
+        counts = await store.chunk_counts(meeting_id)
+        keep = pipe.keep_temp or counts.failed > 0
+        await store.promote_temp_recordings_to_persistent(
+            meeting_id, files, length_samples=meeting.length_samples, keep_temp=keep
+        )
+        if counts.failed and not pipe.keep_temp:
+            await store.delete_temp_recordings_except_failed(meeting_id)
+        await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+        self._assembler.forget(meeting_id)
+        meeting = await store.get_meeting(meeting_id)
+        await report(progress, "done", len(tracks), len(tracks))
+        return await self._result(meeting, failed=counts.failed)
+
+    async def _failed_pcms(self, meeting_id: str) -> set[str]:
+        rows = await self._store.get_temp_recordings_for_meeting(meeting_id, status=TranscodeStatus.FAILED)
+        return {r.pcm_path for r in rows}
+
+    async def _result(self, meeting: Meeting, *, failed: int) -> PromotionResult:
+        recordings = await self._store.recordings_for_meeting(meeting.id)
+        length = meeting.length_samples or 0
+        return PromotionResult(
+            meeting=meeting,
+            recordings=recordings,
+            failed_chunks=failed,
+            length_ms=round(length * 1000 / meeting.sample_rate),
+        )
+
+    def _clear_chunks(self, meeting_id: str, keep: set[str]) -> None:
+        """Delete the meeting's chunk folder except PCMs kept for a retry (worker thread)."""
+        folder = self._layout.meeting_dir(meeting_id)
+        try:
+            names = os.listdir(folder)
+        except FileNotFoundError:
+            return
+        for name in names:
+            path = folder / name
+            if str(path) not in keep:
+                unlink_quiet(path)
+        try:
+            os.rmdir(folder)
+        except OSError:
+            pass

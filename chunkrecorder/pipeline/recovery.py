@@ -1,0 +1,176 @@
+"""What ``Recorder.start`` does before anything else: make every row movable again.
+
+After a crash (or a kill) the store and the files can disagree in a few known ways,
+each repaired here idempotently:
+
+* meetings left ACTIVE or STOPPING: nobody records them now → INTERRUPTED, with the
+  length of what reached disk;
+* chunk files with no row (a crash between a flush's write and its insert) → adopted:
+  the row is rebuilt from the file name (user, seq), the directory (meeting) and the
+  file length (body = samples − prime − tail);
+* half-written ``.tmp`` files → deleted (an atomic write never finished);
+* IN_PROGRESS rows (their worker died) and FAILED rows below the attempt limit
+  (the crash came between FAILED and the re-queue) → QUEUED;
+* DONE rows whose PCM is still there (crash between DONE and the delete) → cleaned.
+
+Then the interrupted meetings are promoted in the background when ``auto_promote``
+is on, or left for the admin's promote command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+from ..audio import mp3
+from ..objects.records import Meeting, MeetingStatus
+from ..store.service import SqlRecordingService
+from .paths import TMP_SUFFIX, Layout, unlink_quiet
+from .timeline import Grid
+
+__all__ = ["RecoveryReport", "Recovery", "adopt_orphans", "settle_length"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.recovery")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What start-up found and did; the cog logs it and may tell the guilds concerned."""
+
+    interrupted: tuple[str, ...] = ()
+    requeued: int = 0
+    adopted: int = 0
+    cleaned: int = 0
+    promoting: tuple[str, ...] = ()
+    awaiting_promotion: tuple[str, ...] = ()
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.interrupted or self.requeued or self.adopted or self.cleaned
+                    or self.awaiting_promotion)
+
+
+async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Meeting) -> int:
+    """Give every complete chunk PCM of ``meeting`` without a row its row; returns how many."""
+    folder = layout.meeting_dir(meeting.id)
+    names = await asyncio.to_thread(_listdir, folder)
+    if not names:
+        return 0
+    rows = await store.get_temp_recordings_for_meeting(meeting.id)
+    have = {(r.user_id, r.seq) for r in rows}
+    grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
+    frame_bytes = 2 * meeting.channels
+    adopted: list[int] = []
+    last_seq = -1
+    for name in names:
+        if name.endswith(TMP_SUFFIX):
+            await asyncio.to_thread(unlink_quiet, folder / name)
+            continue
+        parsed = layout.parse_chunk(name)
+        if parsed is None or parsed.ext != "pcm" or (parsed.user_id, parsed.seq) in have:
+            continue
+        size = await asyncio.to_thread(os.path.getsize, folder / name)
+        body = size // frame_bytes - grid.prime - grid.tail
+        if size % frame_bytes or body <= 0 or body > grid.chunk_samples:
+            log.error("meeting %s: %s is not a whole chunk (%d bytes); left alone", meeting.id, name, size)
+            continue
+        await store.insert_temp_recording(
+            meeting_id=meeting.id,
+            user_id=parsed.user_id,
+            guild_id=meeting.guild_id,
+            pcm_path=str(folder / name),
+            seq=parsed.seq,
+            start_sample=grid.start(parsed.seq),
+            sample_count=body,
+            prime_samples=grid.prime,
+            tail_samples=grid.tail,
+        )
+        adopted.append(parsed.user_id)
+        last_seq = max(last_seq, parsed.seq)
+    if adopted:
+        await store.ensure_tracks(meeting.id, adopted)
+        log.warning("meeting %s: adopted %d chunk file(s) that had no row", meeting.id, len(adopted))
+    return len(adopted)
+
+
+def _listdir(folder: "os.PathLike[str]") -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+
+
+async def settle_length(store: SqlRecordingService, meeting: Meeting) -> int:
+    """The length of an unfinished meeting: what reached disk, in samples.
+
+    A meeting stopped cleanly already has its length; an interrupted one ends where
+    its last flushed window (or last chunk on disk) ends. Also makes every window up
+    to that length count as flushed, so the assembler treats gaps as silence.
+    """
+    grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
+    pipe = await store.meeting_pipeline(meeting.id)
+    if meeting.length_samples is not None:
+        length = meeting.length_samples
+    else:
+        rows = await store.get_temp_recordings_for_meeting(meeting.id)
+        ends = [r.start_sample + r.sample_count for r in rows]
+        length = max([pipe.flushed_windows * grid.chunk_samples, *ends])
+    await store.set_flushed_windows(meeting.id, grid.windows_for(length), length_samples=length)
+    return length
+
+
+class Recovery:
+    """Runs the start-up repairs in order; ``max_attempts`` is the transcoder's limit."""
+
+    def __init__(self, store: SqlRecordingService, layout: Layout, *, max_attempts: int) -> None:
+        self._store = store
+        self._layout = layout
+        self._max_attempts = max_attempts
+
+    async def run(self) -> RecoveryReport:
+        store = self._store
+        interrupted: list[str] = []
+        adopted = 0
+        for meeting in await store.meetings_left_open():
+            adopted += await adopt_orphans(store, self._layout, meeting)
+            length = await settle_length(store, meeting)
+            await store.set_meeting_status(
+                meeting.id, MeetingStatus.INTERRUPTED, length_samples=length,
+                note="interrupted by a restart",
+            )
+            interrupted.append(meeting.id)
+            log.warning("meeting %s was left %s; now INTERRUPTED (%.1f s on disk)",
+                        meeting.id, meeting.status.value, length / meeting.sample_rate)
+        waiting = await store.meetings_with_status(MeetingStatus.INTERRUPTED, MeetingStatus.FAILED)
+        for meeting in waiting:
+            if meeting.id not in interrupted:
+                adopted += await adopt_orphans(store, self._layout, meeting)
+        requeued = await store.requeue_in_progress()
+        for row in await store.failed_temp_recordings(max_attempts=self._max_attempts):
+            await store.retry_temp_recording(row.id)
+            requeued += 1
+        cleaned = 0
+        for row in await store.done_uncleaned_temp_recordings():
+            # DONE means the MP3 was verified and written (and, if gone, assembled).
+            await asyncio.to_thread(unlink_quiet, row.pcm_path)
+            await store.mark_temp_recording_cleaned(row.id)
+            cleaned += 1
+        return RecoveryReport(
+            interrupted=tuple(interrupted),
+            requeued=requeued,
+            adopted=adopted,
+            cleaned=cleaned,
+            awaiting_promotion=tuple(
+                m.id for m in await store.meetings_with_status(MeetingStatus.INTERRUPTED)
+            ),
+        )
+
+
+def expected_frames(meeting: Meeting) -> Optional[int]:
+    """MP3 frames every track of a finished meeting has: its length rounded up to frames."""
+    if meeting.length_samples is None:
+        return None
+    return mp3.frames_for(meeting.length_samples)

@@ -1,0 +1,344 @@
+"""One live meeting: frames in, one chunk per track and window out.
+
+``feed`` runs on the voice receive thread, so it does nothing but a (thread-safe)
+deque append: it can neither block that thread nor raise into it. Everything else
+happens in ``advance`` on the event loop, which places the queued frames on the
+timeline and flushes every window whose audio is complete (its body, its tail, and a
+jitter margin for late and reordered frames). The heavy part of a flush (cutting,
+mixing, writing files) runs in a thread.
+
+A flush is ordered for crash safety: all of a window's chunk files are written
+atomically first, then their rows are inserted (QUEUED), then the meeting's
+``flushed_windows`` moves past the window. A crash before the rows leaves files that
+recovery adopts; a crash before the counter leaves rows whose repeat insert is a
+no-op. A window below ``flushed_windows`` with no row for a track is silence.
+
+A failed write (disk full, permission denied) does not stop the session: the window
+stays buffered and is retried on the next ``advance``; only if the backlog exceeds
+``max_backlog_windows`` is the oldest window given up, and that is counted and
+reported in the snapshot. Memory is therefore bounded by the flush interval (times
+the backlog limit), never by the meeting's length.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..audio.mix import mix, to_channels
+from ..objects.frames import DISCORD_CHANNELS, MeetingSettings, VoiceFrame
+from ..objects.records import MIX_USER_ID, Meeting
+from ..store.service import SqlRecordingService
+from .errors import FlushError
+from .paths import Layout, write_atomic
+from .timeline import Grid, SpeakerClock, TrackBuffer
+
+__all__ = ["RecordingSession", "SessionSnapshot"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.session")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """What the cog's status command shows about a live meeting."""
+
+    meeting_id: str
+    elapsed_s: float
+    speakers: tuple[int, ...]
+    buffered_bytes: int
+    windows_flushed: int
+    chunks_written: int
+    frames_received: int
+    frames_late: int
+    frames_duplicate: int
+    frames_refused: int
+    frames_invalid: int
+    flush_errors: int
+    windows_lost: int
+    last_error: Optional[str]
+    limit_reached: bool
+
+
+@dataclass(slots=True)
+class _Stats:
+    received: int = 0
+    late: int = 0
+    duplicate: int = 0
+    refused: int = 0
+    invalid: int = 0
+    overflow: int = 0
+    flush_errors: int = 0
+    windows_lost: int = 0
+    chunks_written: int = 0
+
+
+class RecordingSession:
+    """Frames of one meeting → chunk files, rows and jobs. Create through ``Recorder``."""
+
+    #: Frames waiting in ``feed``'s queue before new ones are dropped (and counted):
+    #: a stalled event loop must not turn into unbounded memory.
+    MAX_INBOX = 50 * 60 * 25
+
+    def __init__(
+        self,
+        *,
+        meeting: Meeting,
+        settings: MeetingSettings,
+        store: SqlRecordingService,
+        layout: Layout,
+        clock: Callable[[], float],
+        accept_user: Optional[Callable[[int], bool]] = None,
+        on_flushed: Optional[Callable[[str], None]] = None,
+        jitter_margin_s: float = 0.5,
+        max_backlog_windows: int = 6,
+    ) -> None:
+        self.meeting = meeting
+        self.settings = settings
+        self.grid = Grid.for_interval(settings.flush_interval_s)
+        self._store = store
+        self._layout = layout
+        self._clock = clock
+        self._accept = accept_user
+        self._on_flushed = on_flushed
+        self._margin = int(round(jitter_margin_s * self.grid.sample_rate))
+        self._max_backlog = max(1, max_backlog_windows)
+        self._max_len = int(settings.max_length_s * self.grid.sample_rate)
+        self.t0 = clock()
+        self._now = self.t0
+        self._inbox: collections.deque[VoiceFrame] = collections.deque()
+        self._clocks: dict[tuple[int, int], SpeakerClock] = {}
+        self._buffers: dict[int, TrackBuffer] = {}
+        self._next = 0
+        self._lock = asyncio.Lock()
+        self._finished = False
+        self._stats = _Stats()
+        self._last_error: Optional[str] = None
+        self._error_window: Optional[int] = None
+        self.length_samples: Optional[int] = None
+
+    # ------------------------------------------------------------------ receive thread
+    def feed(self, frame: VoiceFrame) -> None:
+        """Queue one frame (thread-safe, O(1), never blocks, never raises).
+
+        A user refused by ``accept_user`` (opt-out) is dropped here, before anything
+        of theirs is buffered; ``accept_user`` must be cheap and thread-safe.
+        """
+        try:
+            if self._finished:
+                return
+            if self._accept is not None and not self._accept(frame.user_id):
+                self._stats.refused += 1
+                return
+            if len(self._inbox) >= self.MAX_INBOX:
+                self._stats.overflow += 1
+                return
+            self._inbox.append(frame)
+        except Exception:  # noqa: BLE001 - the receive thread must never see an error
+            self._stats.invalid += 1
+
+    # ------------------------------------------------------------------ event loop
+    def sample_at(self, t: float) -> int:
+        return int(round((t - self.t0) * self.grid.sample_rate))
+
+    async def advance(self, now: Optional[float] = None) -> None:
+        """Place queued frames and flush every window that is due (never raises on I/O)."""
+        async with self._lock:
+            if self._finished:
+                return
+            self._tick(now)
+            now_s = min(self.sample_at(self._now), self._max_len)
+            limit = self.grid.windows_for(self._max_len)
+            while self._next < limit and self.grid.due_at(self._next) + self._margin <= now_s:
+                if not await self._flush_or_hold(self._next, None):
+                    break
+
+    async def finish(self, now: Optional[float] = None) -> int:
+        """Flush everything up to now as the meeting's end; returns its length in samples.
+
+        Raises :class:`FlushError` (and stays live, holding the audio) if the last
+        windows cannot be written, so the caller can report it and try again.
+        """
+        async with self._lock:
+            if self._finished:
+                assert self.length_samples is not None
+                return self.length_samples
+            self._tick(now)
+            end = min(max(0, self.sample_at(self._now)), self._max_len)
+            for k in range(self._next, self.grid.windows_for(end)):
+                try:
+                    await self._flush(k, end)
+                except Exception as exc:  # noqa: BLE001
+                    self._record_error(k, exc)
+                    raise FlushError(
+                        f"Could not write the last part of the recording ({self._last_error}). "
+                        f"It is still held in memory; free space or fix permissions and stop again."
+                    ) from exc
+            await self._store.set_flushed_windows(
+                self.meeting.id, self.grid.windows_for(end), length_samples=end
+            )
+            self.length_samples = end
+            self._finished = True
+            self._inbox.clear()
+            self._buffers.clear()
+            return end
+
+    def snapshot(self) -> SessionSnapshot:
+        s = self._stats
+        return SessionSnapshot(
+            meeting_id=self.meeting.id,
+            elapsed_s=max(0.0, self._now - self.t0),
+            speakers=tuple(sorted(self._buffers)),
+            buffered_bytes=sum(b.nbytes for b in self._buffers.values())
+            + sum(len(f.pcm) for f in list(self._inbox)),
+            windows_flushed=self._next,
+            chunks_written=s.chunks_written,
+            frames_received=s.received,
+            frames_late=s.late,
+            frames_duplicate=s.duplicate,
+            frames_refused=s.refused,
+            frames_invalid=s.invalid + s.overflow,
+            flush_errors=s.flush_errors,
+            windows_lost=s.windows_lost,
+            last_error=self._last_error,
+            limit_reached=self.sample_at(self._now) >= self._max_len,
+        )
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    # ------------------------------------------------------------------ placing frames
+    def _tick(self, now: Optional[float]) -> None:
+        t = self._clock() if now is None else now
+        self._now = max(self._now, t)
+        self._drain()
+
+    def _drain(self) -> None:
+        channels = self.settings.channels
+        while self._inbox:
+            frame = self._inbox.popleft()
+            self._stats.received += 1
+            pcm = frame.pcm
+            if not pcm or len(pcm) % (2 * DISCORD_CHANNELS) or frame.user_id == MIX_USER_ID:
+                self._stats.invalid += 1
+                continue
+            stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
+            n = len(stereo)
+            key = (frame.user_id, frame.ssrc)
+            clock = self._clocks.get(key)
+            if clock is None:
+                clock = self._clocks[key] = SpeakerClock()
+            pos = clock.place(frame.timestamp, self.sample_at(frame.arrival) - n)
+            if pos is None:
+                self._stats.duplicate += 1
+                continue
+            if pos + n <= 0 or pos >= self._max_len:
+                self._stats.late += 1
+                continue
+            samples = to_channels(stereo, channels)
+            if pos < 0:
+                samples, pos = samples[-pos:], 0
+            buf = self._buffers.get(frame.user_id)
+            if buf is None:
+                buf = self._buffers[frame.user_id] = TrackBuffer(self.grid, channels)
+            if buf.write(pos, samples):
+                self._stats.late += 1
+
+    # ------------------------------------------------------------------ flushing
+    async def _flush_or_hold(self, k: int, length: Optional[int]) -> bool:
+        try:
+            await self._flush(k, length)
+            return True
+        except Exception as exc:  # noqa: BLE001 - I/O and store errors are reported, never raised
+            self._record_error(k, exc)
+            backlog = self.grid.window_of(max(0, self.sample_at(self._now))) - k
+            if backlog <= self._max_backlog:
+                return False
+            log.error("Meeting %s: giving up window %d after repeated errors: %s",
+                      self.meeting.id, k, self._last_error)
+            self._stats.windows_lost += 1
+            self._release(k)
+            self._next = k + 1
+            return True
+
+    def _record_error(self, k: int, exc: BaseException) -> None:
+        self._stats.flush_errors += 1
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        if self._error_window != k:
+            log.warning("Meeting %s: window %d not written yet: %s", self.meeting.id, k, self._last_error)
+            self._error_window = k
+
+    async def _flush(self, k: int, length: Optional[int]) -> None:
+        """Write window ``k`` (files, then rows, then the counter). Idempotent."""
+        chunks = await asyncio.to_thread(self._write_window, k, length)
+        body = self.grid.body(k, length)
+        mid = self.meeting.id
+        for user_id, path in chunks:
+            await self._store.insert_temp_recording(
+                meeting_id=mid,
+                user_id=user_id,
+                guild_id=self.meeting.guild_id,
+                pcm_path=str(path),
+                seq=k,
+                start_sample=self.grid.start(k),
+                sample_count=body,
+                prime_samples=self.grid.prime,
+                tail_samples=self.grid.tail,
+            )
+        if chunks:
+            await self._store.ensure_tracks(mid, [u for u, _ in chunks])
+        await self._store.set_flushed_windows(mid, k + 1)
+        self._stats.chunks_written += len(chunks)
+        self._release(k)
+        self._next = k + 1
+        if self._error_window == k:
+            self._error_window = None
+        if self._on_flushed is not None:
+            try:
+                self._on_flushed(mid)
+            except Exception:  # noqa: BLE001
+                log.exception("on_flushed hook failed")
+
+    def _write_window(self, k: int, length: Optional[int]) -> list[tuple[int, object]]:
+        """Cut every track's chunk ``k``, mix, and write the non-silent ones (worker thread).
+
+        A chunk that is all zeros, prime and tail included, is not written: the
+        assembler stands in a cached encoding of silence, which decodes to the same
+        zeros. Quiet speakers and late joiners therefore cost no disk and no encoding.
+        """
+        start, end = self.grid.span(k, length)
+        stop = self.grid.start(k) + self.grid.body(k, length)
+        pieces: dict[int, np.ndarray] = {}
+        for user_id, buf in self._buffers.items():
+            pcm = buf.read(start, end)
+            if pcm is not None and length is not None:
+                pcm[stop - start :] = 0
+                if not pcm.any():
+                    pcm = None
+            if pcm is not None:
+                pieces[user_id] = pcm
+        tracks: dict[int, np.ndarray] = {}
+        if self.settings.strategy.wants_per_user:
+            tracks.update(pieces)
+        if self.settings.strategy.wants_mix and pieces:
+            mixed = mix(list(pieces.values()))
+            if mixed.any():
+                tracks[MIX_USER_ID] = mixed
+        written = []
+        for user_id, pcm in sorted(tracks.items()):
+            path = self._layout.pcm_path(self.meeting.id, user_id, k)
+            write_atomic(path, np.ascontiguousarray(pcm))
+            written.append((user_id, path))
+        return written
+
+    def _release(self, k: int) -> None:
+        """After window ``k``: nothing may land before its tail end; keep the next prime."""
+        nxt = self.grid.start(k + 1)
+        for buf in self._buffers.values():
+            buf.release_to(nxt + self.grid.tail, nxt - self.grid.prime)
+

@@ -1,0 +1,224 @@
+"""The meeting's timeline: where chunks are cut, where each frame lands, and the buffers.
+
+Everything here is plain, synchronous and driven by the session; tests drive it directly.
+
+* :class:`Grid` cuts the timeline into windows on the MP3 frame grid, identical for
+  every track, so chunk ``k`` of every speaker and of the mix covers the same samples.
+* :class:`SpeakerClock` maps one SSRC's RTP timestamps onto the timeline. Within a
+  talkspurt the RTP clock is trusted (it is sample-exact; arrival times carry network
+  jitter), but it is re-anchored to arrival time whenever the two disagree by more
+  than a tolerance, so a speaker's track can never drift from the wall clock by more
+  than that, whatever their client's clock does.
+* :class:`TrackBuffer` holds one speaker's audio for the windows not yet flushed, in
+  window-sized blocks allocated only where audio lands: memory is bounded by the flush
+  interval, and a speaker who is quiet or not yet present costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+from ..audio.mp3 import FRAME, PRIME_SAMPLES, TAIL_SAMPLES
+from ..objects.frames import FRAME_SAMPLES, SAMPLE_RATE
+
+__all__ = ["Grid", "SpeakerClock", "TrackBuffer"]
+
+_WRAP = 1 << 32
+_HALF = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class Grid:
+    """Windows ``[B_k, B_{k+1})`` with ``B_k = k * chunk_samples`` on the 1152-sample grid."""
+
+    chunk_samples: int
+    prime: int = PRIME_SAMPLES
+    tail: int = TAIL_SAMPLES
+    sample_rate: int = SAMPLE_RATE
+
+    @classmethod
+    def for_interval(cls, flush_interval_s: float, sample_rate: int = SAMPLE_RATE) -> "Grid":
+        frames = max(1, round(flush_interval_s * sample_rate / FRAME))
+        return cls(chunk_samples=frames * FRAME, sample_rate=sample_rate)
+
+    @property
+    def chunk_frames(self) -> int:
+        return self.chunk_samples // FRAME
+
+    def start(self, k: int) -> int:
+        return k * self.chunk_samples
+
+    def window_of(self, sample: int) -> int:
+        return sample // self.chunk_samples
+
+    def windows_for(self, length: int) -> int:
+        """How many windows a meeting of ``length`` samples has (the last may be partial)."""
+        return -(-max(0, length) // self.chunk_samples)
+
+    def body(self, k: int, length: Optional[int] = None) -> int:
+        """Samples of window ``k`` that belong to the meeting (all of them until it ends)."""
+        if length is None:
+            return self.chunk_samples
+        return max(0, min(self.chunk_samples, length - self.start(k)))
+
+    def span(self, k: int, length: Optional[int] = None) -> tuple[int, int]:
+        """Timeline range a chunk's PCM covers: prime before the window, tail after its body."""
+        return self.start(k) - self.prime, self.start(k) + self.body(k, length) + self.tail
+
+    def due_at(self, k: int) -> int:
+        """First timeline sample at which window ``k`` has all its audio (body and tail)."""
+        return self.start(k + 1) + self.tail
+
+    def seconds(self, samples: int) -> float:
+        return samples / self.sample_rate
+
+
+class SpeakerClock:
+    """Places one SSRC's frames on the timeline from RTP timestamps, anchored to arrival.
+
+    ``heard`` is where arrival time puts a frame (its arrival minus its own length:
+    a frame is sent once its 20 ms have been captured). The anchor ``A`` maps the
+    unwrapped RTP timestamp ``ts`` to ``ts + A``. It is set by the first frame and
+    moved only when arrival proves it wrong by more than ``tolerance``: at the start
+    of a talkspurt (the silence hides the jump), at once when a frame arrives earlier
+    than its place (network delay cannot make a frame early, so our anchor was late),
+    or when every frame of a whole check period arrived late (the sender's clock is
+    slow or its timestamps stood still). Jitter alone never moves it.
+    """
+
+    def __init__(
+        self,
+        *,
+        tolerance: int = int(0.04 * SAMPLE_RATE),
+        talkspurt_gap: int = int(0.2 * SAMPLE_RATE),
+        check_every: int = 50,
+    ) -> None:
+        self.tolerance = tolerance
+        self.talkspurt_gap = talkspurt_gap
+        self.check_every = check_every
+        self.anchor: Optional[int] = None
+        self.reanchors = 0
+        self._last_raw = 0
+        self._top = 0
+        self._last_heard: Optional[int] = None
+        self._late_min: Optional[int] = None
+        self._late_count = 0
+        self._seen: set[int] = set()
+
+    def _unwrap(self, timestamp: int) -> int:
+        if self.anchor is None:
+            self._last_raw, self._top = timestamp & 0xFFFFFFFF, 0
+            return 0
+        diff = (timestamp - self._last_raw) & 0xFFFFFFFF
+        if diff >= _HALF:
+            diff -= _WRAP
+        ext = self._top + diff
+        if diff > 0:
+            self._last_raw, self._top = timestamp & 0xFFFFFFFF, ext
+        return ext
+
+    def place(self, timestamp: int, heard: int) -> Optional[int]:
+        """Timeline sample where this frame starts, or None for a duplicate."""
+        ext = self._unwrap(timestamp)
+        if self.anchor is None:
+            self.anchor = heard - ext
+            self._last_heard = heard
+            self._seen.add(ext)
+            return ext + self.anchor
+        if ext in self._seen:
+            return None
+        self._seen.add(ext)
+        if len(self._seen) > 4096:
+            horizon = self._top - 60 * SAMPLE_RATE
+            self._seen = {e for e in self._seen if e > horizon}
+        d = heard - (ext + self.anchor)
+        new_spurt = self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
+        self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
+        if (new_spurt and abs(d) > self.tolerance) or d < -self.tolerance:
+            self._move(d)
+        else:
+            self._late_min = d if self._late_min is None else min(self._late_min, d)
+            self._late_count += 1
+            if self._late_count >= self.check_every:
+                if self._late_min > self.tolerance:
+                    self._move(self._late_min)
+                self._late_min, self._late_count = None, 0
+        return ext + self.anchor
+
+    def _move(self, by: int) -> None:
+        assert self.anchor is not None
+        self.anchor += by
+        self.reanchors += 1
+        self._late_min, self._late_count = None, 0
+
+
+class TrackBuffer:
+    """One speaker's not-yet-flushed audio in window-sized blocks (int16, (n, channels)).
+
+    ``floor`` is the first sample still writable: everything before it has been
+    flushed, and a frame arriving that late is dropped (counted by the caller) rather
+    than written into a window whose chunk is already on disk.
+    """
+
+    def __init__(self, grid: Grid, channels: int) -> None:
+        self.grid = grid
+        self.channels = channels
+        self.floor = 0
+        self._blocks: dict[int, np.ndarray] = {}
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.nbytes for b in self._blocks.values())
+
+    def write(self, pos: int, pcm: np.ndarray) -> int:
+        """Overwrite ``[pos, pos+len)``; returns how many samples fell below the floor."""
+        n = len(pcm)
+        dropped = 0
+        if pos < self.floor:
+            dropped = min(n, self.floor - pos)
+            pcm = pcm[dropped:]
+            pos += dropped
+        size = self.grid.chunk_samples
+        while len(pcm):
+            b, off = divmod(pos, size)
+            take = min(len(pcm), size - off)
+            block = self._blocks.get(b)
+            if block is None:
+                block = self._blocks[b] = np.zeros((size, self.channels), dtype=np.int16)
+            block[off : off + take] = pcm[:take]
+            pcm = pcm[take:]
+            pos += take
+        return dropped
+
+    def read(self, start: int, end: int) -> Optional[np.ndarray]:
+        """Samples ``[start, end)`` (zeros where nothing was heard), or None if all silent."""
+        size = self.grid.chunk_samples
+        first, last = max(0, start) // size, max(0, end - 1) // size
+        if not any(b in self._blocks for b in range(first, last + 1)):
+            return None
+        out = np.zeros((end - start, self.channels), dtype=np.int16)
+        for b in range(first, last + 1):
+            block = self._blocks.get(b)
+            if block is None:
+                continue
+            lo, hi = max(start, b * size), min(end, (b + 1) * size)
+            if lo < hi:
+                out[lo - start : hi - start] = block[lo - b * size : hi - b * size]
+        if not out.any():
+            return None
+        return out
+
+    def release_to(self, floor: int, keep_from: int) -> None:
+        """Raise the writable floor to ``floor`` but keep blocks holding ``keep_from`` onwards."""
+        self.floor = max(self.floor, floor)
+        size = self.grid.chunk_samples
+        for b in [b for b in self._blocks if (b + 1) * size <= keep_from]:
+            del self._blocks[b]
+
+
+def frame_samples(pcm: bytes, channels_in: int = 2) -> int:
+    """Samples in a Discord PCM frame (normally ``FRAME_SAMPLES``)."""
+    return len(pcm) // (2 * channels_in) if pcm else FRAME_SAMPLES

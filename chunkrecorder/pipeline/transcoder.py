@@ -1,0 +1,237 @@
+"""The transcode queue: the store's QUEUED rows, drained by a bounded pool of workers.
+
+The store is the queue (``claim_next_job`` atomically moves the oldest due row to
+IN_PROGRESS), so jobs survive a restart and a job is never taken twice. Each async
+worker claims a row, has a process encode it (see ``encode_worker`` for why a process
+and not a thread), and records the outcome in the order that keeps every crash
+recoverable: MP3 written and verified → row DONE with path, sha256, duration → PCM
+deleted → row marked cleaned. A failure marks the row FAILED with the error text and,
+below the attempt limit, re-queues it with exponential backoff; the PCM stays either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import multiprocessing
+import os
+import time
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Literal, Optional
+
+from ..audio import mp3
+from ..objects.records import TempRecording
+from ..store.service import NotFound, SqlRecordingService
+from .encode_worker import EncodeJob, bootstrap_source, encode
+from .paths import unlink_quiet
+
+__all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.transcoder")
+
+ChunkEncoder = Callable[[EncodeJob], mp3.ChunkMp3]
+ExecutorKind = Literal["process", "thread"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Attempts before a chunk stays FAILED, and the backoff between them."""
+
+    max_attempts: int = 5
+    base_delay_s: float = 2.0
+    max_delay_s: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        return min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    channels: int
+    bitrate: int
+    quality: int
+    sample_rate: int
+
+
+def default_workers() -> int:
+    return max(1, os.cpu_count() or 1)
+
+
+class Transcoder:
+    """``workers`` concurrent encodes; ``on_settled`` hears of every DONE or FAILED row."""
+
+    #: Longest sleep between looks at the queue when nothing woke the workers.
+    POLL_S = 5.0
+
+    def __init__(
+        self,
+        store: SqlRecordingService,
+        *,
+        workers: Optional[int] = None,
+        executor: ExecutorKind = "process",
+        encoder: ChunkEncoder = encode,
+        retry: RetryPolicy = RetryPolicy(),
+        on_settled: Optional[Callable[[TempRecording], None]] = None,
+    ) -> None:
+        self._store = store
+        self.workers = workers or default_workers()
+        self._kind = executor
+        self._encoder = encoder
+        self.retry = retry
+        self._on_settled = on_settled
+        self._pool: Optional[cf.Executor] = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake = asyncio.Event()
+        self._params: dict[str, _Params] = {}
+        self._busy = 0
+        self.completed = 0
+        self.failed = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def _make_pool(self) -> cf.Executor:
+        if self._kind == "thread":
+            return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="chunkrecorder-encode")
+        # forkserver: the bot has threads, and fork() of a threaded process is unsafe.
+        # No preloading: by default the fork server imports the parent's __main__
+        # (the bot's, the harness's, a test runner's), which is slow at best and at
+        # worst runs a script again; our initializer brings what a worker needs.
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([])
+        return cf.ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=exec, initargs=(bootstrap_source(), {})
+        )
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        self._pool = self._make_pool()
+        self._tasks = [
+            asyncio.create_task(self._worker(i), name=f"chunkrecorder-transcode-{i}")
+            for i in range(self.workers)
+        ]
+
+    async def close(self) -> None:
+        """Stop taking jobs; rows left IN_PROGRESS are re-queued by the next start's recovery."""
+        tasks, self._tasks = self._tasks, []
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """New or re-queued rows: let idle workers look at once."""
+        self._wake.set()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def forget(self, meeting_id: str) -> None:
+        self._params.pop(meeting_id, None)
+
+    # ------------------------------------------------------------------ work
+    async def _worker(self, index: int) -> None:
+        while True:
+            try:
+                self._wake.clear()
+                row = await self._store.claim_next_job(now=time.time())
+                if row is None:
+                    await self._idle()
+                    continue
+                self._busy += 1
+                try:
+                    await self._run(row)
+                finally:
+                    self._busy -= 1
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - a worker must outlive any one job
+                log.exception("transcode worker %d: unexpected error", index)
+                await asyncio.sleep(1.0)
+
+    async def _idle(self) -> None:
+        timeout = self.POLL_S
+        due = await self._store.next_retry_at()
+        if due is not None:
+            timeout = min(timeout, max(0.0, due - time.time()) + 0.01)
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+    async def _params_for(self, meeting_id: str) -> _Params:
+        p = self._params.get(meeting_id)
+        if p is None:
+            meeting = await self._store.get_meeting(meeting_id)
+            extra = await self._store.meeting_pipeline(meeting_id)
+            p = self._params[meeting_id] = _Params(
+                meeting.channels, meeting.bitrate, extra.quality, meeting.sample_rate
+            )
+        return p
+
+    async def _run(self, row: TempRecording) -> None:
+        try:
+            params = await self._params_for(row.meeting_id)
+        except NotFound:
+            return  # meeting deleted meanwhile; its rows went with it
+        job = EncodeJob(
+            pcm_path=row.pcm_path,
+            mp3_path=str(Path(row.pcm_path).with_suffix(".mp3")),
+            prime=row.prime_samples,
+            body=row.sample_count,
+            channels=params.channels,
+            bitrate=params.bitrate,
+            quality=params.quality,
+            sample_rate=params.sample_rate,
+        )
+        try:
+            result = await self._encode(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            await self._failed(row, exc)
+            return
+        done = await self._store.update_temp_recording_transcode_completed(
+            row.id, mp3_path=job.mp3_path, sha256=result.sha256, duration_ms=result.duration_ms
+        )
+        await asyncio.to_thread(unlink_quiet, row.pcm_path)
+        done = await self._store.mark_temp_recording_cleaned(row.id)
+        self.completed += 1
+        self._settled(done)
+
+    async def _encode(self, job: EncodeJob) -> mp3.ChunkMp3:
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, self._encoder, job)
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): replace the pool, report this job.
+            log.error("encoder process died; restarting the pool")
+            old, self._pool = self._pool, self._make_pool()
+            old.shutdown(wait=False, cancel_futures=True)
+            raise
+
+    async def _failed(self, row: TempRecording, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        failed = await self._store.update_temp_recording_transcode_failed(row.id, error=error)
+        self.failed += 1
+        if failed.attempts < self.retry.max_attempts:
+            delay = self.retry.delay(failed.attempts)
+            log.warning("chunk %s (attempt %d) failed: %s; retrying in %.1f s",
+                        row.id, failed.attempts, error, delay)
+            failed = await self._store.retry_temp_recording(row.id, not_before=time.time() + delay)
+        else:
+            log.error("chunk %s failed %d times, giving up: %s", row.id, failed.attempts, error)
+        self._settled(failed)
+
+    def _settled(self, row: TempRecording) -> None:
+        if self._on_settled is not None:
+            try:
+                self._on_settled(row)
+            except Exception:  # noqa: BLE001
+                log.exception("on_settled hook failed")
