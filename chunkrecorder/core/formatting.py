@@ -1,0 +1,149 @@
+"""How recordings, meetings and settings read in Discord.
+
+Kept apart from the commands so every command shows a size, a duration or a speaker
+the same way, and so tests can check the wording without a bot.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Iterable, Optional, Sequence
+
+import discord
+from redbot.core.utils.chat_formatting import escape, humanize_list, humanize_number
+
+from ..objects.records import (
+    ChunkCounts,
+    Meeting,
+    MeetingStatus,
+    Recording,
+    RecordingKind,
+)
+
+__all__ = [
+    "MIXED_NOTE",
+    "bar",
+    "clock_duration",
+    "human_size",
+    "member_name",
+    "meeting_line",
+    "recording_line",
+    "status_word",
+    "timestamp",
+]
+
+#: Said wherever a mixed file is shown: why a deletion request does not remove it.
+MIXED_NOTE = (
+    "A mixed file holds everyone's voices in one track: it cannot be split per member, "
+    "so a member's data deletion request does not remove it (an admin can delete it)."
+)
+
+_STATUS_WORDS = {
+    MeetingStatus.ACTIVE: "recording",
+    MeetingStatus.STOPPING: "finishing",
+    MeetingStatus.PROMOTED: "done",
+    MeetingStatus.INTERRUPTED: "interrupted",
+    MeetingStatus.FAILED: "failed",
+}
+
+
+def human_size(size: int) -> str:
+    """Binary units, one decimal: what Discord's own upload limit (10 MiB) is written in."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{int(value)} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def clock_duration(ms: Optional[int | float]) -> str:
+    """``m:ss`` or ``h:mm:ss``: how media players show a length."""
+    if ms is None:
+        return "?"
+    total = int(round(ms / 1000))
+    hours, rest = divmod(total, 3600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
+
+
+def timestamp(epoch: Optional[float], style: str = "f") -> str:
+    """A Discord timestamp: every reader sees it in their own time zone."""
+    if epoch is None:
+        return "?"
+    return discord.utils.format_dt(dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc), style)
+
+
+def member_name(guild: Optional[discord.Guild], user_id: Optional[int]) -> str:
+    """Display name without a ping; ids of members who left stay recognisable."""
+    if user_id is None:
+        return "Mixed"
+    member = guild.get_member(user_id) if guild is not None else None
+    if member is None:
+        return f"user {user_id}"
+    return escape(member.display_name, mass_mentions=True, formatting=True)
+
+
+def status_word(status: MeetingStatus) -> str:
+    return _STATUS_WORDS.get(status, status.value.lower())
+
+
+def recording_line(guild: Optional[discord.Guild], rec: Recording) -> str:
+    who = "**Mixed**" if rec.kind is RecordingKind.MIXED else f"**{member_name(guild, rec.user_id)}**"
+    return f"{who}: {clock_duration(rec.duration_in_ms)}, {human_size(rec.size_bytes)} (`{rec.id}`)"
+
+
+def meeting_line(guild: Optional[discord.Guild], meeting: Meeting,
+                 channel_name: Optional[str] = None) -> str:
+    where = channel_name or f"channel {meeting.channel_id}"
+    length = ""
+    if meeting.length_samples:
+        length = f", {clock_duration(meeting.length_samples * 1000 / meeting.sample_rate)}"
+    return (
+        f"`{meeting.id}` {timestamp(meeting.started_at, 'f')} in **{escape(where, formatting=True)}**"
+        f" ({status_word(meeting.status)}{length})"
+    )
+
+
+def chunk_summary(counts: ChunkCounts) -> str:
+    parts = [
+        f"{humanize_number(counts.done)} done",
+        f"{humanize_number(counts.pending)} waiting",
+    ]
+    if counts.failed:
+        parts.append(f"{humanize_number(counts.failed)} failed")
+    return ", ".join(parts)
+
+
+def bar(done: int, total: int, width: int = 12) -> str:
+    if total <= 0:
+        return "▱" * width
+    filled = max(0, min(width, round(width * done / total)))
+    return "▰" * filled + "▱" * (width - filled)
+
+
+def names(guild: Optional[discord.Guild], user_ids: Iterable[int]) -> str:
+    listed = [member_name(guild, u) for u in user_ids]
+    return humanize_list(listed) if listed else "nobody yet"
+
+
+def batches(sizes: Sequence[int], limit: int, max_files: int = 10) -> list[list[int]]:
+    """Indices of files grouped so each message stays under the upload limit.
+
+    Files larger than ``limit`` on their own are left out; the caller says how to
+    get them instead.
+    """
+    out: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i, size in enumerate(sizes):
+        if size > limit:
+            continue
+        if current and (used + size > limit or len(current) >= max_files):
+            out.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += size
+    if current:
+        out.append(current)
+    return out

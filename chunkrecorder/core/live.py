@@ -1,0 +1,371 @@
+"""Live meetings: one per guild, from joining voice to the promoted files.
+
+This is the cog's logic without Discord's command layer, so tests drive it directly.
+For each live meeting it owns the voice link, the pipeline's ``RecordingSession``
+and a tick task that keeps the session flushing; it decides when a meeting must end
+on its own (maximum length, channel empty, the bot disconnected or moved) and when a
+dropped link is worth reconnecting. *How* an ending is announced belongs to the cog:
+``on_auto_stop`` is called, and the cog runs the same stop path as ``[p]record stop``.
+
+Nothing here blocks the event loop: the receiver's socket thread only calls
+``session.feed`` (O(1)); flushing and encoding happen inside the pipeline's workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional, Protocol
+
+from ..objects.frames import MeetingSettings
+from ..pipeline.errors import FlushError
+from .errors import UserError
+from .settings import GuildSettings
+
+__all__ = ["LiveMeeting", "MeetingManager", "StopReason"]
+
+log = logging.getLogger("red.chunkrecorder.live")
+
+VoiceConnector = Callable[[Any], Awaitable[Any]]
+
+
+class StopReason:
+    """Why a meeting ended; the words appear in Discord after "Recording stopped: "."""
+
+    COMMAND = "stopped by {who}"
+    MAX_LENGTH = "it reached the maximum length of {minutes} minutes"
+    EMPTY = "the voice channel was empty for {minutes} minutes"
+    KICKED = "I was disconnected from the voice channel"
+    MOVED = "I was moved to another voice channel"
+    LOST = "the voice connection was lost and {attempts} reconnect attempts failed"
+    CHANNEL_GONE = "the voice channel was deleted"
+
+
+class AutoStop(Protocol):
+    def __call__(self, live: "LiveMeeting", reason: str) -> Awaitable[None]: ...
+
+
+@dataclass(eq=False)
+class LiveMeeting:
+    """What the cog knows about a meeting while it is being recorded."""
+
+    guild_id: int
+    channel: Any  # discord.VoiceChannel (or the harness's stand-in)
+    text_channel_id: Optional[int]
+    started_by: int
+    settings: GuildSettings
+    session: Any  # pipeline.session.RecordingSession
+    link: Any  # voice.link.VoiceLink
+    started_at: float  # on the manager's clock
+    ending: bool = False
+    end_reason: Optional[str] = None
+    empty_since: Optional[float] = None
+    reconnects: int = 0
+    events: list[str] = field(default_factory=list)
+    tick_task: Optional[asyncio.Task] = None
+    #: Members whose data was erased while the meeting ran: their audio is refused
+    #: from then on and their files are removed again once the meeting is promoted.
+    erased: set[int] = field(default_factory=set)
+
+    @property
+    def meeting_id(self) -> str:
+        return self.session.meeting.id
+
+    @property
+    def channel_id(self) -> int:
+        return int(self.channel.id)
+
+    def humans_present(self) -> int:
+        """Members in the voice channel who are not bots (the bot never counts)."""
+        try:
+            members = list(self.channel.members)
+        except Exception:  # a deleted channel, say
+            return 0
+        return sum(1 for m in members if not getattr(m, "bot", False))
+
+
+class _LinkListener:
+    """Adapter from the voice link's callbacks to the manager; one per link."""
+
+    def __init__(self, manager: "MeetingManager", live: LiveMeeting, link: Any) -> None:
+        self._manager = manager
+        self._live = live
+        self._link = link
+
+    async def on_disconnect(self, reason: Any = None) -> None:
+        await self._manager._link_dropped(self._live, self._link, reason)
+
+    def on_resume(self, *args: Any) -> None:
+        self._live.events.append("voice session resumed")
+
+    def __getattr__(self, name: str) -> Any:
+        # Member connect/disconnect, SPEAKING and the like: the receiver already acts
+        # on them; the manager has nothing to add.
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+class MeetingManager:
+    """Starts, watches and stops live meetings; one instance per loaded cog."""
+
+    def __init__(
+        self,
+        *,
+        recorder: Any,
+        connector: VoiceConnector,
+        on_auto_stop: Optional[AutoStop] = None,
+        accept_user: Optional[Callable[[int, int], bool]] = None,
+        clock: Optional[Callable[[], float]] = None,
+        tick_s: float = 0.2,
+        connect_timeout_s: float = 20.0,
+        reconnect_delay_s: float = 2.0,
+    ) -> None:
+        self.recorder = recorder
+        self.connector = connector
+        self.on_auto_stop = on_auto_stop
+        self._accept_user = accept_user
+        #: The session's clock too: audio arrival times and the watchdog agree.
+        self.clock = clock
+        self.tick_s = tick_s
+        self.connect_timeout_s = connect_timeout_s
+        self.reconnect_delay_s = reconnect_delay_s
+        self.live: dict[int, LiveMeeting] = {}
+        self._locks: dict[int, asyncio.Lock] = {}
+        self._closing = False
+
+    def now(self) -> float:
+        return self.clock() if self.clock is not None else time.monotonic()
+
+    def get(self, guild_id: int) -> Optional[LiveMeeting]:
+        return self.live.get(guild_id)
+
+    def _lock(self, guild_id: int) -> asyncio.Lock:
+        return self._locks.setdefault(guild_id, asyncio.Lock())
+
+    # ------------------------------------------------------------------ start
+    async def start(
+        self,
+        *,
+        guild_id: int,
+        channel: Any,
+        text_channel_id: Optional[int],
+        started_by: int,
+        settings: GuildSettings,
+    ) -> LiveMeeting:
+        """Join ``channel`` and start recording; ``UserError`` if that cannot be done."""
+        if self._closing:
+            raise UserError("The recorder is shutting down; try again once the cog is loaded again.")
+        async with self._lock(guild_id):
+            current = self.live.get(guild_id)
+            if current is not None:
+                raise UserError(
+                    f"I'm already recording **{getattr(current.channel, 'name', current.channel_id)}** "
+                    f"in this server; stop that first."
+                )
+            meeting_settings: MeetingSettings = settings.meeting_settings()
+            link = await self._connect(channel)
+            try:
+                session = await self.recorder.start_meeting(
+                    guild_id=guild_id,
+                    channel_id=int(channel.id),
+                    started_by=started_by,
+                    settings=meeting_settings,
+                    clock=self.clock,
+                    accept_user=self._acceptor(guild_id),
+                )
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    await link.disconnect()
+                raise
+            live = LiveMeeting(
+                guild_id=guild_id,
+                channel=channel,
+                text_channel_id=text_channel_id,
+                started_by=started_by,
+                settings=settings,
+                session=session,
+                link=link,
+                started_at=self.now(),
+            )
+            self._attach(live, link)
+            self.live[guild_id] = live
+            live.tick_task = asyncio.create_task(self._tick_loop(live), name=f"chunkrecorder-tick-{guild_id}")
+            return live
+
+    def _acceptor(self, guild_id: int) -> Callable[[int], bool]:
+        """Per-frame gate: opted-out and erased members never reach the pipeline."""
+
+        def accept(user_id: int) -> bool:
+            live = self.live.get(guild_id)
+            if live is not None and user_id in live.erased:
+                return False
+            if self._accept_user is None:
+                return True
+            return self._accept_user(guild_id, user_id)
+
+        return accept
+
+    async def _connect(self, channel: Any) -> Any:
+        name = getattr(channel, "name", "that channel")
+        try:
+            return await asyncio.wait_for(self.connector(channel), self.connect_timeout_s)
+        except asyncio.TimeoutError:
+            raise UserError(f"I couldn't join **{name}**: Discord did not answer in time. Try again.") from None
+        except UserError:
+            raise
+        except Exception as exc:  # discord.ClientException, Forbidden, OSError ...
+            log.warning("Connecting to voice channel %s failed", getattr(channel, "id", "?"), exc_info=exc)
+            detail = str(exc).strip().rstrip(".") or type(exc).__name__
+            raise UserError(f"I couldn't join **{name}**: {detail}.") from None
+
+    def _attach(self, live: LiveMeeting, link: Any) -> None:
+        live.link = link
+        link.receiver.set_sink(live.session.feed)
+        link.set_listener(_LinkListener(self, live, link))
+
+    # ------------------------------------------------------------------ the tick
+    async def _tick_loop(self, live: LiveMeeting) -> None:
+        failures = 0
+        while not live.ending:
+            try:
+                await asyncio.to_thread(live.link.receiver.poll)
+                await live.session.advance()
+                failures = 0
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.exception("Advancing meeting %s failed (%d in a row)", live.meeting_id, failures)
+            reason = self._due_stop(live)
+            if reason is not None:
+                self._request_stop(live, reason)
+                return
+            await asyncio.sleep(self.tick_s)
+
+    def _due_stop(self, live: LiveMeeting) -> Optional[str]:
+        now = self.now()
+        s = live.settings
+        if now - live.started_at >= s.max_length_minutes * 60:
+            return StopReason.MAX_LENGTH.format(minutes=s.max_length_minutes)
+        if live.humans_present() == 0:
+            if live.empty_since is None:
+                live.empty_since = now
+            elif s.autostop_minutes > 0 and now - live.empty_since >= s.autostop_minutes * 60:
+                return StopReason.EMPTY.format(minutes=s.autostop_minutes)
+        else:
+            live.empty_since = None
+        return None
+
+    def _request_stop(self, live: LiveMeeting, reason: str) -> None:
+        """Hand an automatic ending to the cog (once), off the tick task itself."""
+        if live.end_reason is not None or live.ending:
+            return
+        live.end_reason = reason
+        if self.on_auto_stop is None:
+            asyncio.create_task(self.stop(live.guild_id))
+        else:
+            asyncio.create_task(self._auto_stop(live, reason))
+
+    async def _auto_stop(self, live: LiveMeeting, reason: str) -> None:
+        try:
+            assert self.on_auto_stop is not None
+            await self.on_auto_stop(live, reason)
+        except Exception:
+            log.exception("Automatic stop of meeting %s failed", live.meeting_id)
+
+    # ------------------------------------------------------------------ Discord's side
+    def bot_voice_moved(self, guild_id: int, channel_id: Optional[int]) -> None:
+        """The gateway says the bot is now in ``channel_id`` (None: disconnected)."""
+        live = self.live.get(guild_id)
+        if live is None or live.ending:
+            return
+        if channel_id is None:
+            self._request_stop(live, StopReason.KICKED)
+        elif channel_id != live.channel_id:
+            self._request_stop(live, StopReason.MOVED)
+
+    def channel_deleted(self, guild_id: int, channel_id: int) -> None:
+        live = self.live.get(guild_id)
+        if live is not None and live.channel_id == channel_id:
+            self._request_stop(live, StopReason.CHANNEL_GONE)
+
+    async def _link_dropped(self, live: LiveMeeting, link: Any, reason: Any) -> None:
+        """The voice connection died: reconnect (up to the guild's limit) or end cleanly."""
+        if live.ending or live.end_reason is not None or link is not live.link or self._closing:
+            return
+        live.events.append(f"voice connection lost ({reason or 'no reason given'})")
+        attempts = live.settings.reconnect_attempts
+        while live.reconnects < attempts:
+            live.reconnects += 1
+            await asyncio.sleep(self.reconnect_delay_s * live.reconnects)
+            if live.ending or live.end_reason is not None or self._closing:
+                return
+            try:
+                new_link = await asyncio.wait_for(self.connector(live.channel), self.connect_timeout_s)
+            except Exception as exc:
+                log.info("Reconnect %d/%d to %s failed: %s", live.reconnects, attempts, live.channel_id, exc)
+                continue
+            self._attach(live, new_link)
+            live.events.append(f"reconnected (attempt {live.reconnects})")
+            return
+        self._request_stop(live, StopReason.LOST.format(attempts=attempts))
+
+    # ------------------------------------------------------------------ stop
+    async def stop(self, guild_id: int, *, progress: Any = None, reason: Optional[str] = None) -> tuple[LiveMeeting, Any]:
+        """End the guild's meeting: leave voice, flush, promote. Returns (meeting, result).
+
+        The meeting leaves ``self.live`` whatever happens, so a failed promotion never
+        blocks the next start; its rows stay for ``[p]recordings promote``.
+        """
+        live = self.live.get(guild_id)
+        if live is None:
+            raise UserError("Nothing is being recorded in this server.")
+        if live.ending:
+            raise UserError("That recording is already stopping; the files are on their way.")
+        live.ending = True
+        if reason is not None and live.end_reason is None:
+            live.end_reason = reason
+        keep = False
+        try:
+            await self._halt(live)
+            result = await self.recorder.stop_meeting(live.meeting_id, progress=progress)
+        except FlushError as exc:
+            # The session still holds the unwritten audio: stay registered so that
+            # `[p]record stop` can be run again once the disk has room.
+            keep = True
+            live.ending = False
+            live.end_reason = None
+            raise UserError(str(exc)) from None
+        finally:
+            if not keep:
+                self.live.pop(guild_id, None)
+        return live, result
+
+    async def _halt(self, live: LiveMeeting) -> None:
+        """Stop the tick and leave voice; frames still held by the receiver reach the session."""
+        task = live.tick_task
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        link = live.link
+        try:
+            await asyncio.wait_for(link.disconnect(), 10)
+        except Exception as exc:
+            log.info("Leaving voice in guild %s: %s", live.guild_id, exc)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(link.receiver.flush)
+
+    async def close(self) -> None:
+        """Cog unload or shutdown: leave voice everywhere; the recorder's ``close`` keeps
+        every meeting recoverable, so nothing recorded so far is lost."""
+        self._closing = True
+        for live in list(self.live.values()):
+            live.ending = True
+            await self._halt(live)
+        self.live.clear()
