@@ -488,6 +488,20 @@ class RedWorld:
         await settle()  # Red's own error handler runs as a separate task
         return [m for i, m in self.rest.messages.items() if i not in before]
 
+    async def invoke_and_answer(self, author_id: int, content: str, answer: str, *,
+                                channel_id: int = TEXT_ID, timeout: float = 10.0) -> list[Sent]:
+        """Type a command that asks a question, wait for the question, answer it."""
+        before = set(self.rest.messages)
+        task = asyncio.create_task(self.invoke(author_id, content, channel_id=channel_id))
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not (set(self.rest.messages) - before):
+            assert not task.done(), f"{content!r} finished without asking: {task.result()!r}"
+            assert asyncio.get_running_loop().time() < deadline, f"{content!r} never asked anything"
+            await asyncio.sleep(0.01)
+        await self.say(author_id, answer, channel_id=channel_id)
+        await asyncio.wait_for(task, timeout)
+        return [m for i, m in self.rest.messages.items() if i not in before]
+
     async def say(self, author_id: int, content: str, *, channel_id: int = TEXT_ID,
                   guild_id: int = GUILD_ID) -> None:
         """A plain chat message (an answer to a confirmation prompt, say)."""
