@@ -312,12 +312,11 @@ class RecordingSession:
         zeros. Quiet speakers and late joiners therefore cost no disk and no encoding.
         """
         start, end = self.grid.span(k, length)
-        stop = self.grid.start(k) + self.grid.body(k, length)
         pieces: dict[int, np.ndarray] = {}
         for user_id, buf in self._buffers.items():
             pcm = buf.read(start, end)
-            if pcm is not None and length is not None:
-                pcm[stop - start :] = 0
+            if pcm is not None and length is not None and length < end:
+                pcm[max(0, length - start) :] = 0  # nothing after the meeting's end
                 if not pcm.any():
                     pcm = None
             if pcm is not None:

@@ -1,0 +1,200 @@
+"""Shared by the pipeline tests (tests/test_timeline.py … tests/test_pipeline_faults.py).
+
+Speakers are fed to the session as ``VoiceFrame``s directly (the receive layer has
+its own tests): a frame's ``arrival`` is the instant its 20 ms were complete, so
+with no jitter it lands exactly where its source sample sits on the timeline, and
+the expected track is the source shifted by the speaker's start.
+
+Signals are speech-like (gliding pitch with harmonics, syllable envelope): never
+periodic over more than a few ms, so a cross-correlation peak can only sit at the
+true alignment, and different seeds are uncorrelated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+
+from chunkrecorder.audio import mp3
+from chunkrecorder.objects import VoiceFrame
+from chunkrecorder.pipeline.session import RecordingSession
+from chunkrecorder.pipeline.timeline import Grid
+
+RATE = 48_000
+FRAME = 960
+#: Alignment tolerance of the issue (5 ms); the pipeline is expected to be exact.
+TOLERANCE = int(0.005 * RATE)
+
+
+class Clock:
+    """A settable clock: the session reads it, the test moves it."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.t = start
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def speech_like(seconds: float, seed: int, *, peak: int = 12_000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    n = int(round(seconds * RATE))
+    knots = rng.uniform(110, 260, size=max(2, int(seconds * 8) + 2))
+    f0 = np.interp(np.linspace(0, len(knots) - 1, n), np.arange(len(knots)), knots)
+    phase = 2 * np.pi * np.cumsum(f0) / RATE
+    amps = rng.uniform(0.2, 1.0, size=6) / np.arange(1, 7)
+    x = sum(a * np.sin(k * phase + rng.uniform(0, 2 * np.pi)) for k, a in enumerate(amps, start=1))
+    m = int(seconds * 5) + 2
+    env = np.interp(np.arange(n), np.linspace(0, n, m), rng.uniform(0.3, 1.0, m))
+    x = x * env
+    return (x / np.max(np.abs(x)) * peak).astype(np.int16)
+
+
+@dataclass
+class Speaker:
+    """One user's frames: ``signal`` (mono int16) starting at timeline second ``start_s``."""
+
+    user_id: int
+    signal: np.ndarray
+    start_s: float = 0.0
+    ssrc: int = 0
+    first_timestamp: int = 123_456
+    first_sequence: int = 100
+
+    def __post_init__(self) -> None:
+        if not self.ssrc:
+            self.ssrc = 7000 + self.user_id
+        self.signal = self.signal[: len(self.signal) // FRAME * FRAME]
+
+    @property
+    def n_frames(self) -> int:
+        return len(self.signal) // FRAME
+
+    @property
+    def start_sample(self) -> int:
+        return int(round(self.start_s * RATE))
+
+    def frame(self, i: int, t0: float, *, arrival_delay: float = 0.0) -> VoiceFrame:
+        x = self.signal[i * FRAME : (i + 1) * FRAME]
+        stereo = np.repeat(x[:, None], 2, axis=1)
+        return VoiceFrame(
+            user_id=self.user_id,
+            ssrc=self.ssrc,
+            sequence=(self.first_sequence + i) & 0xFFFF,
+            timestamp=(self.first_timestamp + i * FRAME) & 0xFFFFFFFF,
+            arrival=t0 + self.start_s + (i + 1) * FRAME / RATE + arrival_delay,
+            pcm=stereo.tobytes(),
+        )
+
+    def expected(self, length: int) -> np.ndarray:
+        """This speaker's track on the timeline (int16, zeros where absent)."""
+        out = np.zeros(length, dtype=np.int16)
+        s = self.start_sample
+        n = max(0, min(len(self.signal), length - s))
+        out[s : s + n] = self.signal[:n]
+        return out
+
+
+async def play(
+    session: RecordingSession,
+    clock: Clock,
+    speakers: Sequence[Speaker],
+    *,
+    until_s: float,
+    step_s: float = 0.1,
+    skip: Optional[dict[int, set[int]]] = None,
+    advance: bool = True,
+) -> None:
+    """Deliver every speaker's frames at their arrival times, advancing the session.
+
+    ``skip`` maps a user to frame indices that never arrive (lost packets).
+    """
+    t0 = session.t0
+    events: list[tuple[float, VoiceFrame]] = []
+    for sp in speakers:
+        for i in range(sp.n_frames):
+            if skip and i in skip.get(sp.user_id, set()):
+                continue
+            f = sp.frame(i, t0)
+            events.append((f.arrival, f))
+    events.sort(key=lambda e: e[0])
+    j = 0
+    t = t0
+    while t < t0 + until_s - 1e-9:
+        t = min(t0 + until_s, t + step_s)
+        while j < len(events) and events[j][0] <= t + 1e-9:
+            session.feed(events[j][1])
+            j += 1
+        clock.t = t
+        if advance:
+            await session.advance()
+
+
+def decode_file(path: str | Path, channels: int = 1) -> np.ndarray:
+    return mp3.decode(Path(path).read_bytes(), channels=channels)[:, 0].astype(np.float64)
+
+
+def read_pcm(path: str | Path, channels: int = 1) -> np.ndarray:
+    return np.frombuffer(Path(path).read_bytes(), dtype="<i2").reshape(-1, channels)
+
+
+def lag_at(decoded: np.ndarray, reference: np.ndarray, center: int, *,
+           window: int = int(0.25 * RATE), search: int = int(0.03 * RATE)) -> tuple[int, float]:
+    """Lag (samples) of ``decoded`` against ``reference`` around ``center``, and the peak's
+    normalised correlation. Positive lag: the recording is late."""
+    lo = max(0, center - window // 2)
+    hi = min(len(reference), lo + window)
+    ref = reference[lo:hi].astype(np.float64)
+    best, best_c = 0, -2.0
+    norm_r = np.sqrt(np.dot(ref, ref)) + 1e-9
+    for lag in range(-search, search + 1):
+        a, b = lo + lag, hi + lag
+        if a < 0 or b > len(decoded):
+            continue
+        seg = decoded[a:b]
+        c = float(np.dot(seg, ref) / (norm_r * (np.sqrt(np.dot(seg, seg)) + 1e-9)))
+        if c > best_c:
+            best, best_c = lag, c
+    return best, best_c
+
+
+def snr_db(decoded: np.ndarray, reference: np.ndarray) -> float:
+    n = min(len(decoded), len(reference))
+    ref = reference[:n].astype(np.float64)
+    err = decoded[:n] - ref
+    return float(10 * np.log10((np.dot(ref, ref) + 1e-9) / (np.dot(err, err) + 1e-9)))
+
+
+def boundaries(grid: Grid, length: int) -> list[int]:
+    return [grid.start(k) for k in range(grid.windows_for(length))]
+
+
+@dataclass
+class Meeting:
+    """What a finished end-to-end meeting produced, for assertions."""
+
+    result: object
+    length: int
+    speakers: list[Speaker] = field(default_factory=list)
+
+
+async def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.02) -> None:
+    """Poll an async or sync predicate until true (for background work in tests)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise TimeoutError("condition not met in time")
+        await asyncio.sleep(step_s)
+
+
+def frames_in(frames: Iterable[VoiceFrame]) -> list[VoiceFrame]:
+    return list(frames)
