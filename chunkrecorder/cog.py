@@ -76,7 +76,7 @@ class ChunkRecorder(
         self.config.register_global(**GLOBAL_DEFAULTS)
         # ``active``: the live meeting's text channel and the nickname before [REC],
         # so a restart after a crash can report and restore.
-        self.config.register_guild(**GUILD_DEFAULTS, active=None)
+        self.config.register_guild(**GUILD_DEFAULTS, active={})
         self.config.register_member(**MEMBER_DEFAULTS)
         self.data_dir: Path = cog_data_path(self)
         #: The network edge: joins a voice channel and returns a ``VoiceLink``.
@@ -308,7 +308,7 @@ class ChunkRecorder(
         live = self.meetings.get(guild.id)
         if live is None:
             raise UserError("Nothing is being recorded in this server.")
-        progress = ProgressMessage(channel, f"⏹️ Recording of **{live.channel.name}** stopped ({reason})") \
+        progress = ProgressMessage(channel, f"⏹️ Recording of **{live.channel.name}** ended ({reason})") \
             if channel is not None else None
         if progress is not None:
             await progress.start("finishing the files…")

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import sys
+import urllib.parse
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,7 +319,7 @@ class FakeDiscordREST:
         await asyncio.sleep(0)  # a real request always yields to the loop
         method, path = route.method, route.path
         self.calls.append((method, path))
-        params = {k: v for k, v in vars(route).items() if k.endswith("_id")}
+        params = _route_params(route)
         channel_id = int(params["channel_id"]) if params.get("channel_id") else None
         if method == "POST" and path == "/channels/{channel_id}/messages":
             payload, read = self._payload_and_files(files, form, kwargs)
@@ -348,7 +349,7 @@ class FakeDiscordREST:
         if path.startswith("/channels/{channel_id}/messages/{message_id}/reactions"):
             sent = self.messages.get(int(params["message_id"]))
             if sent is not None and method == "PUT":
-                sent.reactions.append(str(getattr(route, "emoji", "")))
+                sent.reactions.append(urllib.parse.unquote(params.get("emoji", "")))
             return None
         if method == "POST" and path == "/channels/{channel_id}/typing":
             return None
@@ -370,6 +371,13 @@ class FakeDiscordREST:
     # ---- what a test reads
     def in_channel(self, channel_id: int = TEXT_ID) -> list[Sent]:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
+
+
+def _route_params(route: discord.http.Route) -> dict[str, str]:
+    """The values discord.py formatted into the URL, by the template's names."""
+    names = route.path.strip("/").split("/")
+    values = route.url[len(route.BASE):].strip("/").split("/")
+    return {n[1:-1]: v for n, v in zip(names, values) if n.startswith("{")}
 
 
 # --------------------------------------------------------------------------- the world

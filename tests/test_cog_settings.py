@@ -1,0 +1,155 @@
+"""`[p]recordingset` and who may do what, through Red's real bot, checks and Config."""
+
+from __future__ import annotations
+
+import pytest
+
+from red_fixtures import (  # noqa: F401
+    ADMIN_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    OTHER_ADMIN_ID,
+    OTHER_GUILD_ID,
+    OTHER_TEXT_ID,
+    OWNER_ID,
+    RECORDER_ROLE_ID,
+    RECORDER_ROLE_MEMBER_ID,
+    RedWorld,
+    cog_world,
+)
+
+
+async def stored(world: RedWorld, guild_id: int = GUILD_ID) -> dict:
+    return await world.cog.config.guild_from_id(guild_id).all()
+
+
+async def one_line(world: RedWorld, author: int, command: str, **kw) -> str:
+    replies = await world.invoke(author, command, **kw)
+    assert len(replies) == 1, [m.text for m in replies]
+    text = replies[0].text
+    assert "\n" not in text and "Traceback" not in text, text
+    return text
+
+
+async def test_settings_show_the_defaults(cog_world: RedWorld) -> None:
+    (reply,) = await cog_world.invoke(ADMIN_ID, "!recordingset")
+    for words in ("10 s per chunk", "per speaker + mixed", "64 kb/s", "mono", "keep until deleted",
+                  "24 h", "240 min", "after 5 min empty", "autopromote  on", "announce     on",
+                  "Manage Server", "3 attempts"):
+        assert words in reply.text, words
+
+
+@pytest.mark.parametrize(
+    ("command", "key", "value", "shown"),
+    [
+        ("flush 2.5", "flush_interval", 2.5, "2.5 s per chunk"),
+        ("strategy per_user", "strategy", "per_user", "per speaker"),
+        ("strategy mixed", "strategy", "mixed", "mixed only"),
+        ("bitrate 96", "bitrate", 96_000, "96 kb/s"),
+        ("channels stereo", "channels", 2, "stereo"),
+        ("retention 30", "retention_days", 30, "30 days"),
+        ("maxlength 90", "max_length_minutes", 90, "90 min"),
+        ("autostop 0", "autostop_minutes", 0, "autostop     off"),
+        ("autopromote off", "auto_promote", False, "autopromote  off"),
+        ("announce off", "announce", False, "announce     off"),
+        ("reconnect 0", "reconnect_attempts", 0, "0 attempts"),
+        ("role Recorders", "recorder_role", RECORDER_ROLE_ID, "@Recorders or Manage Server"),
+    ],
+)
+async def test_each_setting_is_saved_and_shown(cog_world: RedWorld, command: str, key: str, value, shown: str) -> None:
+    line = await one_line(cog_world, ADMIN_ID, f"!recordingset {command}")
+    assert line.endswith("."), line
+    assert (await stored(cog_world))[key] == value
+    (reply,) = await cog_world.invoke(ADMIN_ID, "!recordingset")
+    assert shown in reply.text
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("flush abc", "`abc` is not a number of seconds"),
+        ("flush 0.5", "between 1 and 300 seconds, not 0.5"),
+        ("flush 301", "between 1 and 300 seconds"),
+        ("flush nan", "is not a number"),
+        ("strategy loud", "`loud` is not a strategy"),
+        ("bitrate 100", "100 kb/s is not offered"),
+        ("bitrate fast", "`fast` is not a bitrate"),
+        ("channels 5.1", "`5.1` is not a channel layout"),
+        ("retention -1", "between 0 and 3650 days"),
+        ("retention 1.5", "not a whole number of days"),
+        ("maxlength 0", "between 1 and 1440 minutes"),
+        ("autostop lots", "not a whole number of minutes"),
+        ("autopromote maybe", "`maybe` is not on or off"),
+        ("announce 2", "`2` is not on or off"),
+        ("reconnect 11", "between 0 and 10 attempts"),
+        ("role Nobody", "I can't find a role called `Nobody`"),
+        ("role @everyone", "not @everyone"),
+        ("flush", "Missing `seconds`. Usage: `!recordingset flush <seconds>`"),
+    ],
+)
+async def test_bad_values_get_one_line_and_change_nothing(cog_world: RedWorld, command: str, says: str) -> None:
+    before = await stored(cog_world)
+    line = await one_line(cog_world, ADMIN_ID, f"!recordingset {command}")
+    assert says in line, line
+    assert await stored(cog_world) == before
+
+
+async def test_only_admins_change_settings(cog_world: RedWorld) -> None:
+    before = await stored(cog_world)
+    line = await one_line(cog_world, MEMBER_ID, "!recordingset flush 5")
+    assert line == "You need Manage Server (or the bot's admin role) to use that."
+    line = await one_line(cog_world, RECORDER_ROLE_MEMBER_ID, "!recordingset")
+    assert "Manage Server" in line
+    assert await stored(cog_world) == before
+    assert "now 5 seconds" in await one_line(cog_world, OWNER_ID, "!recordingset flush 5")
+
+
+async def test_red_admin_role_counts_as_admin(cog_world: RedWorld) -> None:
+    """Red's own `[p]set roles addadminrole` is honoured by Red's check."""
+    await cog_world.bot._config.guild_from_id(GUILD_ID).admin_role.set([RECORDER_ROLE_ID])
+    assert "now 7 seconds" in await one_line(cog_world, RECORDER_ROLE_MEMBER_ID, "!recordingset flush 7")
+
+
+async def test_temp_ttl_is_bot_wide_and_owner_only(cog_world: RedWorld) -> None:
+    assert await one_line(cog_world, ADMIN_ID, "!recordingset tempttl 2") == "Only the bot owner can change that."
+    assert await cog_world.cog.config.temp_ttl_hours() == 24
+    assert "after 2 hours" in await one_line(cog_world, OWNER_ID, "!recordingset tempttl 2")
+    assert await cog_world.cog.config.temp_ttl_hours() == 2
+
+
+async def test_settings_belong_to_one_guild(cog_world: RedWorld) -> None:
+    await cog_world.invoke(ADMIN_ID, "!recordingset bitrate 128")
+    (reply,) = await cog_world.invoke(OTHER_ADMIN_ID, "!recordingset", channel_id=OTHER_TEXT_ID, guild_id=OTHER_GUILD_ID)
+    assert "64 kb/s" in reply.text
+    assert (await stored(cog_world, OTHER_GUILD_ID))["bitrate"] == 64_000
+    assert (await stored(cog_world))["bitrate"] == 128_000
+
+
+async def test_recorder_role_lets_its_members_start_and_stop(cog_world: RedWorld) -> None:
+    line = await one_line(cog_world, RECORDER_ROLE_MEMBER_ID, "!record start")
+    assert line.startswith("Only members with Manage Server")
+    await cog_world.invoke(ADMIN_ID, "!recordingset role Recorders")
+    # Past the permission check: now it asks for a voice channel.
+    assert (await one_line(cog_world, RECORDER_ROLE_MEMBER_ID, "!record start")).startswith("Join a voice channel first")
+    line = await one_line(cog_world, MEMBER_ID, "!record stop")
+    assert line == "Only members with the **Recorders** role or Manage Server (or the bot's admin role) can start or stop recordings here."
+    await cog_world.invoke(ADMIN_ID, "!recordingset role")
+    assert (await stored(cog_world))["recorder_role"] is None
+    assert (await one_line(cog_world, RECORDER_ROLE_MEMBER_ID, "!record start")).startswith("Only members with Manage Server")
+
+
+async def test_blocked_users_hear_nothing(cog_world: RedWorld) -> None:
+    """Red's global checks (blocklist) fail silently, as in every Red cog."""
+    await cog_world.bot.add_to_blacklist([MEMBER_ID])
+    assert await cog_world.invoke(MEMBER_ID, "!recordings list") == []
+    assert await cog_world.invoke(MEMBER_ID, "!record optout") == []
+
+
+async def test_stored_garbage_falls_back_to_defaults(cog_world: RedWorld) -> None:
+    """A hand-edited or old settings file must not break starting a recording."""
+    from chunkrecorder.core.settings import GuildSettings
+
+    await cog_world.cog.config.guild_from_id(GUILD_ID).bitrate.set(12345)
+    settings = GuildSettings.from_config(await stored(cog_world))
+    assert settings == GuildSettings()
+    assert settings.meeting_settings().bitrate == 64_000
