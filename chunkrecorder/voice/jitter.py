@@ -1,6 +1,7 @@
 """Per-SSRC reorder buffer: UDP delivers late, twice, out of order, or not at all.
 
-Packets are released strictly in sequence order. A packet that arrives after its
+Packets are released strictly in sequence order. A stream's first packet waits the
+same way (it may have overtaken an earlier one). A packet that arrives after its
 successors is held until the gap before it fills, or until waiting longer would
 cost more than the packet is worth: ``depth`` packets are queued behind the gap, or
 the oldest has waited ``max_delay_s``. Then the gap is given up (the receiver
@@ -32,7 +33,7 @@ class Arrival(Enum):
 
 @dataclass(slots=True)
 class Slot:
-    """One packet waiting for its turn; ``payload`` is the decrypted Opus frame."""
+    """One packet waiting for its turn; ``payload`` is the frame after transport decryption."""
 
     seq: int
     timestamp: int
@@ -78,11 +79,9 @@ class ReorderBuffer:
     def push(self, slot: Slot) -> list[Release]:
         """Add a NEW packet; returns what a sender restart forced out (usually nothing)."""
         out: list[Release] = []
-        if self.next_seq is None:
-            self.next_seq = slot.seq
-        elif abs(slot.seq - self.next_seq) > RESYNC_GAP:
+        if self.next_seq is not None and abs(slot.seq - self.next_seq) > RESYNC_GAP:
             out = self.drain()
-            self.next_seq = slot.seq
+            self.next_seq = None
         self._held[slot.seq] = slot
         return out
 
@@ -97,15 +96,19 @@ class ReorderBuffer:
     def _release(self, now: float, *, force: bool) -> list[Release]:
         out: list[Release] = []
         held = self._held
+        if held and self.next_seq is None:
+            # A stream's first packet may itself have overtaken an earlier one: start
+            # from the lowest sequence seen once the same wait as for a gap is over.
+            if not force and not self._waited(now):
+                return out
+            self.next_seq = min(held)
         while held:
             assert self.next_seq is not None
             slot = held.pop(self.next_seq, None)
             missing = 0
             if slot is None:
-                if not force and len(held) < self.depth:
-                    oldest = min(s.arrival for s in held.values())
-                    if now - oldest < self.max_delay_s:
-                        break
+                if not force and not self._waited(now):
+                    break
                 first = min(held)
                 slot = held.pop(first)
                 missing = first - self.next_seq
@@ -113,6 +116,13 @@ class ReorderBuffer:
             self._remember(slot.seq)
             self.next_seq = slot.seq + 1
         return out
+
+    def _waited(self, now: float) -> bool:
+        """Whether the held packets have waited long enough for whatever is missing."""
+        held = self._held
+        if len(held) >= self.depth:
+            return True
+        return now - min(s.arrival for s in held.values()) >= self.max_delay_s
 
     def _remember(self, seq: int) -> None:
         self._recent.add(seq)

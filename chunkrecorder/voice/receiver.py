@@ -4,7 +4,7 @@ The real bot (through :mod:`.discord_bridge`) and the harness both push raw UDP
 datagrams into :meth:`VoiceReceiver.on_datagram`; everything after that is shared:
 
     RTP header → transport decrypt (PyNaCl) → strip extension/padding → SSRC → user
-    → duplicate/late filter → DAVE decrypt → reorder buffer → Opus decode → sink
+    → duplicate/late filter → reorder buffer → DAVE decrypt (in order) → Opus decode → sink
 
 ``on_datagram`` runs on discord.py's socket reader thread. It must never raise (an
 exception there is logged by discord.py and the packet lost without a count) and never
@@ -266,11 +266,7 @@ class VoiceReceiver:
         if verdict is Arrival.LATE:
             self.stats.late += 1
             return
-        frame = self._dave.decrypt(stream.user_id, payload)
-        if frame is None:
-            self._count("dave_failed", 1, f"user {stream.user_id} seq {sequence}: DAVE decrypt failed")
-            return
-        forced = stream.buffer.push(Slot(seq, timestamp, arrival, frame))
+        forced = stream.buffer.push(Slot(seq, timestamp, arrival, payload))
         if forced:
             self._emit(stream, forced)
 
@@ -285,13 +281,20 @@ class VoiceReceiver:
         for release in releases:
             slot = release.slot
             missing = release.missing
+            stats.lost += missing
+            # DAVE decrypts in sequence order: libdave refuses a frame older than the
+            # first one it saw from a sender, so decrypting on arrival would lose
+            # reordered packets at the start of every stream.
+            opus = self._dave.decrypt(stream.user_id, slot.payload)
+            if opus is None:
+                self._count("dave_failed", 1, f"user {stream.user_id} seq {slot.seq & 0xFFFF}: DAVE decrypt failed")
+                continue
             if missing:
-                stats.lost += missing
                 if missing <= MAX_CONCEAL and stream.last_ts is not None and (
                     (slot.timestamp - stream.last_ts) % _TS_MOD == (missing + 1) * FRAME_SAMPLES
                 ):
                     for i in range(missing):
-                        pcm = self._conceal(decoder, slot.payload if i == missing - 1 else None)
+                        pcm = self._conceal(decoder, opus if i == missing - 1 else None)
                         if pcm is None:
                             break
                         ts = (stream.last_ts + FRAME_SAMPLES * (i + 1)) % _TS_MOD
@@ -299,7 +302,7 @@ class VoiceReceiver:
                         self._deliver(sink, VoiceFrame(stream.user_id, stream.ssrc, seq, ts, slot.arrival, pcm))
                         stats.concealed += 1
             try:
-                pcm = decoder.decode(slot.payload)
+                pcm = decoder.decode(opus)
             except OpusDecodeError as exc:
                 self._count("garbage_opus", 1, f"user {stream.user_id} seq {slot.seq & 0xFFFF}: {exc}")
                 stream.last_ts = slot.timestamp

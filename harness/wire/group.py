@@ -3,7 +3,7 @@
 :class:`WireGroup` is what the fake voice network builds on; :class:`SpeakerWire` turns
 one speaker's 20 ms PCM frames into the datagrams the bot would receive from Discord:
 
-    PCM → Opus (bundled libopus, voip, FEC on) → DAVE encrypt_opus (that speaker's real
+    PCM → Opus (bundled libopus, 64 kb/s, FEC on) → DAVE encrypt_opus (that speaker's real
     davey session) → RTP header + one-byte extension → aead_xchacha20_poly1305_rtpsize
 
 and :meth:`WireGroup.make_receiver` builds the cog's real ``VoiceReceiver`` with the
@@ -52,6 +52,7 @@ class SpeakerWire:
         *,
         bitrate: int,
         complexity: int,
+        application: str = "audio",
     ) -> None:
         self.group = group
         self.user_id = user_id
@@ -60,7 +61,8 @@ class SpeakerWire:
         self.dave = dave
         self._bitrate = bitrate
         self._complexity = complexity
-        self.encoder = OpusEncoder(bitrate=bitrate, complexity=complexity)
+        self._application = application
+        self.encoder = self._new_encoder()
         self.sequence = rng.randrange(1 << 16)
         self.timestamp = rng.randrange(1 << 32)
         self.nonce = 0
@@ -96,8 +98,11 @@ class SpeakerWire:
         self.ssrc = self.group._new_ssrc() if ssrc is None else ssrc
         self.sequence = self._rng.randrange(1 << 16)
         self.timestamp = self._rng.randrange(1 << 32)
-        self.encoder = OpusEncoder(bitrate=self._bitrate, complexity=self._complexity)
+        self.encoder = self._new_encoder()
         return self.ssrc
+
+    def _new_encoder(self) -> OpusEncoder:
+        return OpusEncoder(bitrate=self._bitrate, complexity=self._complexity, application=self._application)
 
     # ---- what the voice websocket says about this speaker -----------------------
     def speaking_event(self, speaking: int = 1) -> dict[str, Any]:
@@ -135,6 +140,7 @@ class WireGroup:
         dave: bool = True,
         bitrate: int = 64_000,
         complexity: int = 5,
+        application: str = "audio",
     ) -> None:
         ensure_opus()
         self.channel_id = channel_id
@@ -145,6 +151,10 @@ class WireGroup:
         self.dave: Optional[DaveGroup] = DaveGroup(channel_id=channel_id, bot_user_id=bot_user_id) if dave else None
         self.bitrate = bitrate
         self.complexity = complexity
+        #: "audio" (CELT, waveform-faithful: decoded speech correlates ~0.99 with its
+        #: source) is discord.py's own default; "voip" (SILK) is closer to some clients
+        #: but keeps only ~0.8 waveform correlation, too loose for sample-level checks.
+        self.application = application
         self.speakers: dict[int, SpeakerWire] = {}
         self._ssrcs: set[int] = set()
 
@@ -166,7 +176,7 @@ class WireGroup:
         rng = random.Random(self._rng.randrange(1 << 62))
         wire = SpeakerWire(
             self, user_id, ssrc if ssrc is not None else self._new_ssrc(), rng, session,
-            bitrate=self.bitrate, complexity=self.complexity,
+            bitrate=self.bitrate, complexity=self.complexity, application=self.application,
         )
         self.speakers[user_id] = wire
         return wire
@@ -182,7 +192,7 @@ class WireGroup:
         for uid in user_ids:
             rng = random.Random(self._rng.randrange(1 << 62))
             wire = SpeakerWire(self, uid, self._new_ssrc(), rng, sessions[uid],
-                               bitrate=self.bitrate, complexity=self.complexity)
+                               bitrate=self.bitrate, complexity=self.complexity, application=self.application)
             self.speakers[uid] = wire
             out.append(wire)
         return out
