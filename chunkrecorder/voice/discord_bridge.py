@@ -181,7 +181,6 @@ class DiscordVoiceLink:
         try:
             while not self._closed:
                 await asyncio.sleep(WATCH_INTERVAL_S)
-                self.receiver.poll()
                 event = self.check(loop.time())
                 if event == "move":
                     notify(self._listener, "on_move", self.channel_id)
