@@ -451,6 +451,18 @@ class RedWorld:
         self.bot._connection.parse_guild_role_update(
             {"guild_id": str(guild_id), "role": _role_payload(role_id, role.name, perms, role.position)}
         )
+        assert self.bot.get_guild(guild_id).me.guild_permissions.value & perms.value == perms.value
+
+    def deny_bot(self, channel_id: int, **perms: bool) -> None:
+        """An admin denies the bot permissions in one channel (CHANNEL_UPDATE)."""
+        channel = self.bot.get_channel(channel_id)
+        kind = 2 if isinstance(channel, discord.VoiceChannel) else 0
+        data = _channel_payload(channel_id, channel.guild.id, channel.name, kind, channel.position)
+        data["permission_overwrites"] = [
+            {"id": str(BOT_ID), "type": 1, "allow": "0", "deny": str(discord.Permissions(**perms).value)}
+        ]
+        self.bot._connection.parse_channel_update(data)
+        assert not any(getattr(channel.permissions_for(channel.guild.me), p) for p in perms)
 
     def message(self, author_id: int, content: str, *, channel_id: int = TEXT_ID,
                 guild_id: int = GUILD_ID) -> discord.Message:
@@ -584,3 +596,65 @@ async def cog_world(tmp_path: Path) -> AsyncIterator[RedWorld]:
         yield world
     finally:
         await world.close()
+
+
+# --------------------------------------------------------------------------- with voice
+class VoiceWorld:
+    """The cog plus the harness's fake voice channel behind the cog's connector.
+
+    The harness is the Discord voice edge only: datagrams it sends go through the
+    cog's real receiver, session, encoder and store. Its simulated clock is also the
+    meeting's clock, so seconds of meeting run in a fraction of a second and the
+    auto-stop timers can be reached without waiting.
+    """
+
+    def __init__(self, world: RedWorld, net: Any) -> None:
+        self.world = world
+        self.net = net
+
+    @property
+    def cog(self) -> Any:
+        return self.world.cog
+
+    @property
+    def live(self) -> Any:
+        return self.cog.meetings.get(GUILD_ID)
+
+    async def run(self, seconds: float) -> None:
+        """Stream ``seconds`` of meeting, advancing the session as the cog's tick does."""
+        live = self.live
+        await self.net.run(seconds, on_tick=live.session.advance if live is not None else None)
+        await settle()
+
+    async def wait_until(self, predicate: Any, timeout: float = 20.0) -> None:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not predicate():
+            assert asyncio.get_running_loop().time() < deadline, "timed out waiting"
+            await asyncio.sleep(0.02)
+
+    def join(self, *user_ids: int, channel_id: int = VOICE_ID) -> None:
+        """Members join the voice channel as Discord's gateway reports it."""
+        for uid in user_ids:
+            self.world.voice_state(uid, channel_id)
+
+
+@pytest.fixture
+async def voice_world(cog_world: RedWorld) -> AsyncIterator[VoiceWorld]:
+    """``cog_world`` recording from a harness channel with Speaker (sweep) and Member
+    (another sweep) talking, 1 s chunks, and fast reconnects."""
+    from harness import sources
+    from harness.network import FakeVoiceNetwork
+
+    net = FakeVoiceNetwork(guild_id=GUILD_ID, channel_id=VOICE_ID, bot_user_id=BOT_ID, seed=5,
+                           channel_name="Standup")
+    net.add_speaker(SPEAKER_ID, sources.synthetic_speaker(0, 10.0, seed=1, talk_spurts=False), name="speaker")
+    net.add_speaker(MEMBER_ID, sources.synthetic_speaker(1, 10.0, seed=1, talk_spurts=False), name="member")
+    cog = cog_world.cog
+    cog.connector = net.connector
+    cog.meetings.clock = net.clock
+    cog.meetings.tick_s = 0.02
+    cog.meetings.reconnect_delay_s = 0.01
+    await cog.config.guild_from_id(GUILD_ID).flush_interval.set(1.0)
+    voice = VoiceWorld(cog_world, net)
+    voice.join(ADMIN_ID, SPEAKER_ID, MEMBER_ID)
+    yield voice
