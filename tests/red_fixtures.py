@@ -658,3 +658,14 @@ async def voice_world(cog_world: RedWorld) -> AsyncIterator[VoiceWorld]:
     voice = VoiceWorld(cog_world, net)
     voice.join(ADMIN_ID, SPEAKER_ID, MEMBER_ID)
     yield voice
+
+
+async def wait_for_sent(world: RedWorld, predicate: Any, timeout: float = 30.0, channel_id: int = TEXT_ID) -> Sent:
+    """The first message in the channel matching ``predicate`` (auto-stops post on their own)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        for m in world.sent(channel_id):
+            if predicate(m):
+                return m
+        assert asyncio.get_running_loop().time() < deadline, [m.text for m in world.sent(channel_id)]
+        await asyncio.sleep(0.02)

@@ -35,13 +35,27 @@ VoiceConnector = Callable[[Any], Awaitable[Any]]
 class StopReason:
     """Why a meeting ended; the words appear in Discord after "Recording stopped: "."""
 
-    COMMAND = "stopped by {who}"
-    MAX_LENGTH = "it reached the maximum length of {minutes} minutes"
-    EMPTY = "the voice channel was empty for {minutes} minutes"
     KICKED = "I was disconnected from the voice channel"
     MOVED = "I was moved to another voice channel"
-    LOST = "the voice connection was lost and {attempts} reconnect attempts failed"
     CHANNEL_GONE = "the voice channel was deleted"
+
+    @staticmethod
+    def max_length(minutes: int) -> str:
+        return f"it reached the maximum length of {_count(minutes, 'minute')}"
+
+    @staticmethod
+    def empty(minutes: int) -> str:
+        return f"the voice channel was empty for {_count(minutes, 'minute')}"
+
+    @staticmethod
+    def lost(attempts: int) -> str:
+        if attempts == 0:
+            return "the voice connection was lost and reconnecting is off"
+        return f"the voice connection was lost and {_count(attempts, 'reconnect attempt')} failed"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 class AutoStop(Protocol):
@@ -100,6 +114,10 @@ class _LinkListener:
 
     def on_resume(self, *args: Any) -> None:
         self._live.events.append("voice session resumed")
+
+    def on_move(self, channel_id: int) -> None:
+        if self._link is self._live.link:
+            self._manager.bot_voice_moved(self._live.guild_id, int(channel_id))
 
     def __getattr__(self, name: str) -> Any:
         # Member connect/disconnect, SPEAKING and the like: the receiver already acts
@@ -251,12 +269,12 @@ class MeetingManager:
         now = self.now()
         s = live.settings
         if now - live.started_at >= s.max_length_minutes * 60:
-            return StopReason.MAX_LENGTH.format(minutes=s.max_length_minutes)
+            return StopReason.max_length(s.max_length_minutes)
         if live.humans_present() == 0:
             if live.empty_since is None:
                 live.empty_since = now
             elif s.autostop_minutes > 0 and now - live.empty_since >= s.autostop_minutes * 60:
-                return StopReason.EMPTY.format(minutes=s.autostop_minutes)
+                return StopReason.empty(s.autostop_minutes)
         else:
             live.empty_since = None
         return None
@@ -313,7 +331,7 @@ class MeetingManager:
             self._attach(live, new_link)
             live.events.append(f"reconnected (attempt {live.reconnects})")
             return
-        self._request_stop(live, StopReason.LOST.format(attempts=attempts))
+        self._request_stop(live, StopReason.lost(attempts))
 
     # ------------------------------------------------------------------ stop
     async def stop(self, guild_id: int, *, progress: Any = None, reason: Optional[str] = None) -> tuple[LiveMeeting, Any]:
