@@ -535,6 +535,8 @@ class ChunkRecorder(
         if isinstance(error, commands.RoleNotFound):
             return f"I can't find a role called `{error.argument}`. Usage: {usage}"
         if isinstance(error, commands.BadArgument):
+            if getattr(ctx.current_parameter, "converter", None) is int and ctx.current_argument:
+                return f"`{ctx.current_argument}` is not a whole number. Usage: {usage}"
             return f"{str(error).rstrip('.')}. Usage: {usage}"
         if isinstance(error, commands.UserInputError):
             return f"That doesn't look right. Usage: {usage}"

@@ -1,0 +1,183 @@
+"""A member's data on request (Red's `red_delete_data_for_user`), and the admin
+commands that read and delete recordings, which never cross from one guild to another."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from chunkrecorder.commands import recordings as recordings_commands
+from chunkrecorder.objects.records import RecordingKind
+from red_fixtures import (  # noqa: F401
+    ADMIN_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    OTHER_ADMIN_ID,
+    OTHER_GUILD_ID,
+    OTHER_TEXT_ID,
+    OWNER_ID,
+    SPEAKER_ID,
+    VOICE_ID,
+    RedWorld,
+    VoiceWorld,
+    cog_world,
+    settle,
+    voice_world,
+)
+
+
+async def meeting_with_two_speakers(voice: VoiceWorld, seconds: float = 2.0) -> str:
+    world = voice.world
+    await world.invoke(ADMIN_ID, "!record start")
+    meeting_id = voice.live.meeting_id
+    await voice.run(seconds)
+    await world.invoke(ADMIN_ID, "!record stop")
+    return meeting_id
+
+
+async def files_by_owner(world: RedWorld, meeting_id: str) -> dict:
+    return {r.user_id: r for r in await world.cog.store.recordings_for_meeting(meeting_id)}
+
+
+@pytest.mark.parametrize("requester", ["discord_deleted_user", "owner", "user", "user_strict"])
+async def test_deleting_a_members_data(voice_world: VoiceWorld, requester: str) -> None:
+    voice, world = voice_world, voice_world.world
+    meeting_id = await meeting_with_two_speakers(voice)
+    before = await files_by_owner(world, meeting_id)
+    assert set(before) == {SPEAKER_ID, MEMBER_ID, None}
+    await world.invoke(SPEAKER_ID, "!record optout")
+
+    await world.cog.red_delete_data_for_user(requester=requester, user_id=SPEAKER_ID)
+
+    after = await files_by_owner(world, meeting_id)
+    assert set(after) == {MEMBER_ID, None}, "their own file is gone, the others' and the mix stay"
+    assert not Path(before[SPEAKER_ID].path).exists()
+    assert Path(before[MEMBER_ID].path).exists() and Path(before[None].path).exists()
+    recs, temps = await world.cog.store.user_data(SPEAKER_ID)
+    assert recs == [] and temps == []
+    opted_out = await world.cog.config.member_from_ids(GUILD_ID, SPEAKER_ID).opted_out()
+    # A member's own non-strict request keeps the opt-out: erasing it would start
+    # recording them again. Every other kind erases it with the rest.
+    assert opted_out is (requester == "user")
+    assert world.cog._accepts(GUILD_ID, SPEAKER_ID) is (requester != "user")
+
+
+async def test_deleting_during_a_meeting_drops_the_rest_and_the_file(voice_world: VoiceWorld) -> None:
+    voice, world = voice_world, voice_world.world
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(1.5)
+    await world.cog.red_delete_data_for_user(requester="user_strict", user_id=MEMBER_ID)
+    refused = voice.live.session.snapshot().frames_refused
+    await voice.run(1.5)
+    assert voice.live.session.snapshot().frames_refused > refused
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    summary = next(m for m in replies if m.text.startswith("✅"))
+    assert "**Member**" not in summary.text and "2 files" in summary.text
+    assert not any(str(MEMBER_ID) in name for m in replies for name, _ in m.files)
+    recs, temps = await world.cog.store.user_data(MEMBER_ID)
+    assert recs == [] and temps == []
+
+
+async def test_unfinished_chunks_of_a_member_are_deleted(voice_world: VoiceWorld) -> None:
+    voice, world = voice_world, voice_world.world
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(2.5)
+    live = voice.live
+    await world.cog.recorder.wait_idle(30)
+    _, temps = await world.cog.store.user_data(MEMBER_ID)
+    assert temps, "chunks of the live meeting exist"
+    await world.cog.red_delete_data_for_user(requester="owner", user_id=MEMBER_ID)
+    _, temps_after = await world.cog.store.user_data(MEMBER_ID)
+    assert temps_after == []
+    assert not any(Path(t.pcm_path).exists() or (t.mp3_path and Path(t.mp3_path).exists()) for t in temps)
+    chunk_dir = world.cog.data_dir / "chunks" / live.meeting_id
+    assert not list(chunk_dir.glob(f"{MEMBER_ID}_*"))
+
+
+# --------------------------------------------------------------------------- [p]recordings
+async def test_info_tells_what_a_file_is_and_why_a_mix_stays(voice_world: VoiceWorld) -> None:
+    world = voice_world.world
+    meeting_id = await meeting_with_two_speakers(voice_world)
+    files = await files_by_owner(world, meeting_id)
+    (info,) = await world.invoke(ADMIN_ID, f"!recordings info {files[SPEAKER_ID].id}")
+    assert "Speaker: Speaker" in info.text and "Length: 0:02" in info.text
+    assert "Path (owner only)" not in info.text
+    (info,) = await world.invoke(OWNER_ID, f"!recordings info {files[None].id}")
+    assert "Speaker: Mixed (everyone)" in info.text
+    assert "cannot be split per member" in info.text and "does not remove it" in info.text
+    assert f"Path (owner only): `{files[None].path}`" in info.text
+    (info,) = await world.invoke(ADMIN_ID, f"!recordings info {meeting_id}")
+    assert f"**Meeting `{meeting_id}`** in **Standup** (done)" in info.text
+    assert "hybrid, 1 s chunks, 64 kb/s, mono" in info.text
+
+
+async def test_delete_asks_first(voice_world: VoiceWorld, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = voice_world.world
+    meeting_id = await meeting_with_two_speakers(voice_world)
+    files = await files_by_owner(world, meeting_id)
+    target = files[MEMBER_ID]
+
+    replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {target.id}", "no")
+    assert replies[0].text.startswith(f"Delete the recording `{target.id}` (Member, 0:02")
+    assert replies[-1].text == "Kept: nothing was deleted."
+    monkeypatch.setattr(recordings_commands, "CONFIRM_TIMEOUT_S", 0.05)
+    replies = await world.invoke(ADMIN_ID, f"!recordings delete {target.id}")
+    assert replies[-1].text == "No answer, so nothing was deleted."
+    # Someone else saying "yes" is not a confirmation.
+    task = asyncio.create_task(world.invoke(ADMIN_ID, f"!recordings delete {target.id}"))
+    await asyncio.sleep(0.01)
+    await world.say(MEMBER_ID, "yes")
+    await task
+    assert Path(target.path).exists() and MEMBER_ID in await files_by_owner(world, meeting_id)
+    monkeypatch.setattr(recordings_commands, "CONFIRM_TIMEOUT_S", 10)
+
+    replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {target.id}", "yes")
+    assert replies[-1].text == f"Deleted the recording `{target.id}`."
+    assert not Path(target.path).exists() and MEMBER_ID not in await files_by_owner(world, meeting_id)
+
+    replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {meeting_id}", "yes")
+    assert replies[0].text.startswith(f"Delete the meeting `{meeting_id}` and its 2 files?")
+    assert replies[-1].text == f"Deleted the meeting `{meeting_id}` (2 files)."
+    assert not any(Path(r.path).exists() for r in files.values())
+    (listing,) = await world.invoke(ADMIN_ID, "!recordings list")
+    assert listing.text == "No recordings in this server yet."
+
+
+async def test_another_guild_cannot_see_fetch_or_delete(voice_world: VoiceWorld) -> None:
+    world = voice_world.world
+    meeting_id = await meeting_with_two_speakers(voice_world)
+    files = await files_by_owner(world, meeting_id)
+    rec = files[SPEAKER_ID]
+    other = dict(channel_id=OTHER_TEXT_ID, guild_id=OTHER_GUILD_ID)
+    for command in (f"!recordings info {rec.id}", f"!recordings info {meeting_id}",
+                    f"!recordings delete {rec.id}", f"!recordings promote {meeting_id}"):
+        (reply,) = await world.invoke(OTHER_ADMIN_ID, command, **other)
+        assert reply.text.startswith("No recording or meeting `"), (command, reply.text)
+    (reply,) = await world.invoke(OTHER_ADMIN_ID, f"!recordings get {rec.id}", **other)
+    assert reply.text == f"No recording `{rec.id}` in this server." and not reply.files
+    (reply,) = await world.invoke(OTHER_ADMIN_ID, "!recordings list", **other)
+    assert reply.text == "No recordings in this server yet."
+    assert Path(rec.path).exists()
+
+
+async def test_list_pages_with_reds_menu(cog_world: RedWorld) -> None:
+    world = cog_world
+    ids = [(await world.cog.store.create_meeting(guild_id=GUILD_ID, channel_id=VOICE_ID, started_by=ADMIN_ID)).id
+           for _ in range(7)]
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings list")
+    assert "Page 1/2 · 7 meetings" in reply.text
+    assert sum(f"`{i}`" in reply.text for i in ids) == 5
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings list 2")
+    assert "Page 2/2" in reply.text and sum(f"`{i}`" in reply.text for i in ids) == 2
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings list 3")
+    assert reply.text == "Page 3 does not exist: there are 2 pages."
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings list two")
+    assert reply.text == "`two` is not a whole number. Usage: `!recordings list [page=1]`"
+    (reply,) = await world.invoke(MEMBER_ID, "!recordings list")
+    assert reply.text == "You need Manage Server (or the bot's admin role) to use that."
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings info nothing")
+    assert reply.text.startswith("No recording or meeting `nothing` in this server")
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings promote")
+    assert reply.text == "Missing `meeting_id`. Usage: `!recordings promote <meeting_id>`"
