@@ -19,6 +19,7 @@ from typing import Any, Literal, Optional, Sequence
 import discord
 from redbot.core import Config, commands
 from redbot.core.bot import Red
+from redbot.core.commands.requires import PrivilegeLevel
 from redbot.core.data_manager import cog_data_path
 
 from .commands.record import ControlDenied, RecordCommands
@@ -308,6 +309,8 @@ class ChunkRecorder(
         live = self.meetings.get(guild.id)
         if live is None:
             raise UserError("Nothing is being recorded in this server.")
+        if live.ending:
+            raise UserError("That recording is already stopping; the files are on their way.")
         progress = ProgressMessage(channel, f"⏹️ Recording of **{live.channel.name}** ended ({reason})") \
             if channel is not None else None
         if progress is not None:
@@ -545,7 +548,7 @@ class ChunkRecorder(
             # fail the same way and must stay silent, as Red keeps them.
             if not await self.bot.can_run(ctx, call_once=True) or not await self.bot.can_run(ctx):
                 return ""
-            if ctx.command and ctx.command.qualified_name.endswith("tempttl"):
+            if ctx.command and ctx.command.requires.privilege_level is PrivilegeLevel.BOT_OWNER:
                 return "Only the bot owner can change that."
             return "You need Manage Server (or the bot's admin role) to use that."
         return None

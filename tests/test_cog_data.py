@@ -4,6 +4,7 @@ commands that read and delete recordings, which never cross from one guild to an
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,35 @@ async def test_list_pages_with_reds_menu(cog_world: RedWorld) -> None:
     assert reply.text.startswith("No recording or meeting `nothing` in this server")
     (reply,) = await world.invoke(ADMIN_ID, "!recordings promote")
     assert reply.text == "Missing `meeting_id`. Usage: `!recordings promote <meeting_id>`"
+
+
+async def test_retention_deletes_old_recordings_of_that_guild_only(cog_world: RedWorld) -> None:
+    from freezegun import freeze_time
+
+    from chunkrecorder.store import NewRecording
+
+    world = cog_world
+    store = world.cog.store
+    folder = world.cog.data_dir / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    async def recording(guild_id: int, age_days: float):
+        meeting = await store.create_meeting(guild_id=guild_id, channel_id=VOICE_ID, started_by=ADMIN_ID)
+        path = folder / f"recording_{meeting.id}_mix.mp3"
+        path.write_bytes(b"\xff" * 100)
+        with freeze_time(datetime.now(timezone.utc) - timedelta(days=age_days)):  # made that long ago
+            return await store.insert_persistent_recording(meeting.id, NewRecording(
+                kind=RecordingKind.MIXED, user_id=None, filename=path.name, path=str(path),
+                duration_in_ms=1000, sha256="0" * 64, size_bytes=100))
+
+    old_here, fresh_here = await recording(GUILD_ID, 31), await recording(GUILD_ID, 29)
+    old_there = await recording(OTHER_GUILD_ID, 400)
+    (reply,) = await world.invoke(ADMIN_ID, "!recordingset retention 30")
+    assert reply.text == "Recordings older than 30 days will be deleted."
+
+    assert await world.cog.run_cleanup() == 1
+    remaining = {r.id for r in (await store.list_recordings(GUILD_ID))[0]}
+    assert remaining == {fresh_here.id}
+    assert not Path(old_here.path).exists() and Path(fresh_here.path).exists()
+    assert Path(old_there.path).exists()  # the other guild keeps everything (retention 0)
+    assert (await store.list_recordings(OTHER_GUILD_ID))[1] == 1
