@@ -21,6 +21,7 @@ from redbot.core import Config, commands
 from redbot.core.bot import Red
 from redbot.core.commands.requires import PrivilegeLevel
 from redbot.core.data_manager import cog_data_path
+from redbot.core.errors import CogLoadError
 
 from .commands.record import ControlDenied, RecordCommands
 from .commands.recordings import RecordingsCommands
@@ -103,6 +104,13 @@ class ChunkRecorder(
 
     # ------------------------------------------------------------------ lifetime
     async def cog_load(self) -> None:
+        try:
+            await self._open()
+        except (StoreError, OSError) as exc:
+            await self.store.close()
+            raise CogLoadError(f"chunkrecorder cannot open its recordings in {self.data_dir}: {_short(exc)}") from exc
+
+    async def _open(self) -> None:
         from .pipeline.recorder import Recorder
 
         await self.store.open()

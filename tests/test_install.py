@@ -206,7 +206,7 @@ async def _load_installed_copy_and_use_it(world: RedWorld, copied: Path) -> None
 
 
 async def test_load_refuses_with_one_sentence_when_a_requirement_is_missing(
-    red_world: RedWorld, monkeypatch: pytest.MonkeyPatch
+    red_world: RedWorld, monkeypatch: pytest.MonkeyPatch, fresh_modules: None
 ) -> None:
     """As after a failed pip step: `import nacl` fails. No traceback, no half-loaded cog."""
     world = red_world
@@ -250,3 +250,21 @@ async def test_cog_install_command_with_its_real_pip_step(
         assert list(lib.glob(f"{top}*")), f"{top} not installed into {lib}"
     assert not (lib / "discord").exists(), "a second discord.py must not be pulled in"
     await _load_installed_copy_and_use_it(world, (await downloader.cog_install_path()) / "chunkrecorder")
+
+
+async def test_load_refuses_a_database_from_a_newer_version(red_world: RedWorld, fresh_modules: None) -> None:
+    """A downgrade: one sentence, the database untouched, no half-loaded cog."""
+    import sqlite3
+
+    world = red_world
+    folder = world.data_path / "cogs" / "ChunkRecorder"
+    folder.mkdir(parents=True)
+    with sqlite3.connect(folder / "chunkrecorder.sqlite3") as db:
+        db.execute("PRAGMA user_version = 99")
+    await world.bot._cog_mgr.add_path(ROOT)
+    replies = await world.invoke(OWNER_ID, "!load chunkrecorder")
+    text = "\n".join(m.text for m in replies)
+    assert "chunkrecorder cannot open its recordings" in text and "version 99, newer than this cog" in text, text
+    assert world.bot.get_cog("ChunkRecorder") is None
+    with sqlite3.connect(folder / "chunkrecorder.sqlite3") as db:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == 99
