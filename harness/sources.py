@@ -327,11 +327,13 @@ def synthetic_speaker(index: int, seconds: float, *, seed: int = 0, talk_spurts:
                       volume_db: float = -18.0) -> Source:
     """The ``index``-th default speaker: a chirp in its own band, talking in spurts.
 
-    Speakers beyond the distinct bands reuse a band with a different chirp period,
-    which is still uncorrelated over a window shorter than either period.
+    A chirp sweeps its whole band every 0.2-0.36 s, so any 0.2 s of it has a few
+    hundred Hz of bandwidth: its correlation peak is a couple of ms wide and the
+    next one is a period away, which is what lets a test measure alignment to well
+    under 5 ms. Speakers beyond the distinct bands reuse a band with another period.
     """
     f0, f1 = _BANDS[index % len(_BANDS)]
-    period = (1.0, 1.2, 1.4, 1.6, 1.8)[(index // len(_BANDS)) % 5]
+    period = (0.2, 0.24, 0.28, 0.32, 0.36)[(index // len(_BANDS)) % 5]
     activity = (Activity.speechlike(seconds, seed=seed * 1_000_003 + index)
                 if talk_spurts else Activity.always())
     return sweep(f0, f1, period_s=period, volume_db=volume_db, name=f"speaker{index + 1}",

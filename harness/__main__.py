@@ -1,0 +1,8 @@
+"""``python -m harness``: see :mod:`harness.cli`."""
+
+import sys
+
+from .cli import main
+
+if __name__ == "__main__":
+    sys.exit(main())

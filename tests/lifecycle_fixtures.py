@@ -1,0 +1,220 @@
+"""Checking promoted MP3s against what the harness's speakers said.
+
+The reference for a user's recording is their source where the harness delivered
+their frames intact (silence where they were quiet, absent, reconnecting, or their
+packet was lost), shifted by the Opus encoder's look-ahead (6.5 ms, the same for
+every speaker and unavoidable on Discord). Around frames that were lost or damaged
+the receiver conceals or leaves a hole, and MP3 smears either over a frame, so those
+stretches are masked out of every comparison.
+
+Alignment is measured by cross-correlating short windows of a recording with the
+reference over lags of +-50 ms: the lag of the peak is how far that part of the
+recording sits from where it belongs. It is measured at t=0 and around every chunk
+boundary, where a cutting or joining error would show.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+
+from chunkrecorder.audio import mp3
+from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
+from chunkrecorder.pipeline.timeline import Grid
+from harness.impairments import Fate
+from harness.simulate import SimulationResult
+from harness.sources import FRAME_SAMPLES, SAMPLE_RATE
+
+#: Alignment tolerance of the issue: 5 ms.
+TOLERANCE = int(0.005 * SAMPLE_RATE)
+#: Lags searched either side: far beyond any plausible error, far below a sweep's period.
+SEARCH = int(0.05 * SAMPLE_RATE)
+#: Correlation window.
+WINDOW = int(0.2 * SAMPLE_RATE)
+
+
+def decode_file(path: str | Path) -> np.ndarray:
+    """A promoted MP3 as float64 mono at 48 kHz (the meeting default is mono)."""
+    pcm = mp3.decode(Path(path).read_bytes())
+    return pcm.astype(np.float64).mean(axis=1)
+
+
+def _mono(stereo: np.ndarray) -> np.ndarray:
+    return stereo.astype(np.float64).mean(axis=1)
+
+
+@dataclass
+class Track:
+    """One user's recording next to its reference and the mask of comparable samples."""
+
+    user_id: int
+    recording: np.ndarray
+    reference: np.ndarray
+    mask: np.ndarray
+
+    def corr(self, other: Optional[np.ndarray] = None) -> float:
+        ref = self.reference if other is None else other
+        n = min(len(self.recording), len(ref))
+        m = self.mask[:n]
+        a, b = self.recording[:n][m], ref[:n][m]
+        den = np.sqrt(np.dot(a, a) * np.dot(b, b))
+        return float(np.dot(a, b) / den) if den else 0.0
+
+
+def reference(result: SimulationResult, user_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
+    """(expected mono signal, comparable-sample mask) for ``user_id`` over ``samples``."""
+    net = result.network
+    assert net is not None
+    fates = net.fates(user_id)
+    frames = -(-samples // FRAME_SAMPLES) + 1
+    fates = np.concatenate([fates, np.zeros(max(0, frames - len(fates)), dtype=fates.dtype)])[:frames]
+    plan = next(p for p in result.plans if p.user_id == user_id)
+    expected = _mono(plan.source.expected(frames * FRAME_SAMPLES, sent=fates == Fate.DELIVERED))
+    shifted = np.zeros(samples + CODEC_DELAY_SAMPLES)
+    shifted[CODEC_DELAY_SAMPLES:] = expected[:samples]
+    shifted = shifted[:samples]
+    # Mask every frame the network lost or damaged, the next one (Opus's overlap with
+    # the concealed frame) and an MP3 frame either side (the encoder smears over one).
+    bad = (fates == Fate.LOST) | (fates == Fate.CORRUPT)
+    mask = np.ones(samples, dtype=bool)
+    for k in np.flatnonzero(bad):
+        a = max(0, k * FRAME_SAMPLES + CODEC_DELAY_SAMPLES - mp3.FRAME)
+        b = min(samples, (k + 2) * FRAME_SAMPLES + CODEC_DELAY_SAMPLES + mp3.FRAME)
+        mask[a:b] = False
+    return shifted, mask
+
+
+def track(result: SimulationResult, user_id: int) -> Track:
+    rec = decode_file(result.recording_for(user_id).path)
+    ref, mask = reference(result, user_id, len(rec))
+    return Track(user_id, rec, ref, mask)
+
+
+def boundaries(result: SimulationResult, flush_interval_s: float) -> list[int]:
+    """t=0 and every chunk boundary inside the meeting, in samples."""
+    grid = Grid.for_interval(flush_interval_s)
+    length = int(result.seconds * SAMPLE_RATE)
+    return [0] + [grid.start(k) for k in range(1, grid.windows_for(length))]
+
+
+def lag_at(t: Track, at: int, *, window: int = WINDOW) -> Optional[int]:
+    """Samples by which the recording trails its reference around ``at`` (None: nothing to measure).
+
+    The window starts at ``at`` for t=0 and straddles a boundary otherwise, so audio on
+    both sides of a join must line up for the peak to be sharp and at zero. Where
+    masked (lost, damaged) frames leave less than half of it to compare, it widens.
+    """
+    while window < 4 * WINDOW:
+        start = at if at == 0 else at - window // 2
+        if t.mask[max(0, start) : max(0, start) + window].mean() >= 0.5:
+            break
+        window *= 2
+    start = at if at == 0 else at - window // 2
+    start = max(0, min(start, len(t.reference) - window - SEARCH))
+    ref = t.reference[start : start + window] * t.mask[start : start + window]
+    if np.dot(ref, ref) < 1e3 * window:  # quiet there: nothing to align
+        return None
+    lo = max(0, start - SEARCH)
+    hi = min(len(t.recording), start + window + SEARCH)
+    scores = np.correlate(t.recording[lo:hi], ref, mode="valid")
+    return int(np.argmax(scores)) + lo - start
+
+
+def alignment(tracks: Sequence[Track], points: Sequence[int]) -> dict[tuple[int, int], int]:
+    """Lag of every track at every point where it is audible."""
+    out = {}
+    for t in tracks:
+        for p in points:
+            lag = lag_at(t, p)
+            if lag is not None:
+                out[(t.user_id, p)] = lag
+    return out
+
+
+def snr_db(signal: np.ndarray, reference: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
+    n = min(len(signal), len(reference))
+    a, b = signal[:n], reference[:n]
+    if mask is not None:
+        a, b = a[mask[:n]], b[mask[:n]]
+    noise = a - b
+    return float(10 * np.log10(np.dot(b, b) / max(np.dot(noise, noise), 1e-9)))
+
+
+# --------------------------------------------------------------------------- the checks
+def best_corr(t: Track, other: Optional[np.ndarray] = None, *, search: int = TOLERANCE) -> float:
+    """Masked correlation with a reference at the best lag within ``search`` samples.
+
+    Waveform correlation of two signals a couple of samples apart falls fast at a few
+    kHz (Opus's delay is 310, not exactly 312, samples at some frequencies), so
+    content is compared at its best alignment; *where* that is, is the alignment
+    check's job.
+    """
+    ref = t.reference if other is None else other
+    n = min(len(t.recording), len(ref))
+    m = t.mask[:n]
+    b = np.where(m, ref[:n], 0.0)
+    a = np.where(m, t.recording[:n], 0.0)
+    size = 1 << int(np.ceil(np.log2(2 * n)))
+    xc = np.fft.irfft(np.fft.rfft(a, size) * np.conj(np.fft.rfft(b, size)), size)
+    lags = np.concatenate([xc[: search + 1], xc[-search:]])  # lags 0..s, then -s..-1
+    den = np.sqrt(np.dot(a, a) * np.dot(b, b))
+    if not den:
+        return 0.0
+    best = lags[int(np.argmax(np.abs(lags)))]
+    return float(best / den)
+
+
+@dataclass
+class Verdict:
+    tracks: list[Track]
+    lags: dict[tuple[int, int], int]
+    points: list[int]
+    mix_snr_db: Optional[float]
+
+
+def check_meeting(result: SimulationResult, flush_interval_s: float, *, min_corr: float = 0.9,
+                  users: Optional[Sequence[int]] = None, mix: bool = True) -> Verdict:
+    """Everything a user would check in a promoted meeting's files; asserts as it goes."""
+    assert result.status == "PROMOTED", result
+    assert result.chunks.get("FAILED", 0) == 0, result.chunks
+    assert result.failed_chunks == 0
+    length = int(round(result.seconds * SAMPLE_RATE))
+    users = [p.user_id for p in result.plans] if users is None else list(users)
+    kinds = sorted((r.kind, r.user_id) for r in result.recordings)
+    expected_kinds = sorted([("per_user", u) for u in users] + ([("mixed", None)] if mix else []),
+                            key=lambda x: (x[0], x[1] or 0))
+    assert sorted(kinds, key=lambda x: (x[0], x[1] or 0)) == expected_kinds
+
+    tracks = [track(result, u) for u in users]
+    for t, info in zip(tracks, [result.recording_for(u) for u in users]):
+        # Every track spans the whole meeting (silence where the speaker was not).
+        assert abs(len(t.recording) - length) < mp3.FRAME, (t.user_id, len(t.recording), length)
+        assert abs(info.duration_ms - len(t.recording) * 1000 / SAMPLE_RATE) <= 1
+        assert Path(info.path).stat().st_size == info.size_bytes
+
+    points = boundaries(result, flush_interval_s)
+    lags = alignment(tracks, points)
+    off = {k: v for k, v in lags.items() if abs(v) > TOLERANCE}
+    assert not off, f"misaligned (user, sample) -> lag in samples: {off}"
+    for p in points:
+        assert any(pt == p for (_, pt) in lags), f"nobody audible around sample {p} to align"
+
+    for t in tracks:
+        own = best_corr(t)
+        assert own > min_corr, (t.user_id, own)
+        for other in tracks:
+            if other is not t:
+                cross = best_corr(t, other.reference)
+                assert abs(cross) < 0.05, f"crosstalk: {t.user_id}'s file has {other.user_id} in it ({cross:.3f})"
+
+    mix_snr = None
+    if mix:
+        mixed = decode_file(result.recording_for(None).path)
+        assert abs(len(mixed) - length) < mp3.FRAME
+        total = sum(t.recording for t in tracks)
+        mix_snr = snr_db(mixed, total)
+        assert mix_snr > 20.0, f"the mix is not the sum of the speakers ({mix_snr:.1f} dB)"
+    return Verdict(tracks, lags, points, mix_snr)
