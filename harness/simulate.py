@@ -539,7 +539,7 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
 def _meeting_ids(report: Any) -> list[str]:
     """Meeting ids a RecoveryReport mentions, whatever it calls its lists."""
     ids: list[str] = []
-    for name in ("interrupted", "recovered", "meetings", "promoted"):
+    for name in ("interrupted", "awaiting_promotion", "promoting"):
         value = getattr(report, name, None)
         if not value:
             continue

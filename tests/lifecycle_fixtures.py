@@ -26,7 +26,7 @@ from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
 from chunkrecorder.pipeline.timeline import Grid
 from harness.impairments import Fate
 from harness.simulate import SimulationResult
-from harness.sources import FRAME_SAMPLES, SAMPLE_RATE
+from harness.sources import FRAME_SAMPLES, SAMPLE_RATE, Source
 
 #: Alignment tolerance of the issue: 5 ms.
 TOLERANCE = int(0.005 * SAMPLE_RATE)
@@ -64,6 +64,15 @@ class Track:
         return float(np.dot(a, b) / den) if den else 0.0
 
 
+def source_reference(source: Source, samples: int, sent: Optional[np.ndarray] = None) -> np.ndarray:
+    """A source as a faithful mono recording of it: silent where not sent, codec-delayed."""
+    frames = -(-samples // FRAME_SAMPLES) + 1
+    expected = _mono(source.expected(frames * FRAME_SAMPLES, sent=sent))
+    shifted = np.zeros(samples + CODEC_DELAY_SAMPLES)
+    shifted[CODEC_DELAY_SAMPLES:] = expected[:samples]
+    return shifted[:samples]
+
+
 def reference(result: SimulationResult, user_id: int, samples: int) -> tuple[np.ndarray, np.ndarray]:
     """(expected mono signal, comparable-sample mask) for ``user_id`` over ``samples``."""
     net = result.network
@@ -72,10 +81,7 @@ def reference(result: SimulationResult, user_id: int, samples: int) -> tuple[np.
     frames = -(-samples // FRAME_SAMPLES) + 1
     fates = np.concatenate([fates, np.zeros(max(0, frames - len(fates)), dtype=fates.dtype)])[:frames]
     plan = next(p for p in result.plans if p.user_id == user_id)
-    expected = _mono(plan.source.expected(frames * FRAME_SAMPLES, sent=fates == Fate.DELIVERED))
-    shifted = np.zeros(samples + CODEC_DELAY_SAMPLES)
-    shifted[CODEC_DELAY_SAMPLES:] = expected[:samples]
-    shifted = shifted[:samples]
+    shifted = source_reference(plan.source, samples, fates == Fate.DELIVERED)
     # Mask every frame the network lost or damaged, the next one (Opus's overlap with
     # the concealed frame) and an MP3 frame either side (the encoder smears over one).
     bad = (fates == Fate.LOST) | (fates == Fate.CORRUPT)
