@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Optional, Sequence, TextIO
 
 from chunkrecorder.objects import Strategy
+from chunkrecorder.store import StoreError
 
 from .progress import ProgressBar
 from .simulate import HarnessError, RecoverResult, SimulateOptions, SimulationResult, recover, simulate
@@ -209,7 +210,7 @@ async def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> in
             failed = bool(bad)
             reason = "; ".join(f"meeting {m.meeting_id} is {m.status}" + (f": {m.error}" if m.error else "")
                                for m in bad)
-    except (HarnessError, SourceError) as exc:
+    except (HarnessError, SourceError, StoreError) as exc:
         if bar is not None:
             bar.close()
         stderr.write(f"error: {exc}\n")

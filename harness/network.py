@@ -42,6 +42,7 @@ from .scenario import SpeakerPlan
 from .sources import FRAME_S, Source
 
 __all__ = [
+    "OpusCache",
     "FakeGuild",
     "FakeMember",
     "FakeVoiceChannel",
@@ -173,12 +174,58 @@ async def _notify(listener: Any, name: str, *args: Any) -> None:
 
 
 # --------------------------------------------------------------------------- a member's client
+class OpusCache:
+    """Opus packets of each distinct source, encoded once and shared by every client.
+
+    For benchmarks: a hundred clients encoding Opus would cost the machine a core that
+    Discord's users' computers pay in reality, and the number measured would be the
+    harness's, not the bot's. Each source is encoded as one continuous stream (Opus
+    predicts from the previous frames, so replaying a short loop of packets drives a
+    decoder off the rails within a few loops) and grown on demand;
+    :meth:`prepare` encodes ahead so a timed window does not pay for it.
+    """
+
+    def __init__(self, *, bitrate: int = 64_000, complexity: int = 5) -> None:
+        self.bitrate = bitrate
+        self.complexity = complexity
+        self._streams: dict[int, tuple[Any, list[bytes], Source]] = {}
+        self._lock = threading.Lock()
+
+    def _stream(self, source: Source) -> tuple[Any, list[bytes], Source]:
+        key = id(source.audio)
+        entry = self._streams.get(key)
+        if entry is None:
+            from chunkrecorder.audio.opus import OpusEncoder
+
+            enc = OpusEncoder(bitrate=self.bitrate, complexity=self.complexity, application="audio")
+            entry = self._streams[key] = (enc, [], source)
+        return entry
+
+    def prepare(self, source: Source, frames: int) -> None:
+        with self._lock:
+            enc, packets, src = self._stream(source)
+            while len(packets) < frames:
+                packets.append(enc.encode(src.frame(len(packets)).tobytes()))
+
+    def packet(self, source: Source, frame: int) -> bytes:
+        with self._lock:
+            enc, packets, src = self._stream(source)
+            while len(packets) <= frame:
+                packets.append(enc.encode(src.frame(len(packets)).tobytes()))
+            return packets[frame]
+
+    def frames(self, source: Source) -> int:
+        with self._lock:
+            return len(self._stream(source)[1])
+
+
 class _Client:
     """One member's voice client: decides, frame by frame, what it sends."""
 
-    def __init__(self, plan: SpeakerPlan, wire: Any) -> None:
+    def __init__(self, plan: SpeakerPlan, wire: Any, cache: Optional[OpusCache] = None) -> None:
         self.plan = plan
         self.wire = wire
+        self._opus = cache
         self.fates = bytearray()
         self.ssrcs: list[tuple[int, int]] = [(plan.join_frame, self._ssrc())]
         self.in_spurt = False
@@ -241,7 +288,10 @@ class _Client:
                 self.in_spurt = True
                 self.silence = []
                 ws.append(self.wire.speaking_event())
-            out.append(self.wire.packet(self.source.frame(k).tobytes()))
+            if self._opus is not None:
+                out.append(self.wire.packet_from_opus(self._opus.packet(self.source, k)))
+            else:
+                out.append(self.wire.packet(self.source.frame(k).tobytes()))
             return ws, out
         if self.in_spurt:
             self.in_spurt = False
@@ -278,6 +328,9 @@ class NetworkStats:
     corrupted: int = 0
     undelivered: int = 0  # sent while the bot was not connected
     max_lag_s: float = 0.0  # realtime only: how far the sender fell behind wall time
+    late_frames: int = 0  # realtime only: frames sent more than 20 ms after their time
+    send_cpu_s: float = 0.0  # realtime only: the fake clients' CPU (encode, DAVE, seal)
+    receive_cpu_s: float = 0.0  # realtime only: on_datagram's CPU on the reader thread
 
 
 # --------------------------------------------------------------------------- the network
@@ -295,6 +348,8 @@ class FakeVoiceNetwork:
         channel_id: int = 5151,
         bot_user_id: int = 9999,
         channel_name: str = "Harness voice",
+        opus_cache: Optional[OpusCache] = None,
+        opus_complexity: int = 5,
     ) -> None:
         from .wire import WireGroup  # the wire is its own module; import where used
 
@@ -305,7 +360,9 @@ class FakeVoiceNetwork:
         self.guild = FakeGuild(guild_id)
         self.channel = FakeVoiceChannel(self, id=channel_id, name=channel_name, guild=self.guild)
         self.bot_user_id = bot_user_id
-        self.group = WireGroup(channel_id=channel_id, bot_user_id=bot_user_id, seed=seed, dave=dave)
+        self.group = WireGroup(channel_id=channel_id, bot_user_id=bot_user_id, seed=seed, dave=dave,
+                               complexity=opus_complexity)
+        self.opus_cache = opus_cache
         self.path = NetworkPath(self.impairments, corrupt=self._corrupt)
         self.stats = NetworkStats()
         self.link: Optional[FakeVoiceLink] = None
@@ -342,7 +399,7 @@ class FakeVoiceNetwork:
         else:
             wires = self.group.add_speakers([p.user_id for p in plans])
         for plan, wire in zip(plans, wires):
-            self._clients[plan.user_id] = _Client(plan, wire)
+            self._clients[plan.user_id] = _Client(plan, wire, self.opus_cache)
             self._members[plan.user_id] = FakeMember(plan.user_id, plan.name or str(plan.user_id),
                                                      self.guild, plan.bot)
         return list(plans)
@@ -567,9 +624,13 @@ class FakeVoiceNetwork:
         failure: list[BaseException] = []
         stop = threading.Event()
 
+        stats = self.stats
+
         def deliver(kind: str, payload: Any) -> None:
             if kind == "dgram":
+                c0 = time.thread_time()
                 self._deliver(kind, payload)
+                stats.receive_cpu_s += time.thread_time() - c0
             else:
                 # Websocket events belong to the event loop, as in discord.py.
                 loop.call_soon_threadsafe(self._deliver, kind, payload)
@@ -598,10 +659,14 @@ class FakeVoiceNetwork:
                         deliver_due(head)
                     _sleep_until(clock, t)
                     lag = clock() - t
-                    if lag > self.stats.max_lag_s:
-                        self.stats.max_lag_s = lag
+                    if lag > stats.max_lag_s:
+                        stats.max_lag_s = lag
+                    if lag > FRAME_S:
+                        stats.late_frames += 1
+                    c0 = time.thread_time()
                     with self._lock:
                         self._emit(k)
+                    stats.send_cpu_s += time.thread_time() - c0
                     deliver_due(clock())
                     self._frame = k + 1
             except BaseException as exc:  # surfaced on the event loop below

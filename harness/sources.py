@@ -298,7 +298,8 @@ def sweep(f0: float, f1: float, *, period_s: float = 1.0, volume_db: float = -18
     for f in (f0, f1):
         if not 20 <= f <= 20_000:
             raise SourceError(f"sweep frequency {f} Hz is outside 20 Hz-20 kHz")
-    if period_s * SAMPLE_RATE % FRAME_SAMPLES:
+    n = period_s * SAMPLE_RATE
+    if abs(n - round(n)) > 1e-6 or round(n) % FRAME_SAMPLES or n <= 0:
         raise SourceError("the sweep period must be a whole number of 20 ms frames")
     audio = _render("sweep", (float(f0), float(f1), float(period_s)), period_s, volume_db)
     return Source(name or f"sweep{f0:g}-{f1:g}", audio, loop=True,

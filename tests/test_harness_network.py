@@ -239,3 +239,25 @@ async def test_realtime_streams_at_wall_clock_pace_off_the_event_loop() -> None:
     assert 0.55 < elapsed < 3.0
     assert len(rec.frames[111]) == 30
     assert len(ticks) >= 4 and ticks == sorted(ticks)
+
+
+async def test_cached_opus_packets_carry_the_same_audio() -> None:
+    # Benchmarks replay each looping signal's Opus packets instead of encoding live:
+    # what arrives must still be that signal, in place.
+    from harness.network import OpusCache
+
+    cache = OpusCache()
+    net = FakeVoiceNetwork(dave=False, opus_cache=cache)
+    src = sources.synthetic_speaker(2, 2.0, talk_spurts=False)
+    net.add_speaker(111, src)
+    net.add_speaker(222, sources.synthetic_speaker(2, 2.0, talk_spurts=False))
+    link, rec = await _connect(net)
+    await net.run(2.0)
+    await net.drain()
+    link.receiver.flush()
+    assert cache.frames(src) == 100  # one stream, shared by both clients
+    n = 100 * FRAME_SAMPLES
+    got = _track(rec.frames[111], rec.frames[111][0].timestamp, n)[:, 0]
+    ref = src.samples(0, n)[:, 0]
+    lag = max(range(OPUS_DELAY - 40, OPUS_DELAY + 40), key=lambda d: _corr(got[d:], ref[: n - d]))
+    assert abs(lag - OPUS_DELAY) <= 8 and _corr(got[lag:], ref[: n - lag]) > 0.9
