@@ -58,7 +58,7 @@ class SpeakerWire:
         self.user_id = user_id
         self.ssrc = ssrc
         self._rng = rng
-        self.dave = dave
+        self._dave = dave
         self._bitrate = bitrate
         self._complexity = complexity
         self._application = application
@@ -67,6 +67,18 @@ class SpeakerWire:
         self.timestamp = rng.randrange(1 << 32)
         self.nonce = 0
         self.sent = 0
+
+    @property
+    def dave(self) -> Any:
+        """This speaker's davey session; joining the group happens on first use, in a
+        batch with every other speaker added since (one MLS commit, not one each)."""
+        if self._dave is None and self.group.dave is not None:
+            self.group.join_pending()
+        return self._dave
+
+    @dave.setter
+    def dave(self, session: Any) -> None:
+        self._dave = session
 
     # ---- sending --------------------------------------------------------------
     def packet(self, pcm: bytes, *, pad: int = 0) -> bytes:
@@ -156,6 +168,7 @@ class WireGroup:
         #: but keeps only ~0.8 waveform correlation, too loose for sample-level checks.
         self.application = application
         self.speakers: dict[int, SpeakerWire] = {}
+        self._pending: list[SpeakerWire] = []
         self._ssrcs: set[int] = set()
 
     def _new_ssrc(self) -> int:
@@ -166,36 +179,40 @@ class WireGroup:
                 return ssrc
 
     def add_speaker(self, user_id: int, ssrc: Optional[int] = None) -> SpeakerWire:
-        """A speaker's sender; with DAVE on, they join the MLS group (a new epoch)."""
+        """A speaker's sender; with DAVE on, it joins the MLS group on first use."""
         if user_id in self.speakers:
             raise ValueError(f"user {user_id} already has a sender")
         if ssrc is not None:
             self._ssrcs.add(ssrc)
-        session = self.dave.add_member(user_id) if self.dave is not None else None
         # Each speaker gets its own RNG stream, so adding one does not reseed the others.
         rng = random.Random(self._rng.randrange(1 << 62))
         wire = SpeakerWire(
-            self, user_id, ssrc if ssrc is not None else self._new_ssrc(), rng, session,
+            self, user_id, ssrc if ssrc is not None else self._new_ssrc(), rng, None,
             bitrate=self.bitrate, complexity=self.complexity, application=self.application,
         )
         self.speakers[user_id] = wire
+        if self.dave is not None:
+            self._pending.append(wire)
         return wire
 
     def add_speakers(self, user_ids: list[int]) -> list[SpeakerWire]:
-        """Many speakers in one DAVE commit (cheaper than one epoch each)."""
-        if self.dave is not None:
-            self.dave.add_members([u for u in user_ids if u not in self.speakers])
-            sessions = {u: self.dave.members[u] for u in user_ids}
-        else:
-            sessions = {u: None for u in user_ids}
-        out = []
-        for uid in user_ids:
-            rng = random.Random(self._rng.randrange(1 << 62))
-            wire = SpeakerWire(self, uid, self._new_ssrc(), rng, sessions[uid],
-                               bitrate=self.bitrate, complexity=self.complexity, application=self.application)
-            self.speakers[uid] = wire
-            out.append(wire)
-        return out
+        """Several speakers at once (they join the DAVE group together, on first use)."""
+        return [self.add_speaker(uid) for uid in user_ids]
+
+    def join_pending(self) -> None:
+        """Add every speaker not yet in the DAVE group in one commit (one new epoch).
+
+        MLS costs grow with the group: each joiner verifies the whole tree (~60 ms for
+        100 members here), and adding members one epoch at a time would also make every
+        existing member process every commit. Batching keeps a 100-speaker meeting's
+        set-up to a few seconds.
+        """
+        if self.dave is None or not self._pending:
+            return
+        pending, self._pending = self._pending, []
+        sessions = self.dave.add_members([w.user_id for w in pending])
+        for wire in pending:
+            wire.dave = sessions[wire.user_id]
 
     def remove_speaker(self, user_id: int) -> dict[str, Any]:
         """The speaker's client leaves; returns op 13 CLIENT_DISCONNECT."""
