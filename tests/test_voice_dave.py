@@ -137,3 +137,19 @@ def test_signing_is_deterministic_and_low_s() -> None:
     n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
     assert 0 < s <= n // 2
     assert len(p256_public_key(key)) == 65
+
+
+def test_harness_speakers_join_in_one_commit_and_late_ones_in_the_next() -> None:
+    from harness.wire import WireGroup
+
+    group = WireGroup(channel_id=9, bot_user_id=999, seed=2)
+    early = [group.add_speaker(uid) for uid in (1, 2, 3)]
+    assert group.dave is not None and group.dave.epoch == 0  # nobody has sent yet
+    dec = DaveyDecryptor.for_session(group.dave.bot)
+    sealed = early[0].dave.encrypt_opus(FRAME)
+    assert group.dave.epoch == 1  # all three joined together
+    late = group.add_speaker(4)
+    assert dec.decrypt(1, sealed) == FRAME
+    assert dec.decrypt(4, late.dave.encrypt_opus(FRAME)) == FRAME and group.dave.epoch == 2
+    for wire in early[1:]:
+        assert dec.decrypt(wire.user_id, wire.dave.encrypt_opus(FRAME)) == FRAME
