@@ -83,6 +83,7 @@ async def rig() -> AsyncIterator[Rig]:
     guild = FakeGuild()
     channel = types.SimpleNamespace(id=CHANNEL, guild=guild)
     vc = discord.VoiceClient(client, channel)
+    client._connection._add_voice_client(GUILD, vc)  # what channel.connect() does first
     state = vc._connection
     state.timeout = 0.2
     receiving, sending = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -217,6 +218,17 @@ async def test_check_reports_move_resume_and_disconnect(rig: Rig) -> None:
     assert link.check(4.0) is None
     assert link.check(13.9) is None
     assert link.check(14.0) == "disconnect"
+    await link.disconnect()
+
+
+async def test_a_client_discordpy_has_let_go_of_is_a_disconnect_at_once(rig: Rig) -> None:
+    await rig.session_description(dave_version=0)
+    rig.state.state = ConnectionFlowState.connected
+    link = DiscordVoiceLink(rig.vc, watch=False, disconnect_grace_s=60.0)
+    rig.state.state = ConnectionFlowState.disconnected
+    assert link.check(0.0) is None  # down, maybe reconnecting
+    rig.vc.client._connection._remove_voice_client(GUILD)  # kicked: discord.py cleaned up
+    assert link.check(0.5) == "disconnect"
     await link.disconnect()
 
 

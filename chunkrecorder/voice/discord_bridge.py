@@ -23,8 +23,9 @@ if a future discord.py moved them, instead of recording silence.
 
 Connection changes are watched by polling the connection state twice a second on
 the event loop (discord.py has no callback for them): a channel change is a move, a
-drop that comes back is a resume, and a state that stays ``disconnected`` past a grace
-period (discord.py's own reconnect attempts included) is a disconnect.
+drop that comes back is a resume, and it is a disconnect when discord.py has let go of
+the client (removed it from ``client.voice_clients``, as after a kick) or the state stays
+``disconnected`` past a grace period (its own reconnect attempts included).
 """
 
 from __future__ import annotations
@@ -167,12 +168,20 @@ class DiscordVoiceLink:
                 if key and len(key) == 32:
                     self.receiver.set_secret_key(bytes(key))
             return event
+        if self._abandoned() or channel is None:
+            return "disconnect"  # discord.py cleaned up: kicked, channel deleted, gave up
         if self._down_since is None:
             self._down_since = now
             return None
-        if now - self._down_since >= self._grace or channel is None:
+        if now - self._down_since >= self._grace:
             return "disconnect"
         return None
+
+    def _abandoned(self) -> bool:
+        """discord.py drops a voice client from ``client.voice_clients`` only when it is
+        finished with it; while it reconnects the client stays listed."""
+        clients = getattr(getattr(self.voice_client, "client", None), "voice_clients", None)
+        return clients is not None and self.voice_client not in clients
 
     _down_since: Optional[float] = None
 
