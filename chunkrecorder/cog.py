@@ -106,9 +106,17 @@ class ChunkRecorder(
     async def cog_load(self) -> None:
         try:
             await self._open()
-        except (StoreError, OSError) as exc:
+        except BaseException as exc:
+            # Leave nothing running behind a failed load (Red drops the cog object).
+            if self.recorder is not None:
+                with contextlib.suppress(Exception):
+                    await self.recorder.close()
             await self.store.close()
-            raise CogLoadError(f"chunkrecorder cannot open its recordings in {self.data_dir}: {_short(exc)}") from exc
+            if isinstance(exc, (StoreError, OSError)):
+                raise CogLoadError(
+                    f"chunkrecorder cannot open its recordings in {self.data_dir}: {_short(exc)}"
+                ) from exc
+            raise
 
     async def _open(self) -> None:
         from .pipeline.recorder import Recorder
@@ -133,8 +141,10 @@ class ChunkRecorder(
         self._spawn(self._cleanup_loop())
 
     async def cog_unload(self) -> None:
-        for task in list(self._background):
+        background = list(self._background)
+        for task in background:
             task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
         live = list(self.meetings.live.values())
         await self.meetings.close()
         if self.recorder is not None:
