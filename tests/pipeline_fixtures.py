@@ -13,9 +13,9 @@ true alignment, and different seeds are uncorrelated.
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -173,15 +173,6 @@ def boundaries(grid: Grid, length: int) -> list[int]:
     return [grid.start(k) for k in range(grid.windows_for(length))]
 
 
-@dataclass
-class Meeting:
-    """What a finished end-to-end meeting produced, for assertions."""
-
-    result: object
-    length: int
-    speakers: list[Speaker] = field(default_factory=list)
-
-
 async def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.02) -> None:
     """Poll an async or sync predicate until true (for background work in tests)."""
     deadline = asyncio.get_running_loop().time() + timeout_s
@@ -196,5 +187,54 @@ async def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.02) -> 
         await asyncio.sleep(step_s)
 
 
-def frames_in(frames: Iterable[VoiceFrame]) -> list[VoiceFrame]:
-    return list(frames)
+def encode_but_die_once(job):
+    """An encoder whose process dies the first time (a segfault or OOM kill stand-in).
+
+    Lives here, not in a test module, because a worker process imports it by name.
+    """
+    import os
+
+    from chunkrecorder.pipeline.encode_worker import encode
+
+    marker = Path(job.pcm_path).with_suffix(".died")
+    if not marker.exists():
+        marker.write_text("x")
+        os._exit(1)
+    return encode(job)
+
+
+async def queued_chunks(store, layout, *, seconds: float = 2.5, users=(1,), flush_interval_s: float = 1.0,
+                        strategy=None):
+    """A finished session's chunks, QUEUED in the store: the transcoder's input."""
+    from chunkrecorder.objects import MeetingSettings, Strategy
+
+    settings = MeetingSettings(flush_interval_s=flush_interval_s, strategy=strategy or Strategy.PER_USER)
+    meeting = await store.create_meeting(guild_id=1, channel_id=2, started_by=3, strategy=settings.strategy,
+                                         flush_interval_s=settings.flush_interval_s)
+    clock = Clock()
+    session = RecordingSession(meeting=meeting, settings=settings, store=store, layout=layout, clock=clock)
+    speakers = [Speaker(u, speech_like(seconds, seed=u)) for u in users]
+    await play(session, clock, speakers, until_s=seconds)
+    length = await session.finish()
+    return session, speakers, length
+
+
+async def kill(recorder) -> None:
+    """Simulate the process dying: every task of the recorder stops where it is.
+
+    Nothing is flushed, finished or marked: sessions keep their unflushed audio in
+    memory (and lose it), rows stay as they are (ACTIVE meetings, IN_PROGRESS chunks),
+    files stay half-assembled. The old recorder is not used again; a new one is
+    opened on the same database file and data directory.
+    """
+    tasks = [*recorder._tickers.values(), *recorder._assembling.values(), *recorder._background,
+             *recorder.transcoder._tasks]
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    pool = recorder.transcoder._pool
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+    for s in recorder.sessions():
+        s._finished = True  # its memory is gone with the process
+    await recorder.store.close()

@@ -75,4 +75,30 @@ def bootstrap_source() -> str:
         "        _m.__package__ = _name\n"
         "        sys.modules[_name] = _m\n"
         f"import {__name__}\n"
+        f"sys.modules[{__name__!r}].watch_parent()\n"
     )
+
+
+def watch_parent() -> None:
+    """Exit this worker as soon as the process that started it is gone.
+
+    A pool worker blocks reading its call queue, whose write end it holds itself, so
+    it would outlive a bot killed with SIGKILL for ever (and keep the fork server and
+    anything waiting on their pipes alive). The parent's sentinel becomes readable
+    when the parent dies; a daemon thread waits on it and ends the process.
+    """
+    import multiprocessing
+    import os
+    import threading
+    from multiprocessing.connection import wait
+
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.sentinel is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        wait([sentinel])
+        os._exit(0)
+
+    threading.Thread(target=watch, name="chunkrecorder-parent-watch", daemon=True).start()

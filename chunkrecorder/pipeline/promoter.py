@@ -95,7 +95,10 @@ class Promoter:
         store = self._store
         meeting = await store.get_meeting(meeting_id)
         if meeting.status is MeetingStatus.PROMOTED:
-            await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+            try:
+                await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+            except OSError as exc:
+                log.warning("meeting %s: chunk folder not removed: %s", meeting_id, exc)
             await report(progress, "done", 1, 1)
             return await self._result(meeting, failed=(await store.chunk_counts(meeting_id)).failed)
         if meeting.status is MeetingStatus.ACTIVE:
@@ -116,8 +119,8 @@ class Promoter:
             note = f"promotion failed: {type(exc).__name__}: {exc}"
             try:
                 await store.set_meeting_status(meeting_id, MeetingStatus.FAILED, note=note)
-            except StoreError:
-                pass
+            except (StoreError, ValueError):
+                pass  # already PROMOTED (the failure came after the rows), or gone
             raise PipelineError(
                 f"Could not finish meeting `{meeting_id}` ({type(exc).__name__}: {exc}). "
                 f"Nothing was lost; an admin can run promote again."
@@ -180,7 +183,10 @@ class Promoter:
         )
         if counts.failed and not pipe.keep_temp:
             await store.delete_temp_recordings_except_failed(meeting_id)
-        await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+        try:
+            await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+        except OSError as exc:  # the recordings are done; leftovers go with the cleanup job
+            log.warning("meeting %s promoted, but its chunk folder was not removed: %s", meeting_id, exc)
         self._assembler.forget(meeting_id)
         meeting = await store.get_meeting(meeting_id)
         await report(progress, "done", len(tracks), len(tracks))

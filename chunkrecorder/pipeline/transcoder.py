@@ -131,6 +131,11 @@ class Transcoder:
     def busy(self) -> int:
         return self._busy
 
+    def worker_pids(self) -> list[int]:
+        """PIDs of the encoder processes running now (diagnostics and the crash tests)."""
+        procs = getattr(self._pool, "_processes", None) or {}
+        return sorted(int(p) for p in procs)
+
     def forget(self, meeting_id: str) -> None:
         self._params.pop(meeting_id, None)
 
