@@ -1,0 +1,196 @@
+"""File-system faults while recording and promoting: disk full, permission denied.
+
+pyfakefs provides the faults (a disk of limited size, a folder without write
+permission; ``allow_root_user=False`` so permissions hold even for root). The
+database stays a real file on the real disk (SQLite's C code does not go through
+Python's ``open``), opened before the fake file system is switched on. Encoding runs
+in threads here, because worker processes would not see the fake file system.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pyfakefs.fake_filesystem_unittest import Patcher
+
+from chunkrecorder.audio import mp3
+from chunkrecorder.objects import MIX_USER_ID, MeetingSettings, MeetingStatus, RecordingKind, TranscodeStatus
+from chunkrecorder.pipeline import FlushError, PipelineError, Recorder
+from chunkrecorder.pipeline.paths import Layout, write_atomic
+from chunkrecorder.pipeline.session import RecordingSession
+from chunkrecorder.store import SqlRecordingService
+from pipeline_fixtures import RATE, Clock, Speaker, lag_at, play, read_pcm, speech_like
+
+DATA = Path("/srv/chunkrecorder")
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as s:
+        yield s
+
+
+@pytest.fixture
+def fakefs():
+    with Patcher(allow_root_user=False) as patcher:
+        patcher.fs.create_dir(DATA)
+        yield patcher.fs
+
+
+async def new_session(store, clock: Clock, **kw) -> RecordingSession:
+    settings = MeetingSettings(flush_interval_s=1.0, strategy=kw.pop("strategy", MeetingSettings().strategy), **kw)
+    meeting = await store.create_meeting(guild_id=1, channel_id=2, started_by=3, strategy=settings.strategy,
+                                         flush_interval_s=1.0)
+    return RecordingSession(meeting=meeting, settings=settings, store=store, layout=Layout(DATA), clock=clock)
+
+
+async def assert_complete(store, session: RecordingSession, speaker: Speaker, length: int) -> None:
+    """Every window of the speaker is on disk, with exactly the audio that was fed."""
+    rows = await store.get_temp_recordings_for_meeting(session.meeting.id, user_id=speaker.user_id)
+    assert [r.seq for r in rows] == list(range(session.grid.windows_for(length)))
+    body = np.concatenate([read_pcm(r.pcm_path)[r.prime_samples : r.prime_samples + r.sample_count, 0]
+                           for r in rows])
+    assert np.array_equal(body, speaker.expected(length))
+
+
+def test_an_atomic_write_that_fails_leaves_nothing_behind(fakefs) -> None:
+    fakefs.set_disk_usage(10_000)
+    target = DATA / "chunks" / "m" / "1_0.pcm"
+    with pytest.raises(OSError) as err:
+        write_atomic(target, np.zeros(20_000, dtype=np.int16))
+    assert err.value.errno == errno.ENOSPC
+    assert os.listdir(target.parent) == []
+
+
+async def test_disk_full_during_flush_keeps_the_audio_until_there_is_room(store, fakefs) -> None:
+    clock = Clock()
+    s = await new_session(store, clock, strategy=MeetingSettings().strategy)
+    sp = Speaker(1, speech_like(3.0, seed=1))
+    fakefs.set_disk_usage(50_000)  # not even one window fits
+    await play(s, clock, [sp], until_s=3.0)
+    snap = s.snapshot()
+    assert snap.flush_errors > 0 and "No space left" in (snap.last_error or "")
+    assert snap.windows_flushed == 0 and snap.windows_lost == 0
+    assert await store.get_temp_recordings_for_meeting(s.meeting.id) == []
+    assert not [p for p in Path(DATA).rglob("*") if p.is_file()]  # no half-written chunk
+    fakefs.set_disk_usage(10**9)  # room again
+    await play(s, clock, [], until_s=0)
+    clock.t = s.t0 + 4.0
+    await s.advance()
+    length = await s.finish()
+    await assert_complete(store, s, sp, length)
+    assert s.snapshot().windows_lost == 0
+
+
+async def test_permission_denied_during_flush_is_reported_and_recovered(store, fakefs) -> None:
+    clock = Clock()
+    s = await new_session(store, clock)
+    sp = Speaker(2, speech_like(2.2, seed=2))
+    folder = Layout(DATA).meeting_dir(s.meeting.id)
+    fakefs.create_dir(folder)
+    os.chmod(folder, 0o500)
+    await play(s, clock, [sp], until_s=2.2)
+    snap = s.snapshot()
+    assert snap.flush_errors > 0 and "Permission denied" in (snap.last_error or "")
+    assert snap.windows_flushed == 0
+    os.chmod(folder, 0o700)
+    clock.t = s.t0 + 3.0
+    length = await s.finish()
+    await assert_complete(store, s, sp, length)
+
+
+async def test_a_disk_that_stays_full_costs_the_oldest_windows_not_the_session(store, fakefs) -> None:
+    clock = Clock()
+    s = await new_session(store, clock)
+    sp = Speaker(3, speech_like(10.0, seed=3))
+    fakefs.set_disk_usage(50_000)
+    await play(s, clock, [sp], until_s=10.0)
+    snap = s.snapshot()
+    assert snap.windows_lost >= 2  # given up, counted, reported
+    assert snap.buffered_bytes <= (s._max_backlog + 3) * s.grid.chunk_samples * 2  # memory stays bounded
+    fakefs.set_disk_usage(10**9)
+    await play(s, clock, [], until_s=0)
+    clock.t = s.t0 + 12.0
+    length = await s.finish()
+    rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=3)
+    kept = [r.seq for r in rows]
+    spoken = s.grid.windows_for(int(10.0 * RATE))  # windows 10 and 11 were silent
+    assert kept == list(range(snap.windows_lost, spoken))  # the rest is all there
+    for r in rows:
+        got = read_pcm(r.pcm_path)[r.prime_samples : r.prime_samples + r.sample_count, 0]
+        want = sp.expected(length)[r.start_sample : r.start_sample + r.sample_count]
+        assert np.array_equal(got, want)
+
+
+async def test_a_stop_on_a_full_disk_fails_cleanly_and_can_be_retried(store, fakefs) -> None:
+    clock = Clock()
+    s = await new_session(store, clock)
+    sp = Speaker(4, speech_like(2.5, seed=4))
+    await play(s, clock, [sp], until_s=2.5)
+    fakefs.set_disk_usage(sum(p.stat().st_size for p in Path(DATA).rglob("*") if p.is_file()) + 1000)
+    with pytest.raises(FlushError, match="still held in memory"):
+        await s.finish()
+    assert not s.finished
+    assert (await store.get_meeting(s.meeting.id)).status is MeetingStatus.ACTIVE
+    fakefs.set_disk_usage(10**9)
+    length = await s.finish()
+    assert length == int(2.5 * RATE)
+    await assert_complete(store, s, sp, length)
+
+
+async def test_disk_full_during_promotion_fails_cleanly_and_the_admin_can_finish_it(store, fakefs) -> None:
+    recordings = Layout(DATA).recordings_dir
+    fakefs.add_mount_point(str(recordings), total_size=20_000)  # the persistent tier is full
+    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread", tick_s=0, cleanup_interval_s=None)
+    await rec.start()
+    try:
+        clock = Clock()
+        session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
+                                          settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+        sp = Speaker(5, speech_like(3.0, seed=5))
+        await play(session, clock, [sp], until_s=3.0)
+        await rec.wait_idle()
+        with pytest.raises(PipelineError, match="Nothing was lost"):
+            await rec.stop_meeting(session.meeting.id)
+        meeting = await store.get_meeting(session.meeting.id)
+        assert meeting.status is MeetingStatus.FAILED and "No space" in (meeting.note or "")
+        counts = await store.chunk_counts(meeting.id)
+        assert counts.done == counts.total > 0  # every chunk is still there, encoded
+        fakefs.set_disk_usage(10**9, path=str(recordings))
+        result = await rec.promote(meeting.id)
+        assert result.meeting.status is MeetingStatus.PROMOTED and result.failed_chunks == 0
+        rec5 = next(r for r in result.recordings if r.user_id == 5)
+        decoded = mp3.decode(Path(rec5.path).read_bytes(), channels=1)[:, 0].astype(np.float64)
+        length = int(3.0 * RATE)
+        assert len(decoded) == mp3.frames_for(length) * mp3.FRAME
+        ref = sp.expected(length).astype(np.float64)
+        for b in (session.grid.start(1), session.grid.start(2)):
+            assert lag_at(decoded, ref, b, search=480)[0] == 0
+        assert {r.kind for r in result.recordings} == {RecordingKind.PER_USER, RecordingKind.MIXED}
+    finally:
+        await rec.close()
+
+
+async def test_an_unwritable_recordings_folder_fails_promotion_without_losing_chunks(store, fakefs) -> None:
+    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread", tick_s=0, cleanup_interval_s=None)
+    await rec.start()
+    try:
+        os.chmod(Layout(DATA).recordings_dir, 0o500)
+        clock = Clock()
+        session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
+                                          settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+        await play(session, clock, [Speaker(6, speech_like(2.0, seed=6))], until_s=2.0)
+        with pytest.raises(PipelineError, match="Permission denied"):
+            await rec.stop_meeting(session.meeting.id)
+        rows = await store.get_temp_recordings_for_meeting(session.meeting.id)
+        assert rows and all(r.transcode_status is TranscodeStatus.DONE for r in rows)
+        assert all(Path(r.mp3_path).exists() for r in rows)  # nothing assembled, nothing deleted
+        os.chmod(Layout(DATA).recordings_dir, 0o700)
+        result = await rec.promote(session.meeting.id)
+        assert sorted(r.user_id or MIX_USER_ID for r in result.recordings) == [MIX_USER_ID, 6]
+    finally:
+        await rec.close()
