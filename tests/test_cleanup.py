@@ -1,0 +1,139 @@
+"""The cleanup job: stale temp rows, orphaned files, retention, and what it must never touch."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from freezegun import freeze_time
+
+from chunkrecorder.objects import MeetingStatus, RecordingKind
+from chunkrecorder.pipeline import Recorder
+from chunkrecorder.pipeline.cleanup import Cleaner
+from chunkrecorder.pipeline.paths import Layout
+from chunkrecorder.store import NewRecording, SqlRecordingService
+
+T0 = datetime(2030, 1, 1, tzinfo=timezone.utc)
+DAY = 86_400.0
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as s:
+        yield s
+
+
+def touch(path: Path, data: bytes, *, at: float) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    os.utime(path, (at, at))
+    return path
+
+
+async def promoted_meeting(store, layout: Layout, *, failed_chunk: bool = False) -> tuple[str, Path]:
+    """A PROMOTED meeting that kept a temp row and its PCM (as a FAILED chunk does)."""
+    m = await store.create_meeting(guild_id=1, channel_id=2, started_by=3)
+    pcm = touch(layout.pcm_path(m.id, 7, 0), b"\0" * 4000, at=time.time())
+    row = await store.insert_temp_recording(meeting_id=m.id, user_id=7, guild_id=1, pcm_path=str(pcm), seq=0,
+                                            start_sample=0, sample_count=100)
+    if failed_chunk:
+        await store.update_temp_recording_transcode_started(row.id)
+        await store.update_temp_recording_transcode_failed(row.id, error="EncodeError: broken")
+    else:
+        await store.update_temp_recording_transcode_started(row.id)
+        await store.update_temp_recording_transcode_completed(row.id, mp3_path=str(pcm.with_suffix(".mp3")),
+                                                              sha256="0" * 64, duration_ms=1)
+    await store.set_meeting_status(m.id, MeetingStatus.STOPPING)
+    path = touch(layout.recording_path(m.id, 7), b"mp3", at=time.time())
+    await store.promote_temp_recordings_to_persistent(
+        m.id, [NewRecording(RecordingKind.PER_USER, 7, path.name, str(path), 1000, "0" * 64, 3)], keep_temp=True)
+    return m.id, pcm
+
+
+async def test_stale_temp_rows_go_with_their_files_after_the_ttl(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    cleaner = Cleaner(store, layout)
+    with freeze_time(T0) as frozen:
+        old_id, old_pcm = await promoted_meeting(store, layout, failed_chunk=True)
+        frozen.move_to(T0 + timedelta(hours=20))
+        new_id, new_pcm = await promoted_meeting(store, layout)
+        frozen.move_to(T0 + timedelta(hours=25))
+        report = await cleaner.run(temp_ttl_s=DAY, retention_days=0)
+    assert report.temp_rows_deleted == 1
+    assert await store.get_temp_recordings_for_meeting(old_id) == []
+    assert not old_pcm.exists()
+    assert len(await store.get_temp_recordings_for_meeting(new_id)) == 1 and new_pcm.exists()
+    # recordings are untouched by the TTL
+    assert len(await store.recordings_for_meeting(old_id)) == 1
+    assert layout.recording_path(old_id, 7).exists()
+
+
+async def test_orphaned_files_go_but_never_those_of_unfinished_meetings(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    old = time.time() - 2 * DAY
+    done_id, _ = await promoted_meeting(store, layout)
+    orphan = touch(layout.mp3_path(done_id, 7, 3), b"x" * 10, at=old)
+    fresh_orphan = touch(layout.mp3_path(done_id, 7, 4), b"x" * 10, at=time.time())
+    gone = touch(layout.pcm_path("ffffffffffffffff", 1, 0), b"x" * 10, at=old)  # meeting deleted
+    stray_part = touch(layout.part_path("ffffffffffffffff", 1), b"x" * 10, at=old)
+    # an interrupted meeting's chunk with no row is adopted later, never cleaned
+    live = await store.create_meeting(guild_id=1, channel_id=2, started_by=3)
+    await store.set_meeting_status(live.id, MeetingStatus.INTERRUPTED)
+    unadopted = touch(layout.pcm_path(live.id, 5, 0), b"x" * 10, at=old)
+    live_part = touch(layout.part_path(live.id, 5), b"x" * 10, at=old)
+    active = await store.create_meeting(guild_id=1, channel_id=3, started_by=3)
+    active_pcm = touch(layout.pcm_path(active.id, 5, 0), b"x" * 10, at=old)
+
+    report = await Cleaner(store, layout).run(temp_ttl_s=DAY, retention_days=0)
+    assert not orphan.exists() and not gone.exists() and not stray_part.exists()
+    assert not gone.parent.exists()
+    assert fresh_orphan.exists()
+    assert unadopted.exists() and live_part.exists() and active_pcm.exists()
+    assert layout.recording_path(done_id, 7).exists()  # has a row
+    assert report.files_deleted == 3 and report.bytes_freed == 30
+
+
+async def test_retention_deletes_old_recordings_and_their_files(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    cleaner = Cleaner(store, layout)
+    with freeze_time(T0) as frozen:
+        old_id, _ = await promoted_meeting(store, layout)
+        frozen.move_to(T0 + timedelta(days=8))
+        new_id, _ = await promoted_meeting(store, layout)
+        frozen.move_to(T0 + timedelta(days=10))
+        forever = await cleaner.run(temp_ttl_s=1e9, retention_days=0)
+        assert forever.recordings_deleted == 0
+        report = await cleaner.run(temp_ttl_s=1e9, retention_days=7)
+    assert report.recordings_deleted == 1
+    assert await store.recordings_for_meeting(old_id) == []
+    assert not layout.recording_path(old_id, 7).exists()
+    assert len(await store.recordings_for_meeting(new_id)) == 1
+    assert layout.recording_path(new_id, 7).exists()
+
+
+async def test_bad_arguments_change_nothing(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    mid, pcm = await promoted_meeting(store, layout)
+    with pytest.raises(ValueError, match="must not be negative"):
+        await Cleaner(store, layout).run(temp_ttl_s=-1, retention_days=0)
+    assert pcm.exists() and len(await store.get_temp_recordings_for_meeting(mid)) == 1
+
+
+async def test_the_recorder_runs_the_cleanup_in_the_background(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+    mid, pcm = await promoted_meeting(store, layout)
+    orphan = touch(layout.mp3_path(mid, 7, 9), b"x", at=time.time() - 10)
+    rec = Recorder(store=store, data_dir=tmp_path, workers=1, tick_s=0, cleanup_interval_s=0.05, temp_ttl_s=5.0)
+    await rec.start()
+    try:
+        deadline = time.monotonic() + 10
+        while orphan.exists() and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        assert not orphan.exists()
+    finally:
+        await rec.close()
+    assert pcm.exists()  # its row is younger than the TTL (5 s)
