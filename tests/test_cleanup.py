@@ -125,7 +125,7 @@ async def test_bad_arguments_change_nothing(store, tmp_path: Path) -> None:
 
 async def test_the_recorder_runs_the_cleanup_in_the_background(store, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
-    mid, pcm = await promoted_meeting(store, layout)
+    mid, pcm = await promoted_meeting(store, layout, failed_chunk=True)
     orphan = touch(layout.mp3_path(mid, 7, 9), b"x", at=time.time() - 10)
     rec = Recorder(store=store, data_dir=tmp_path, workers=1, tick_s=0, cleanup_interval_s=0.05, temp_ttl_s=5.0)
     await rec.start()
