@@ -31,7 +31,7 @@ import itertools
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -329,6 +329,7 @@ class NetworkStats:
     undelivered: int = 0  # sent while the bot was not connected
     max_lag_s: float = 0.0  # realtime only: how far the sender fell behind wall time
     late_frames: int = 0  # realtime only: frames sent more than 20 ms after their time
+    lags: list[float] = field(default_factory=list)  # realtime only: each frame's send lag (s)
     send_cpu_s: float = 0.0  # realtime only: the fake clients' CPU (encode, DAVE, seal)
     receive_cpu_s: float = 0.0  # realtime only: on_datagram's CPU on the reader thread
 
@@ -659,6 +660,7 @@ class FakeVoiceNetwork:
                         deliver_due(head)
                     _sleep_until(clock, t)
                     lag = clock() - t
+                    stats.lags.append(lag)
                     if lag > stats.max_lag_s:
                         stats.max_lag_s = lag
                     if lag > FRAME_S:
@@ -685,6 +687,83 @@ class FakeVoiceNetwork:
             await asyncio.to_thread(thread.join)
         if failure:
             raise failure[0]
+
+    # ------------------------------------------------------------------ pre-rendered runs
+    def prerender(self, seconds: float) -> list[tuple[float, str, Any]]:
+        """Play the clients' next ``seconds`` ahead of time; returns (offset, kind, payload).
+
+        For benchmarks: the fake clients' work (Opus, DAVE encryption, sealing) is done
+        now, so that :meth:`replay` spends the timed window on the bot's side only, as
+        on Discord where that work happens on the users' computers. Offsets are from
+        the start of the rendered stretch; fates and SSRCs are logged as in :meth:`run`.
+        """
+        if self.link is None or not self.link.is_connected():
+            raise RuntimeError("connect the bot before pre-rendering what it will receive")
+        base = self._send_time(self._frame) - FRAME_S
+        end = self._frame + round(seconds / FRAME_S)
+        while self._frame < end:
+            self._emit(self._frame)
+            self._frame += 1
+        items = sorted(self._heap)
+        self._heap = []
+        self._sync_stats()
+        return [(at - base, kind, payload) for at, _, _, (kind, payload) in items]
+
+    async def replay(
+        self,
+        schedule: list[tuple[float, str, Any]],
+        *,
+        on_tick: Optional[TickCallback] = None,
+        tick_s: float = 0.1,
+        progress: Optional[ProgressFn] = None,
+    ) -> None:
+        """Deliver a :meth:`prerender`\ ed schedule at wall-clock pace from a reader thread."""
+        if not self.realtime:
+            raise RuntimeError("replay needs a WallClock network")
+        loop = asyncio.get_running_loop()
+        clock = self.clock
+        stats = self.stats
+        start = clock()
+        total = len(schedule)
+        done = [0]
+        failure: list[BaseException] = []
+
+        def reader() -> None:
+            try:
+                for at, kind, payload in schedule:
+                    due = start + at
+                    _sleep_until(clock, due)
+                    lag = clock() - due
+                    if kind == "dgram":
+                        stats.lags.append(lag)
+                        if lag > stats.max_lag_s:
+                            stats.max_lag_s = lag
+                        if lag > FRAME_S:
+                            stats.late_frames += 1
+                        c0 = time.thread_time()
+                        self._deliver(kind, payload)
+                        stats.receive_cpu_s += time.thread_time() - c0
+                    else:
+                        loop.call_soon_threadsafe(self._deliver, kind, payload)
+                    done[0] += 1
+            except BaseException as exc:  # surfaced on the event loop below
+                failure.append(exc)
+
+        thread = threading.Thread(target=reader, name="harness-voice-reader", daemon=True)
+        thread.start()
+        last = schedule[-1][0] if schedule else 0.0
+        try:
+            while thread.is_alive():
+                await asyncio.sleep(tick_s)
+                await self._tick(on_tick)
+                if progress is not None:
+                    progress(min(round((clock() - start) / FRAME_S), round(last / FRAME_S)),
+                             round(last / FRAME_S))
+        finally:
+            await asyncio.to_thread(thread.join)
+        if failure:
+            raise failure[0]
+        assert done[0] == total
 
     async def drain(self, *, on_tick: Optional[TickCallback] = None) -> None:
         """Let datagrams still in flight arrive (no new frames are sent), then tick once."""

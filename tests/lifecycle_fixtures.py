@@ -106,7 +106,7 @@ def boundaries(result: SimulationResult, flush_interval_s: float) -> list[int]:
     return [0] + [grid.start(k) for k in range(1, grid.windows_for(length))]
 
 
-def lag_at(t: Track, at: int, *, window: int = WINDOW) -> Optional[int]:
+def lag_at(t: Track, at: int, *, window: int = WINDOW, search: int = SEARCH) -> Optional[int]:
     """Samples by which the recording trails its reference around ``at`` (None: nothing to measure).
 
     The window starts at ``at`` for t=0 and straddles a boundary otherwise, so audio on
@@ -119,12 +119,12 @@ def lag_at(t: Track, at: int, *, window: int = WINDOW) -> Optional[int]:
             break
         window *= 2
     start = at if at == 0 else at - window // 2
-    start = max(0, min(start, len(t.reference) - window - SEARCH))
+    start = max(0, min(start, len(t.reference) - window - search))
     ref = t.reference[start : start + window] * t.mask[start : start + window]
     if np.dot(ref, ref) < 1e3 * window:  # quiet there: nothing to align
         return None
-    lo = max(0, start - SEARCH)
-    hi = min(len(t.recording), start + window + SEARCH)
+    lo = max(0, start - search)
+    hi = min(len(t.recording), start + window + search)
     scores = np.correlate(t.recording[lo:hi], ref, mode="valid")
     return int(np.argmax(scores)) + lo - start
 

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 FLUSH = 1.0
 SPEAKERS = 2
 SEED = 5
+#: Lags searched in real time: well over any start-up delay, under the chirps' 0.2 s period.
+WIDE = int(0.09 * 48_000)
 
 
 def _rows(db: Path) -> list[tuple[str, int, int, int, int, str]]:
@@ -112,12 +114,24 @@ async def test_sigkill_mid_meeting_then_recover_keeps_every_flushed_chunk(tmp_pa
         assert len(rec) >= must_cover, (uid, len(rec), must_cover)
         ref = source_reference(plan.source, len(rec))
         t = Track(uid, rec, ref, np.ones(len(rec), dtype=bool))
-        # The flushed part matches the source, in place at t=0 and every boundary in it.
-        flushed_part = Track(uid, rec[:must_cover], ref[:must_cover], t.mask[:must_cover])
-        assert best_corr(flushed_part) > 0.9
-        for k in range(seqs[-1] + 1):
-            lag = lag_at(t, grid.start(k))
-            assert lag is not None and abs(lag) <= TOLERANCE, (uid, k, lag)
+        # In place: every chunk boundary sits where t=0 puts it (no gap, no overlap, no
+        # drift between chunks). Where t=0 itself lands is the receive side's anchoring
+        # of a real-time stream (its first packet's delay, here on a loaded CI machine),
+        # checked to 5 ms by the simulated-clock lifecycle tests, not here.
+        lag0 = lag_at(t, 0, search=WIDE)
+        assert lag0 is not None and abs(lag0) < WIDE, (uid, lag0)
+        for k in range(1, seqs[-1] + 1):
+            lag = lag_at(t, grid.start(k), search=WIDE)
+            assert lag is not None and abs(lag - lag0) <= TOLERANCE, (uid, k, lag, lag0)
+        # And the flushed part is what they said, all of it.
+        shifted = np.zeros(must_cover)
+        if lag0 >= 0:
+            shifted[lag0:] = ref[: must_cover - lag0]
+        else:
+            n = min(must_cover, len(ref) + lag0)
+            shifted[:n] = ref[-lag0 : -lag0 + n]
+        flushed_part = Track(uid, rec[:must_cover], shifted, np.ones(must_cover, dtype=bool))
+        assert best_corr(flushed_part) > 0.9, (uid, lag0)
     # The mix covers everything flushed as well.
     assert MIX_USER_ID in {u for u, _ in flushed_seqs}
     assert len(decode_file(recs[None]["path"])) >= grid.start(max(s for _, s in flushed_seqs) + 1)

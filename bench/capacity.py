@@ -1,0 +1,318 @@
+"""How many people talking at once the whole stack records in real time on this machine.
+
+Each trial runs one meeting of N speakers, all talking the whole time (the worst case
+for a meeting: a hundred open microphones), at wall-clock pace through everything a
+bot runs: datagrams into the real ``VoiceReceiver`` on a reader thread (transport
+decrypt, real DAVE, Opus decode), the session's placing and flushing on the event
+loop, the transcoder's process pool encoding MP3 chunks, the store, then stop and
+promotion. It passes if, over the whole window:
+
+* no frame was dropped: every datagram sent became a frame on the timeline (receiver
+  ``delivered`` = sent, no ``late``/``lost``/``unknown_ssrc``; the session saw no late
+  or invalid frame), and the fake clients plus the receive thread kept time (99 % of
+  frames sent within 40 ms of their instant, none later than the 0.5 s jitter margin);
+* the transcode backlog stayed bounded: chunks waiting at the end of the window are at
+  most two windows' worth (the workers keep up instead of falling ever further behind);
+* the event loop stayed responsive (99th percentile of a 50 ms sleep's overshoot < 100 ms).
+
+The fake clients' work is done before the window: each distinct signal is Opus-encoded
+once (``harness.network.OpusCache``) and every datagram (DAVE-encrypted, sealed,
+impaired) is pre-rendered (``FakeVoiceNetwork.prerender``), then replayed at wall-clock
+pace from a reader thread into the real receiver (``replay``). On Discord that work
+happens on the users' computers; here it would otherwise take the bot's GIL.
+``--live-clients`` does it live instead (its CPU is reported apart).
+
+N is found by doubling from ``--start`` until a trial fails, then bisecting. Printed:
+each trial's figures, then the largest N that passed, with CPU per speaker-hour (the
+stack's share, from the largest passing trial) and the ratio to the goal of 100.
+
+    python bench/capacity.py [--seconds 20] [--flush-interval 5] [--start 32] [--max 512]
+                             [--precision 8] [--no-dave] [--workers N] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from chunkrecorder.objects import MeetingSettings, Strategy  # noqa: E402
+from chunkrecorder.pipeline.recorder import Recorder  # noqa: E402
+from chunkrecorder.store import SqlRecordingService  # noqa: E402
+from harness.clock import WallClock  # noqa: E402
+from harness.network import FakeVoiceNetwork, OpusCache  # noqa: E402
+from harness.scenario import SpeakerPlan  # noqa: E402
+from harness.simulate import _CpuMeter  # noqa: E402
+from harness.sources import synthetic_speaker  # noqa: E402
+
+GOAL = 100
+#: The fake clients keep time: 99 % of frames leave within this of their instant...
+MAX_SENDER_LAG_P99_S = 0.04
+#: ...and none later than the session's jitter margin (a later frame could miss its window).
+MAX_SENDER_LAG_S = 0.5
+MAX_LOOP_LAG_S = 0.1
+
+
+@dataclass
+class Trial:
+    speakers: int
+    seconds: float
+    passed: bool
+    reasons: list[str]
+    cpu_s: float  # whole process tree during the streaming window
+    harness_cpu_s: float  # the fake clients (DAVE encrypt + seal), not the bot's
+    stack_cpu_s: float
+    cpu_per_speaker_hour_s: float  # the stack's CPU-seconds per speaker-hour
+    cores_used: float
+    sent: int
+    delivered: int
+    dropped: int
+    sender_lag_p99_ms: float
+    sender_max_lag_ms: float
+    receive_cpu_s: float  # the reader thread inside VoiceReceiver.on_datagram
+    loop_cpu_s: float  # the event loop's thread (session placing, flush scheduling, store calls)
+    other_threads_cpu_s: float  # flush writers (to_thread), aiosqlite, ... in the bot's process
+    workers_cpu_s: float  # transcode worker processes
+    loop_lag_p99_ms: float
+    backlog_max: int
+    backlog_end: int
+    backlog_limit: int
+    stop_s: float
+    setup_s: float
+    load_avg_1m: float  # the machine's load when the window ended (other work skews the figures)
+
+
+def _renice_workers(niceness: int) -> None:
+    """Experiment: transcode workers below the receive path's priority (see --nice-encoders)."""
+    import psutil
+
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.nice() < niceness:
+                child.nice(niceness)
+        except psutil.Error:
+            pass
+
+
+async def _sample_backlog(store: SqlRecordingService, meeting_id: str, out: list[int],
+                          stop: asyncio.Event, nice: Optional[int] = None) -> None:
+    while not stop.is_set():
+        if nice:
+            _renice_workers(nice)
+        out.append(len(await store.pending_temp_recordings(meeting_id)))
+        try:
+            await asyncio.wait_for(stop.wait(), 1.0)
+        except asyncio.TimeoutError:
+            pass
+
+
+async def _sample_loop_lag(out: list[float], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        t = time.perf_counter()
+        await asyncio.sleep(0.05)
+        out.append(time.perf_counter() - t - 0.05)
+
+
+async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, workers: Optional[int],
+                cache: OpusCache, seed: int = 0, nice: Optional[int] = None,
+                live_clients: bool = False) -> Trial:
+    setup0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="chunkrecorder-capacity-") as tmp:
+        data = Path(tmp)
+        store = SqlRecordingService(data / "chunkrecorder.sqlite3")
+        await store.open()
+        recorder = Recorder(store=store, data_dir=data, workers=workers, auto_promote=False,
+                            cleanup_interval_s=None)
+        await recorder.start()
+        try:
+            clock = WallClock()
+            net = FakeVoiceNetwork(clock=clock, seed=seed, dave=dave, opus_cache=cache)
+            plans = [SpeakerPlan(10_000 + i, synthetic_speaker(i, seconds, talk_spurts=False)) for i in range(n)]
+            for plan in plans:  # encode every distinct signal before the clock starts
+                cache.prepare(plan.source, round(seconds / 0.02) + 50)
+            net.add_many(plans)
+            link = await net.connector(net.channel)
+            schedule = None if live_clients else net.prerender(seconds)
+            settings = MeetingSettings(strategy=Strategy.HYBRID, flush_interval_s=flush_interval)
+            session = await recorder.start_meeting(guild_id=1, channel_id=net.channel.id, started_by=10_000,
+                                                   settings=settings, clock=clock)
+            setup_s = time.perf_counter() - setup0
+            if schedule is None:
+                net.rebase()  # (a replay starts its own clock)
+            link.receiver.set_sink(session.feed)
+            backlog: list[int] = []
+            loop_lag: list[float] = []
+            stop = asyncio.Event()
+            samplers = [asyncio.create_task(_sample_backlog(store, session.meeting.id, backlog, stop, nice)),
+                        asyncio.create_task(_sample_loop_lag(loop_lag, stop))]
+            cpu = _CpuMeter()
+            own0, loop0 = time.process_time(), time.thread_time()
+            if schedule is None:
+                await net.run(seconds, on_tick=session.advance, tick_s=0.1)
+            else:
+                await net.replay(schedule, on_tick=session.advance, tick_s=0.1)
+            cpu_s = cpu.elapsed()
+            own_s, loop_s = time.process_time() - own0, time.thread_time() - loop0
+            load_1m = os.getloadavg()[0]
+            backlog_end = len(await store.pending_temp_recordings(session.meeting.id))
+            stop.set()
+            await asyncio.gather(*samplers)
+            await net.drain(on_tick=session.advance)
+            await asyncio.to_thread(link.receiver.flush)
+            snap = session.snapshot()
+            t0 = time.perf_counter()
+            await recorder.stop_meeting(session.meeting.id, timeout_s=600)
+            stop_s = time.perf_counter() - t0
+            await link.disconnect()
+        finally:
+            await recorder.close()
+            await store.close()
+
+    rs = link.receiver.stats
+    ns = net.stats
+    net._sync_stats()
+    reasons = []
+    dropped = rs.late + rs.lost + rs.unknown_ssrc + rs.dropped_corrupt + snap.frames_late + snap.frames_invalid
+    if rs.delivered != ns.sent or dropped:
+        reasons.append(f"frames dropped: sent {ns.sent}, delivered {rs.delivered}, dropped {dropped}")
+    lag_p99 = statistics.quantiles(ns.lags, n=100)[98] if len(ns.lags) >= 2 else 0.0
+    if lag_p99 > MAX_SENDER_LAG_P99_S or ns.max_lag_s > MAX_SENDER_LAG_S:
+        reasons.append(f"clients fell behind real time (p99 {lag_p99 * 1000:.0f} ms, "
+                       f"max {ns.max_lag_s * 1000:.0f} ms)")
+    windows = max(1, round(flush_interval * 48_000 / 1152)) * 1152 / 48_000
+    limit = 2 * (n + 1)
+    if backlog_end > limit:
+        reasons.append(f"transcode backlog {backlog_end} chunks > {limit} (two windows of {windows:.1f} s)")
+    p99 = statistics.quantiles(loop_lag, n=100)[98] if len(loop_lag) >= 2 else 0.0
+    if p99 > MAX_LOOP_LAG_S:
+        reasons.append(f"event loop lag p99 {p99 * 1000:.0f} ms")
+    stack = max(0.0, cpu_s - ns.send_cpu_s)
+    return Trial(
+        speakers=n, seconds=seconds, passed=not reasons, reasons=reasons,
+        cpu_s=round(cpu_s, 2), harness_cpu_s=round(ns.send_cpu_s, 2), stack_cpu_s=round(stack, 2),
+        cpu_per_speaker_hour_s=round(stack / (n * seconds) * 3600, 1),
+        cores_used=round(stack / seconds, 2),
+        sent=ns.sent, delivered=rs.delivered, dropped=dropped,
+        sender_lag_p99_ms=round(lag_p99 * 1000, 1), sender_max_lag_ms=round(ns.max_lag_s * 1000, 1),
+        receive_cpu_s=round(ns.receive_cpu_s, 2), loop_cpu_s=round(loop_s, 2),
+        other_threads_cpu_s=round(max(0.0, own_s - loop_s - ns.receive_cpu_s - ns.send_cpu_s), 2),
+        workers_cpu_s=round(max(0.0, cpu_s - own_s), 2), loop_lag_p99_ms=round(p99 * 1000, 1),
+        backlog_max=max(backlog, default=0), backlog_end=backlog_end, backlog_limit=limit,
+        stop_s=round(stop_s, 2), setup_s=round(setup_s, 1), load_avg_1m=round(load_1m, 2),
+    )
+
+
+def _line(t: Trial) -> str:
+    verdict = "pass" if t.passed else "FAIL: " + "; ".join(t.reasons)
+    return (f"N={t.speakers:4d}  stack CPU {t.stack_cpu_s:6.1f} s ({t.cores_used:.2f} cores)  "
+            f"[receive {t.receive_cpu_s:.1f} + loop {t.loop_cpu_s:.1f} + threads "
+            f"{t.other_threads_cpu_s:.1f} + encoders {t.workers_cpu_s:.1f}]  harness {t.harness_cpu_s:4.1f} s  "
+            f"{t.cpu_per_speaker_hour_s:6.1f} CPU-s/speaker-h  "
+            f"lag p99/max {t.sender_lag_p99_ms:.0f}/{t.sender_max_lag_ms:.0f} ms  "
+            f"loop p99 {t.loop_lag_p99_ms:5.1f} ms  "
+            f"backlog max {t.backlog_max}/end {t.backlog_end} (limit {t.backlog_limit})  "
+            f"stop {t.stop_s:.1f} s  load {t.load_avg_1m:.1f}  {verdict}")
+
+
+async def search(args: argparse.Namespace) -> dict:
+    cache = OpusCache()
+    trials: list[Trial] = []
+
+    async def run(n: int) -> bool:
+        t = await trial(n, seconds=args.seconds, flush_interval=args.flush_interval, dave=not args.no_dave,
+                        workers=args.workers, cache=cache, nice=args.nice_encoders,
+                        live_clients=args.live_clients)
+        trials.append(t)
+        print(_line(t), file=sys.stderr if args.json else sys.stdout, flush=True)
+        return t.passed
+
+    lo, hi = 0, None
+    n = args.start
+    while n <= args.max:
+        if await run(n):
+            lo = n
+            n *= 2
+        else:
+            hi = n
+            break
+    if hi is None:
+        hi = args.max + 1
+    if lo == 0:
+        n = args.start // 2
+        while n >= 1:
+            if await run(n):
+                lo = n
+                break
+            hi = n
+            n //= 2
+    while hi - lo > args.precision and lo > 0:
+        mid = (lo + hi) // 2
+        if await run(mid):
+            lo = mid
+        else:
+            hi = mid
+    best = max((t for t in trials if t.passed), key=lambda t: t.speakers, default=None)
+    return {
+        "max_speakers": lo,
+        "upper_bound": hi if hi <= args.max else None,
+        "goal": GOAL,
+        "goal_ratio": round(lo / GOAL, 2),
+        "cpu_per_speaker_hour_s": best.cpu_per_speaker_hour_s if best else None,
+        "cpu_per_speaker_hour_min": round(best.cpu_per_speaker_hour_s / 60, 2) if best else None,
+        "cores_at_max": best.cores_used if best else None,
+        "seconds": args.seconds,
+        "flush_interval_s": args.flush_interval,
+        "dave": not args.no_dave,
+        "trials": [asdict(t) for t in trials],
+    }
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=20.0, help="real-time window per trial")
+    parser.add_argument("--flush-interval", type=float, default=5.0)
+    parser.add_argument("--start", type=int, default=32)
+    parser.add_argument("--max", type=int, default=512)
+    parser.add_argument("--precision", type=int, default=8, help="stop bisecting at this gap")
+    parser.add_argument("--workers", type=int, default=None, help="transcode processes (default: cores)")
+    parser.add_argument("--no-dave", action="store_true", help="a call without end-to-end encryption")
+    parser.add_argument("--switch-interval", type=float, default=None,
+                        help="sys.setswitchinterval for the run (default: Python's 5 ms, as a bot runs)")
+    parser.add_argument("--nice-encoders", type=int, default=None, metavar="N",
+                        help="experiment: renice transcode worker processes to N (default: as shipped)")
+    parser.add_argument("--live-clients", action="store_true",
+                        help="the fake clients encrypt and seal live, in the bot's process")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    if args.switch_interval:
+        sys.setswitchinterval(args.switch_interval)
+    logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
+    result = asyncio.run(search(args))
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    lo = result["max_speakers"]
+    print()
+    print(f"Sustained in real time: {lo} concurrent speakers "
+          f"(first failure at {result['upper_bound'] or 'none up to --max'}); goal {GOAL}: "
+          f"ratio {result['goal_ratio']:.2f}")
+    if result["cpu_per_speaker_hour_s"] is not None:
+        print(f"CPU per speaker-hour (stack, at N={lo}): {result['cpu_per_speaker_hour_s']:.0f} CPU-s "
+              f"= {result['cpu_per_speaker_hour_min']:.1f} CPU-min; {result['cores_at_max']:.2f} of "
+              f"2 cores busy")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
