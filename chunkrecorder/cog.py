@@ -336,6 +336,8 @@ class ChunkRecorder(
         try:
             live, result = await self.meetings.stop(guild.id, progress=progress, reason=reason)
         except UserError:
+            if progress is not None:
+                await progress.update("not finished, see below.")
             raise
         except PromotionTimeout:
             await self._forget_active(guild)

@@ -259,3 +259,36 @@ async def test_files_over_the_upload_limit_are_not_attached_and_say_how_to_get_t
     (reply,) = await world.invoke(MEMBER_ID, f"!recordings get {big.id}")
     assert reply.text.startswith("You can fetch your own recordings")
     assert not reply.files
+
+
+async def test_a_stop_that_cannot_write_keeps_the_audio_and_can_be_repeated(voice_world: VoiceWorld) -> None:
+    """The chunk folder becomes unwritable mid-meeting (here: a file where the folder
+    was, which even root cannot write into). Stop says so in one line and keeps the
+    meeting; once the folder is back, stopping again posts everything."""
+    voice, world = voice_world, voice_world.world
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(2.0)
+    folder = world.cog.data_dir / "chunks" / voice.live.meeting_id
+    aside = folder.with_name(folder.name + ".aside")
+    folder.rename(aside)
+    folder.write_bytes(b"")
+    await voice.run(1.0)
+
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    assert replies[0].text.endswith("not finished, see below.")
+    failure = replies[-1].text
+    assert failure.startswith("Could not write the last part of the recording"), failure
+    assert "stop again" in failure and "\n" not in failure and "Traceback" not in failure
+    assert voice.live is not None and not voice.live.ending  # still there to be stopped again
+
+    folder.unlink()
+    aside.rename(folder)
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    summary = next(m for m in replies if m.text.startswith("✅"))
+    assert "0:03 recorded, 3 files" in summary.text, summary.text
+    files = files_of(replies)
+    n = 3 * RATE
+    decoded = mono(mp3.decode(next(d for name, d in files.items() if name.endswith(f"_{SPEAKER_ID}.mp3"))))
+    lag, corr = best_lag(decoded, mono(voice.net.expected(SPEAKER_ID, n)))
+    assert corr > 0.9 and abs(lag - DELAY) <= TOLERANCE, (lag, corr)
+    assert world.guild.me.nick == "Minutes"

@@ -153,3 +153,16 @@ async def test_stored_garbage_falls_back_to_defaults(cog_world: RedWorld) -> Non
     settings = GuildSettings.from_config(await stored(cog_world))
     assert settings == GuildSettings()
     assert settings.meeting_settings().bitrate == 64_000
+
+
+async def test_reds_help_shows_the_commands_with_examples(cog_world: RedWorld) -> None:
+    replies = await cog_world.invoke(ADMIN_ID, "!help record")
+    text = "\n".join(m.text for m in replies)
+    for words in ("start", "stop", "status", "optout", "optin"):
+        assert words in text, text
+    replies = await cog_world.invoke(ADMIN_ID, "!help record start")
+    text = "\n".join(m.text for m in replies)
+    assert "!record start Standup" in text  # [p] becomes the prefix
+    # Members do not see admin commands in help (Red's checks decide what is listed).
+    replies = await cog_world.invoke(MEMBER_ID, "!help recordings")
+    assert "delete" not in "\n".join(m.text for m in replies)
