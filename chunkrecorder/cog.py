@@ -11,25 +11,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import time
 from pathlib import Path
 from typing import Any, Literal, Optional, Sequence
 
 import discord
 from redbot.core import Config, commands
 from redbot.core.bot import Red
-from redbot.core.commands.requires import PrivilegeLevel
 from redbot.core.data_manager import cog_data_path
 from redbot.core.errors import CogLoadError
 
-from .commands.record import ControlDenied, RecordCommands
+from .commands.record import RecordCommands
 from .commands.recordings import RecordingsCommands
 from .commands.settings import SettingsCommands
 from .core.abc import CompositeMetaClass
-from .core.errors import UserError
-from .core.formatting import batches, clock_duration, human_size, recording_line
-from .core.live import LiveMeeting, MeetingManager, StopReason
+from .core.erasure import delete_meeting, delete_recording_files, disk_usage, erase_users
+from .core.errors import UserError, explain
+from .core.posting import result_text, short_error, upload_recordings
+from .core.live import LiveMeeting, MeetingManager
 from .core.nickname import PREFIX as NICK_PREFIX, RecNickname
 from .core.progress import ProgressMessage
 from .core.settings import (
@@ -39,7 +37,7 @@ from .core.settings import (
     MEMBER_DEFAULTS,
     GuildSettings,
 )
-from .objects.records import Meeting, MeetingStatus, Recording
+from .objects.records import Meeting, Recording
 from .pipeline.errors import PromotionTimeout
 from .store import SqlRecordingService, StoreError
 
@@ -114,7 +112,7 @@ class ChunkRecorder(
             await self.store.close()
             if isinstance(exc, (StoreError, OSError)):
                 raise CogLoadError(
-                    f"chunkrecorder cannot open its recordings in {self.data_dir}: {_short(exc)}"
+                    f"chunkrecorder cannot open its recordings in {self.data_dir}: {short_error(exc)}"
                 ) from exc
             raise
 
@@ -352,8 +350,8 @@ class ChunkRecorder(
             if channel is not None:
                 with contextlib.suppress(discord.HTTPException):
                     await channel.send(
-                        f"The recording stopped, but finishing its files failed ({_short(exc)}). Nothing is lost: "
-                        f"an admin can retry with `[p]recordings promote {live.meeting_id}`."
+                        f"The recording stopped, but finishing its files failed ({short_error(exc)}). Nothing is lost: "
+                        f"an admin can retry with `{await _prefix(self.bot, guild)}recordings promote {live.meeting_id}`."
                     )
             return
         await self._forget_active(guild)
@@ -390,102 +388,31 @@ class ChunkRecorder(
             result = await self.recorder.promote(meeting.id, progress=progress)
         except Exception as exc:
             log.exception("Promoting meeting %s failed", meeting.id)
-            raise UserError(f"Promoting `{meeting.id}` failed: {_short(exc)}. Its chunks are kept; try again later.") from None
+            raise UserError(f"Promoting `{meeting.id}` failed: {short_error(exc)}. Its chunks are kept; try again later.") from None
         await progress.update("done.")
         await self.post_result(guild, channel, meeting, result, list(result.recordings))
 
     # ------------------------------------------------------------------ posting files
     async def post_result(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting,
                           result: Any, recordings: Sequence[Recording]) -> None:
-        total = sum(r.size_bytes for r in recordings)
-        vc = guild.get_channel(meeting.channel_id)
-        name = vc.name if vc is not None else f"channel {meeting.channel_id}"
-        lines = [
-            f"✅ **{name}**: {clock_duration(getattr(result, 'length_ms', None))} recorded, "
-            f"{len(recordings)} file{'s' if len(recordings) != 1 else ''}, {human_size(total)} "
-            f"(meeting `{meeting.id}`)."
-        ]
-        lines += [f"• {recording_line(guild, r)}" for r in recordings]
-        if not recordings:
-            lines.append("Nobody was heard, so there are no files.")
-        failed = int(getattr(result, "failed_chunks", 0) or 0)
-        if failed:
-            lines.append(f"⚠️ {failed} chunk{'s' if failed != 1 else ''} could not be encoded and "
-                         f"{'are' if failed != 1 else 'is'} missing from the files (kept for a retry).")
         with contextlib.suppress(discord.HTTPException):
-            await channel.send("\n".join(lines))
+            await channel.send(result_text(guild, meeting, result, recordings))
         await self.upload_recordings(guild, channel, recordings)
 
     async def upload_recordings(self, guild: discord.Guild, channel: discord.abc.Messageable,
                                 recordings: Sequence[Recording]) -> None:
-        """Attach what fits the guild's upload limit; say how to get the rest."""
-        if not recordings:
-            return
-        limit = guild.filesize_limit
-        me = guild.me
-        can_attach = getattr(channel, "permissions_for", None) is None or channel.permissions_for(me).attach_files
-        notes: list[str] = []
-        if not can_attach:
-            notes.append("I can't attach files in this channel (I need Attach Files); "
-                         "`[p]recordings get <id>` works where I can.")
-        else:
-            sizes = [r.size_bytes for r in recordings]
-            for group in batches(sizes, limit):
-                files = [await asyncio.to_thread(_open_file, recordings[i]) for i in group]
-                try:
-                    await channel.send(files=[f for f in files if f is not None])
-                except discord.HTTPException as exc:
-                    log.info("Upload to %s failed: %s", getattr(channel, "id", "?"), exc)
-                    notes.append("The upload failed (" + _short(exc) + "); `[p]recordings get <id>` retries one file.")
-                finally:
-                    for f in files:
-                        if f is not None:
-                            f.close()
-                missing = [recordings[i].id for i, f in zip(group, files) if f is None]
-                if missing:
-                    notes.append("Missing on disk: " + ", ".join(f"`{m}`" for m in missing) + ".")
-        too_big = [r for r in recordings if r.size_bytes > limit]
-        for r in too_big:
-            notes.append(
-                f"`{r.filename}` ({human_size(r.size_bytes)}) is over this server's {human_size(limit)} upload "
-                f"limit: the bot owner can copy it from `{_relative(r.path, self.data_dir)}` in the cog's data folder."
-            )
-        if notes:
-            with contextlib.suppress(discord.HTTPException):
-                await channel.send("\n".join(notes).replace("[p]", await _prefix(self.bot, guild)))
+        await upload_recordings(guild, channel, recordings, data_dir=self.data_dir,
+                                prefix=await _prefix(self.bot, guild))
 
     # ------------------------------------------------------------------ deleting
     async def delete_recording_files(self, recordings: Sequence[Recording]) -> int:
-        """Remove files whose rows are already gone (rows first: a crash between the
-        two leaves an orphan file for the cleanup, never a row without a file)."""
-
-        def remove() -> int:
-            n = 0
-            for r in recordings:
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(r.path)
-                    n += 1
-            return n
-
-        return await asyncio.to_thread(remove)
+        return await delete_recording_files(recordings)
 
     async def delete_meeting(self, guild_id: int, meeting_id: str) -> int:
-        await self.store.get_meeting(meeting_id, guild_id=guild_id)
-        recs = await self.store.recordings_for_meeting(meeting_id)
-        temps = await self.store.get_temp_recordings_for_meeting(meeting_id)
-        await self.store.delete_meeting(meeting_id)
-        removed = await self.delete_recording_files(recs)
-        await asyncio.to_thread(_remove_temp_files, temps, self.data_dir / "chunks" / meeting_id)
-        return removed
+        return await delete_meeting(self.store, self.data_dir, guild_id, meeting_id)
 
     def meeting_disk_usage(self, meeting_id: str) -> int:
-        folder = self.data_dir / "chunks" / meeting_id
-        total = 0
-        with contextlib.suppress(FileNotFoundError):
-            for entry in os.scandir(folder):
-                with contextlib.suppress(OSError):
-                    total += entry.stat().st_size
-        return total
+        return disk_usage(self.data_dir / "chunks" / meeting_id)
 
     async def red_delete_data_for_user(self, *, requester: RequestType, user_id: int) -> None:
         """Delete a member's per-user recordings, chunks and opt-out choice.
@@ -507,11 +434,7 @@ class ChunkRecorder(
                     self._opted_out[guild_id] = frozenset(current)
 
     async def _erase_users(self, user_ids: set[int]) -> None:
-        for user_id in user_ids:
-            recs, temps = await self.store.user_data(user_id)
-            await self.store.delete_user_rows(user_id)
-            await self.delete_recording_files(recs)
-            await asyncio.to_thread(_remove_temp_files, temps, None)
+        await erase_users(self.store, user_ids)
 
     # ------------------------------------------------------------------ Discord events
     @commands.Cog.listener()
@@ -529,79 +452,13 @@ class ChunkRecorder(
     # ------------------------------------------------------------------ errors
     async def cog_command_error(self, ctx: commands.Context, error: Exception) -> None:
         """Every error a user can cause becomes one line; the rest goes to the log."""
-        line = await self._explain(ctx, error)
+        line = await explain(ctx, error)
         if line is None:
             await self.bot.on_command_error(ctx, error, unhandled_by_cog=True)
             return
         if line:
             with contextlib.suppress(discord.HTTPException):
                 await ctx.send(line.replace("[p]", ctx.clean_prefix))
-
-    async def _explain(self, ctx: commands.Context, error: Exception) -> Optional[str]:
-        usage = f"`{ctx.clean_prefix}{ctx.command.qualified_name} {ctx.command.signature}`".replace(" `", "`") \
-            if ctx.command else ""
-        if isinstance(error, commands.CommandInvokeError):
-            original = error.original
-            if isinstance(original, (UserError, StoreError)):
-                return str(original)
-            log.error("Error in %s", ctx.command.qualified_name if ctx.command else "?", exc_info=original)
-            return (f"Something went wrong running `{ctx.clean_prefix}{ctx.command.qualified_name}`"
-                    f" ({type(original).__name__}); the details are in the bot's log.")
-        if isinstance(error, ControlDenied):
-            return str(error)
-        if isinstance(error, commands.NoPrivateMessage):
-            return "Recording commands work only in a server."
-        if isinstance(error, commands.MissingRequiredArgument):
-            return f"Missing `{error.param.name}`. Usage: {usage}"
-        if isinstance(error, commands.ChannelNotFound):
-            return f"I can't find a voice channel called `{error.argument}`. Usage: {usage}"
-        if isinstance(error, commands.RoleNotFound):
-            return f"I can't find a role called `{error.argument}`. Usage: {usage}"
-        if isinstance(error, commands.BadArgument):
-            if getattr(ctx.current_parameter, "converter", None) is int and ctx.current_argument:
-                return f"`{ctx.current_argument}` is not a whole number. Usage: {usage}"
-            return f"{str(error).rstrip('.')}. Usage: {usage}"
-        if isinstance(error, commands.UserInputError):
-            return f"That doesn't look right. Usage: {usage}"
-        if type(error) is commands.CheckFailure:
-            # Red's admin/owner checks. Global checks (blacklist, ignored channels)
-            # fail the same way and must stay silent, as Red keeps them.
-            if not await self.bot.can_run(ctx, call_once=True) or not await self.bot.can_run(ctx):
-                return ""
-            if ctx.command and ctx.command.requires.privilege_level is PrivilegeLevel.BOT_OWNER:
-                return "Only the bot owner can change that."
-            return "You need Manage Server (or the bot's admin role) to use that."
-        return None
-
-
-def _open_file(rec: Recording) -> Optional[discord.File]:
-    try:
-        return discord.File(open(rec.path, "rb"), filename=rec.filename)
-    except OSError:
-        return None
-
-
-def _remove_temp_files(temps: Sequence[Any], folder: Optional[Path]) -> None:
-    for t in temps:
-        for path in (t.pcm_path, t.mp3_path):
-            if path:
-                with contextlib.suppress(OSError):
-                    os.remove(path)
-    if folder is not None:
-        with contextlib.suppress(OSError):
-            folder.rmdir()
-
-
-def _relative(path: str, base: Path) -> str:
-    try:
-        return str(Path(path).relative_to(base))
-    except ValueError:
-        return Path(path).name
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return text[:150]
 
 
 async def _prefix(bot: Red, guild: Optional[discord.Guild]) -> str:

@@ -10,7 +10,7 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import humanize_timedelta
 
 from ..core.abc import MixinMeta
-from ..core.errors import UserError
+from ..core.errors import ControlDenied, UserError
 from ..core.formatting import chunk_summary, human_size, names
 from ..core.settings import GuildSettings
 
@@ -18,10 +18,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
 
 __all__ = ["RecordCommands", "ControlDenied", "can_control"]
-
-
-class ControlDenied(commands.CheckFailure):
-    """The member may not start or stop recordings; the message says who may."""
 
 
 def can_control():

@@ -1,8 +1,24 @@
-"""The one exception type whose message is shown to the user as it is."""
+"""Errors a user can cause, and the one line each becomes in Discord.
+
+Red's own handler answers a missing argument with the whole help page and stays
+silent on a failed permission check; a member then does not know what went wrong.
+The cog's ``cog_command_error`` asks :func:`explain` first and leaves to Red only
+what it does not cover (cooldowns, disabled commands, ...).
+"""
 
 from __future__ import annotations
 
-__all__ = ["UserError"]
+import logging
+from typing import Optional
+
+from redbot.core import commands
+from redbot.core.commands.requires import PrivilegeLevel
+
+from ..store import StoreError
+
+__all__ = ["ControlDenied", "UserError", "explain"]
+
+log = logging.getLogger("red.chunkrecorder.errors")
 
 
 class UserError(Exception):
@@ -10,3 +26,46 @@ class UserError(Exception):
 
     Raised before anything is changed, so catching it never leaves half-done work.
     """
+
+
+class ControlDenied(commands.CheckFailure):
+    """The member may not start or stop recordings; the message says who may."""
+
+
+async def explain(ctx: commands.Context, error: Exception) -> Optional[str]:
+    """One line for ``error``; ``""`` for silence (as Red keeps for global checks);
+    ``None`` to leave it to Red's handler."""
+    command = ctx.command
+    usage = f"`{ctx.clean_prefix}{command.qualified_name} {command.signature}`".replace(" `", "`") if command else ""
+    if isinstance(error, commands.CommandInvokeError):
+        original = error.original
+        if isinstance(original, (UserError, StoreError)):  # store/pipeline messages are user-fit
+            return str(original)
+        log.error("Error in %s", command.qualified_name if command else "?", exc_info=original)
+        return (f"Something went wrong running `{ctx.clean_prefix}{command.qualified_name if command else ''}`"
+                f" ({type(original).__name__}); the details are in the bot's log.")
+    if isinstance(error, ControlDenied):
+        return str(error)
+    if isinstance(error, commands.NoPrivateMessage):
+        return "Recording commands work only in a server."
+    if isinstance(error, commands.MissingRequiredArgument):
+        return f"Missing `{error.param.name}`. Usage: {usage}"
+    if isinstance(error, commands.ChannelNotFound):
+        return f"I can't find a voice channel called `{error.argument}`. Usage: {usage}"
+    if isinstance(error, commands.RoleNotFound):
+        return f"I can't find a role called `{error.argument}`. Usage: {usage}"
+    if isinstance(error, commands.BadArgument):
+        if getattr(ctx.current_parameter, "converter", None) is int and ctx.current_argument:
+            return f"`{ctx.current_argument}` is not a whole number. Usage: {usage}"
+        return f"{str(error).rstrip('.')}. Usage: {usage}"
+    if isinstance(error, commands.UserInputError):
+        return f"That doesn't look right. Usage: {usage}"
+    if type(error) is commands.CheckFailure:
+        # Red's privilege checks (admin, owner). Its global checks (blocklist, ignored
+        # channels) fail the same way and must stay silent, as everywhere in Red.
+        if not await ctx.bot.can_run(ctx, call_once=True) or not await ctx.bot.can_run(ctx):
+            return ""
+        if command is not None and command.requires.privilege_level is PrivilegeLevel.BOT_OWNER:
+            return "Only the bot owner can change that."
+        return "You need Manage Server (or the bot's admin role) to use that."
+    return None
