@@ -194,3 +194,76 @@ async def test_an_unwritable_recordings_folder_fails_promotion_without_losing_ch
         assert sorted(r.user_id or MIX_USER_ID for r in result.recordings) == [MIX_USER_ID, 6]
     finally:
         await rec.close()
+
+
+# ---------------------------------------------------------------- encoder failures at stop
+
+
+async def _record_with(store, tmp_path: Path, encoder, retry) -> tuple:
+    from chunkrecorder.pipeline import RetryPolicy  # noqa: F401 - the type of ``retry``
+
+    rec = Recorder(store=store, data_dir=tmp_path, workers=1, executor="thread", encoder=encoder,
+                   retry=retry, tick_s=0, cleanup_interval_s=None)
+    await rec.start()
+    clock = Clock()
+    session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
+                                      settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+    sp = Speaker(8, speech_like(3.0, seed=8))
+    await play(session, clock, [sp], until_s=3.0)
+    return rec, session, sp
+
+
+async def test_chunks_still_being_retried_at_stop_are_waited_for_not_silenced(store, tmp_path: Path) -> None:
+    from chunkrecorder.pipeline import RetryPolicy
+    from chunkrecorder.pipeline.encode_worker import encode
+
+    failures: set[str] = set()
+
+    def fails_once_each(job):
+        if job.pcm_path not in failures:
+            failures.add(job.pcm_path)
+            raise RuntimeError("transient encoder failure")
+        return encode(job)
+
+    rec, session, sp = await _record_with(store, tmp_path, fails_once_each, RetryPolicy(3, 0.05, 1.0))
+    try:
+        result = await rec.stop_meeting(session.meeting.id)
+    finally:
+        await rec.close()
+    assert result.failed_chunks == 0
+    assert len(failures) == 2 * 3  # every chunk failed once and was retried
+    user = next(r for r in result.recordings if r.user_id == 8)
+    decoded = mp3.decode(Path(user.path).read_bytes(), channels=1)[:, 0].astype(np.float64)
+    ref = sp.expected(3 * RATE).astype(np.float64)
+    for b in (session.grid.start(1), session.grid.start(2)):
+        assert lag_at(decoded, ref, b, search=480)[0] == 0
+    err = decoded[: len(ref)] - ref
+    assert 10 * np.log10(np.dot(ref, ref) / np.dot(err, err)) > 15  # no silent gap anywhere
+
+
+async def test_a_chunk_that_fails_for_good_becomes_silence_of_its_length_and_is_kept(store, tmp_path: Path) -> None:
+    from chunkrecorder.pipeline import RetryPolicy
+    from chunkrecorder.pipeline.encode_worker import encode
+
+    def window_1_is_broken(job):
+        if Path(job.pcm_path).name == "8_1.pcm":
+            raise RuntimeError("this chunk never encodes")
+        return encode(job)
+
+    rec, session, sp = await _record_with(store, tmp_path, window_1_is_broken, RetryPolicy(2, 0.05, 1.0))
+    try:
+        result = await rec.stop_meeting(session.meeting.id)
+    finally:
+        await rec.close()
+    assert result.failed_chunks == 1
+    assert result.meeting.status is MeetingStatus.PROMOTED
+    (kept,) = await store.get_temp_recordings_for_meeting(session.meeting.id)
+    assert kept.transcode_status is TranscodeStatus.FAILED and kept.seq == 1 and kept.attempts == 2
+    assert "never encodes" in kept.last_error and Path(kept.pcm_path).exists()  # the audio is not thrown away
+    user = next(r for r in result.recordings if r.user_id == 8)
+    decoded = mp3.decode(Path(user.path).read_bytes(), channels=1)[:, 0].astype(np.float64)
+    grid, length = session.grid, 3 * RATE
+    assert len(decoded) == mp3.frames_for(length) * mp3.FRAME  # full length, in sync after the hole
+    assert not decoded[grid.start(1) + 1200 : grid.start(2) - 1200].any()
+    ref = sp.expected(length).astype(np.float64)
+    assert lag_at(decoded, ref, grid.start(2) + 6000, search=480)[0] == 0

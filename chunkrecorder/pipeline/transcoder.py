@@ -222,17 +222,20 @@ class Transcoder:
             raise
 
     async def _failed(self, row: TempRecording, exc: BaseException) -> None:
+        """Below the limit: straight back to QUEUED (never visibly FAILED); at it: FAILED."""
         error = f"{type(exc).__name__}: {exc}"
-        failed = await self._store.update_temp_recording_transcode_failed(row.id, error=error)
         self.failed += 1
-        if failed.attempts < self.retry.max_attempts:
-            delay = self.retry.delay(failed.attempts)
+        if row.attempts < self.retry.max_attempts:
+            delay = self.retry.delay(row.attempts)
             log.warning("chunk %s (attempt %d) failed: %s; retrying in %.1f s",
-                        row.id, failed.attempts, error, delay)
-            failed = await self._store.retry_temp_recording(row.id, not_before=time.time() + delay)
+                        row.id, row.attempts, error, delay)
+            settled = await self._store.requeue_failed_attempt(
+                row.id, error=error, not_before=time.time() + delay
+            )
         else:
-            log.error("chunk %s failed %d times, giving up: %s", row.id, failed.attempts, error)
-        self._settled(failed)
+            log.error("chunk %s failed %d times, giving up: %s", row.id, row.attempts, error)
+            settled = await self._store.update_temp_recording_transcode_failed(row.id, error=error)
+        self._settled(settled)
 
     def _settled(self, row: TempRecording) -> None:
         if self._on_settled is not None:

@@ -839,6 +839,23 @@ class SqlRecordingService:
         )
         return len(rows)
 
+    async def requeue_failed_attempt(
+        self, temp_id: str, *, error: str, not_before: Optional[float]
+    ) -> TempRecording:
+        """IN_PROGRESS → QUEUED in one step, keeping the error, for a retry after a backoff.
+
+        One statement instead of FAILED-then-retry: in between, the chunk would look
+        settled (neither QUEUED nor IN_PROGRESS) to a promotion waiting for the queue,
+        which would then give up on audio that is about to be encoded.
+        """
+        return await self._move(
+            temp_id,
+            [TranscodeStatus.IN_PROGRESS],
+            "QUEUED",
+            "transcode_status = 'QUEUED', last_error = ?, next_attempt_at = ?, completed_at = NULL",
+            (error[:2000], not_before),
+        )
+
     async def all_meeting_ids(self) -> set[str]:
         rows = await self._fetch("SELECT id FROM meetings")
         return {r[0] for r in rows}
