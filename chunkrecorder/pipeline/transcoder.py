@@ -108,10 +108,32 @@ class Transcoder:
         if self._tasks:
             return
         self._pool = self._make_pool()
+        if self._kind == "process":
+            await self._check_processes()
         self._tasks = [
             asyncio.create_task(self._worker(i), name=f"chunkrecorder-transcode-{i}")
             for i in range(self.workers)
         ]
+
+    async def _check_processes(self) -> None:
+        """Start one encoder process now; if processes cannot start here, encode in threads.
+
+        Like every multiprocessing user, the workers re-import the parent's main
+        script; a parent whose main cannot be imported again (an unguarded script,
+        code fed on stdin) breaks the pool. Recording then still works, in threads,
+        at the cost of GIL contention, and the log says why.
+        """
+        assert self._pool is not None
+        loop = asyncio.get_running_loop()
+        try:
+            await asyncio.wait_for(loop.run_in_executor(self._pool, os.getpid), 60)
+        except (BrokenProcessPool, OSError, asyncio.TimeoutError) as exc:
+            log.error("encoder processes cannot start here (%s: %s); encoding in threads instead",
+                      type(exc).__name__, exc)
+            broken, self._pool = self._pool, None
+            await asyncio.to_thread(broken.shutdown, wait=False, cancel_futures=True)
+            self._kind = "thread"
+            self._pool = self._make_pool()
 
     async def close(self) -> None:
         """Stop taking jobs; rows left IN_PROGRESS are re-queued by the next start's recovery."""
