@@ -224,3 +224,34 @@ async def test_a_meeting_nobody_spoke_in_is_promoted_empty(recorder: Recorder) -
     assert result.recordings == []
     assert result.meeting.status is MeetingStatus.PROMOTED
     assert result.length_ms == 2000
+
+
+async def test_an_erased_user_leaves_no_trace_in_an_unfinished_meeting(recorder: Recorder) -> None:
+    clock = Clock()
+    session = await recorder.start_meeting(
+        guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+    stays, erased = Speaker(1, speech_like(6.0, seed=20)), Speaker(2, speech_like(6.0, seed=21))
+    await play(session, clock, [stays, erased], until_s=4.0)
+    mid = session.meeting.id
+    await wait_for(lambda: recorder.layout.part_path(mid, 2).exists())  # their voice is on disk already
+    await recorder.erase_user(2)
+    assert not recorder.layout.part_path(mid, 2).exists()
+    assert not any(p.name.startswith("2_") for p in recorder.layout.meeting_dir(mid).iterdir())
+    # they keep talking; nothing of it is kept
+    t0 = session.t0
+    for i in range(200, 300):
+        clock.t = t0 + (i + 1) * 0.02
+        session.feed(erased.frame(i, t0))
+        session.feed(stays.frame(i, t0))
+        await session.advance()
+    clock.t = t0 + 6.0
+    result = await recorder.stop_meeting(mid)
+    assert {r.user_id for r in result.recordings} == {1, None}
+    everything = [p.name for p in recorder.layout.data_dir.rglob("*") if p.is_file()]
+    assert not any(f"_{mid}_2." in n or n.startswith("2_") for n in everything)
+    assert await recorder.store.user_data(2) == ([], [])
+    # the mix of windows flushed after the erasure is the remaining speaker alone
+    mixed = decode_file(next(r.path for r in result.recordings if r.user_id is None))
+    alone = decode_file(next(r.path for r in result.recordings if r.user_id == 1))
+    late = slice(session.grid.start(4), session.grid.start(5))
+    assert snr_db(mixed[late], alone[late]) > 30

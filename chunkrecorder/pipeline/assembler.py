@@ -89,6 +89,9 @@ class Assembler:
             lock = self._locks[meeting_id] = asyncio.Lock()
         return lock
 
+    def forget_track(self, meeting_id: str, user_id: int) -> None:
+        self._hashes.pop((meeting_id, user_id), None)
+
     def forget(self, meeting_id: str) -> None:
         self._locks.pop(meeting_id, None)
         for key in [k for k in self._hashes if k[0] == meeting_id]:

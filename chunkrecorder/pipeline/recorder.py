@@ -28,7 +28,7 @@ from .assembler import Assembler
 from .cleanup import Cleaner, CleanupReport
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
-from .paths import Layout
+from .paths import Layout, unlink_quiet
 from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report
 from .recovery import Recovery, RecoveryReport, settle_length
 from .session import RecordingSession, SessionSnapshot
@@ -259,6 +259,30 @@ class Recorder:
 
     async def cleanup(self, *, temp_ttl_s: float, retention_days: int) -> CleanupReport:
         return await self.cleaner.run(temp_ttl_s=temp_ttl_s, retention_days=retention_days)
+
+    async def erase_user(self, user_id: int) -> int:
+        """Remove a user's voice from everything not yet a finished recording; returns files removed.
+
+        Live sessions drop the user's buffered audio and refuse their frames; unfinished
+        meetings lose the user's track (its ``.part`` file and assembly row) and their
+        chunk rows and files. Mixes already computed are kept, as finished mixes are.
+        Finished per-user recordings are rows in ``recordings``: the caller deletes those.
+        """
+        for session in self._sessions.values():
+            session.forget_user(user_id)
+        removed = 0
+        for mid in await self.store.erase_user_tracks(user_id):
+            async with self.assembler.lock(mid):
+                self.assembler.forget_track(mid, user_id)
+                for path in (self.layout.part_path(mid, user_id), self.layout.recording_path(mid, user_id)):
+                    removed += int(await asyncio.to_thread(unlink_quiet, path) > 0)
+        _, temps = await self.store.user_data(user_id)
+        if temps:
+            await self.store.delete_temp_recordings(ids=[t.id for t in temps])
+            for t in temps:
+                for path in (t.pcm_path, t.mp3_path):
+                    removed += int(await asyncio.to_thread(unlink_quiet, path) > 0)
+        return removed
 
     def session(self, meeting_id: str) -> Optional[RecordingSession]:
         return self._sessions.get(meeting_id)

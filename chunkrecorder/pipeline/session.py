@@ -112,6 +112,7 @@ class RecordingSession:
         self._now = self.t0
         self._inbox: collections.deque[VoiceFrame] = collections.deque()
         self._clocks: dict[tuple[int, int], SpeakerClock] = {}
+        self._erased: set[int] = set()
         self._buffers: dict[int, TrackBuffer] = {}
         self._next = 0
         self._lock = asyncio.Lock()
@@ -212,6 +213,13 @@ class RecordingSession:
     def finished(self) -> bool:
         return self._finished
 
+    def forget_user(self, user_id: int) -> None:
+        """Erasure: drop what is buffered of a user and refuse their frames from now on."""
+        self._erased.add(user_id)
+        self._buffers.pop(user_id, None)
+        for key in [k for k in self._clocks if k[0] == user_id]:
+            del self._clocks[key]
+
     # ------------------------------------------------------------------ placing frames
     def _tick(self, now: Optional[float]) -> None:
         t = self._clock() if now is None else now
@@ -226,6 +234,9 @@ class RecordingSession:
             pcm = frame.pcm
             if not pcm or len(pcm) % (2 * DISCORD_CHANNELS) or frame.user_id == MIX_USER_ID:
                 self._stats.invalid += 1
+                continue
+            if frame.user_id in self._erased:
+                self._stats.refused += 1
                 continue
             stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
             n = len(stereo)

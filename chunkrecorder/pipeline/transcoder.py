@@ -223,9 +223,14 @@ class Transcoder:
         except Exception as exc:  # noqa: BLE001
             await self._failed(row, exc)
             return
-        done = await self._store.update_temp_recording_transcode_completed(
-            row.id, mp3_path=job.mp3_path, sha256=result.sha256, duration_ms=result.duration_ms
-        )
+        try:
+            done = await self._store.update_temp_recording_transcode_completed(
+                row.id, mp3_path=job.mp3_path, sha256=result.sha256, duration_ms=result.duration_ms
+            )
+        except NotFound:
+            # the row went while it was encoding (its meeting or its user was deleted)
+            await asyncio.to_thread(unlink_quiet, job.mp3_path)
+            return
         await asyncio.to_thread(unlink_quiet, row.pcm_path)
         done = await self._store.mark_temp_recording_cleaned(row.id)
         self.completed += 1
@@ -247,17 +252,22 @@ class Transcoder:
         """Below the limit: straight back to QUEUED (never visibly FAILED); at it: FAILED."""
         error = f"{type(exc).__name__}: {exc}"
         self.failed += 1
+        try:
+            settled = await self._record_failure(row, error)
+        except NotFound:
+            return  # the row went while it was encoding
+        self._settled(settled)
+
+    async def _record_failure(self, row: TempRecording, error: str) -> TempRecording:
         if row.attempts < self.retry.max_attempts:
             delay = self.retry.delay(row.attempts)
             log.warning("chunk %s (attempt %d) failed: %s; retrying in %.1f s",
                         row.id, row.attempts, error, delay)
-            settled = await self._store.requeue_failed_attempt(
+            return await self._store.requeue_failed_attempt(
                 row.id, error=error, not_before=time.time() + delay
             )
-        else:
-            log.error("chunk %s failed %d times, giving up: %s", row.id, row.attempts, error)
-            settled = await self._store.update_temp_recording_transcode_failed(row.id, error=error)
-        self._settled(settled)
+        log.error("chunk %s failed %d times, giving up: %s", row.id, row.attempts, error)
+        return await self._store.update_temp_recording_transcode_failed(row.id, error=error)
 
     def _settled(self, row: TempRecording) -> None:
         if self._on_settled is not None:

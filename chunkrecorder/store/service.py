@@ -856,6 +856,19 @@ class SqlRecordingService:
             (error[:2000], not_before),
         )
 
+    async def erase_user_tracks(self, user_id: int) -> list[str]:
+        """Forget a user's track assembly rows in unfinished meetings; returns those meetings.
+
+        Erasure: the ``.part`` files these rows describe hold the user's voice and are
+        removed by the caller. Finished meetings' files are ``recordings`` rows instead.
+        """
+        rows = await self._fetch(
+            "DELETE FROM tracks WHERE user_id = ? AND meeting_id IN "
+            "(SELECT id FROM meetings WHERE status != 'PROMOTED') RETURNING meeting_id",
+            (user_id,),
+        )
+        return sorted({r[0] for r in rows})
+
     async def all_meeting_ids(self) -> set[str]:
         rows = await self._fetch("SELECT id FROM meetings")
         return {r[0] for r in rows}
