@@ -9,6 +9,7 @@ in threads here, because worker processes would not see the fake file system.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import os
 from pathlib import Path
@@ -267,3 +268,40 @@ async def test_a_chunk_that_fails_for_good_becomes_silence_of_its_length_and_is_
     assert not decoded[grid.start(1) + 1200 : grid.start(2) - 1200].any()
     ref = sp.expected(length).astype(np.float64)
     assert lag_at(decoded, ref, grid.start(2) + 6000, search=480)[0] == 0
+
+
+async def test_a_stop_that_outlives_its_wait_is_finished_in_the_background(store, tmp_path: Path) -> None:
+    import threading
+
+    from chunkrecorder.pipeline import PromotionTimeout, RetryPolicy
+    from chunkrecorder.pipeline.encode_worker import encode
+
+    gate = threading.Event()
+
+    def slow(job):
+        gate.wait(30)  # a backlog: the encoders are far behind
+        return encode(job)
+
+    promoted: list = []
+    rec = Recorder(store=store, data_dir=tmp_path, workers=1, executor="thread", encoder=slow,
+                   retry=RetryPolicy(), tick_s=0, cleanup_interval_s=None, on_promoted=promoted.append)
+    await rec.start()
+    try:
+        clock = Clock()
+        session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
+                                          settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+        await play(session, clock, [Speaker(9, speech_like(2.0, seed=9))], until_s=2.0)
+        seen = []
+        with pytest.raises(PromotionTimeout, match="still being encoded"):
+            await rec.stop_meeting(session.meeting.id, timeout_s=0.3, progress=seen.append)
+        assert (await store.get_meeting(session.meeting.id)).status is MeetingStatus.STOPPING
+        assert seen and seen[-1].phase == "transcoding" and seen[-1].done < seen[-1].total
+        gate.set()
+        deadline = asyncio.get_running_loop().time() + 30
+        while not promoted and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.05)
+        (result,) = promoted
+        assert result.meeting.status is MeetingStatus.PROMOTED and len(result.recordings) == 2
+    finally:
+        gate.set()
+        await rec.close()

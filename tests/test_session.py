@@ -284,3 +284,26 @@ async def test_the_length_limit_stops_the_timeline(store, tmp_path: Path) -> Non
     assert await s.finish() == int(1.5 * RATE)
     rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=1)
     assert sum(r.sample_count for r in rows) == int(1.5 * RATE)
+
+
+async def test_a_reconnect_with_a_new_ssrc_and_timestamps_lands_in_place(store, tmp_path: Path) -> None:
+    clock = Clock()
+    s = await make_session(store, tmp_path, clock)
+    sp = Speaker(7, speech_like(3.0, seed=14))
+    t0 = s.t0
+    for i in range(sp.n_frames):
+        f = sp.frame(i, t0)
+        if i >= 80:  # reconnected at 1.6 s: a new SSRC, a new random timestamp base and sequence
+            f = VoiceFrame(f.user_id, 999, (5000 + i) & 0xFFFF, (0xFFFFF000 + (i - 80) * 960) & 0xFFFFFFFF,
+                           f.arrival, f.pcm)
+        if 75 <= i < 80:
+            continue  # and a few frames lost around it
+        clock.t = f.arrival
+        s.feed(f)
+        await s.advance()
+    length = await s.finish()
+    want = sp.expected(length)
+    want[75 * 960 : 80 * 960] = 0
+    rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=7)
+    got = np.concatenate([read_pcm(r.pcm_path)[P : P + r.sample_count, 0] for r in rows])
+    assert np.array_equal(got, want)

@@ -31,7 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..audio.mix import mix, to_channels
-from ..objects.frames import DISCORD_CHANNELS, MeetingSettings, VoiceFrame
+from ..objects.frames import DISCORD_CHANNELS, FRAME_SAMPLES, MeetingSettings, VoiceFrame
 from ..objects.records import MIX_USER_ID, Meeting
 from ..store.service import SqlRecordingService
 from .errors import FlushError
@@ -66,12 +66,17 @@ class SessionSnapshot:
 
 @dataclass(slots=True)
 class _Stats:
+    """Counters. ``refused``, ``overflow`` and ``feed_errors`` are written only by ``feed``
+    (the receive thread), the rest only on the event loop, so no increment is lost."""
+
+    refused: int = 0
+    overflow: int = 0
+    feed_errors: int = 0
     received: int = 0
+    erased: int = 0
     late: int = 0
     duplicate: int = 0
-    refused: int = 0
     invalid: int = 0
-    overflow: int = 0
     flush_errors: int = 0
     windows_lost: int = 0
     chunks_written: int = 0
@@ -140,7 +145,7 @@ class RecordingSession:
                 return
             self._inbox.append(frame)
         except Exception:  # noqa: BLE001 - the receive thread must never see an error
-            self._stats.invalid += 1
+            self._stats.feed_errors += 1
 
     # ------------------------------------------------------------------ event loop
     def sample_at(self, t: float) -> int:
@@ -195,14 +200,14 @@ class RecordingSession:
             elapsed_s=max(0.0, self._now - self.t0),
             speakers=tuple(sorted(self._buffers)),
             buffered_bytes=sum(b.nbytes for b in self._buffers.values())
-            + sum(len(f.pcm) for f in list(self._inbox)),
+            + len(self._inbox) * FRAME_SAMPLES * 2 * DISCORD_CHANNELS,
             windows_flushed=self._next,
             chunks_written=s.chunks_written,
             frames_received=s.received,
             frames_late=s.late,
             frames_duplicate=s.duplicate,
-            frames_refused=s.refused,
-            frames_invalid=s.invalid + s.overflow,
+            frames_refused=s.refused + s.erased,
+            frames_invalid=s.invalid + s.overflow + s.feed_errors,
             flush_errors=s.flush_errors,
             windows_lost=s.windows_lost,
             last_error=self._last_error,
@@ -236,7 +241,7 @@ class RecordingSession:
                 self._stats.invalid += 1
                 continue
             if frame.user_id in self._erased:
-                self._stats.refused += 1
+                self._stats.erased += 1
                 continue
             stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
             n = len(stereo)
