@@ -434,6 +434,11 @@ class ChunkRecorder(
                     self._opted_out[guild_id] = frozenset(current)
 
     async def _erase_users(self, user_ids: set[int]) -> None:
+        # The recorder first: it drops their audio still buffered in live sessions and
+        # their half-assembled tracks; then their finished per-user recordings.
+        if self.recorder is not None:
+            for user_id in user_ids:
+                await self.recorder.erase_user(user_id)
         await erase_users(self.store, user_ids)
 
     # ------------------------------------------------------------------ Discord events

@@ -69,7 +69,10 @@ async def test_deleting_during_a_meeting_drops_the_rest_and_the_file(voice_world
     voice, world = voice_world, voice_world.world
     await world.invoke(ADMIN_ID, "!record start")
     await voice.run(1.5)
+    meeting_id = voice.live.meeting_id
     await world.cog.red_delete_data_for_user(requester="user_strict", user_id=MEMBER_ID)
+    assert MEMBER_ID not in voice.live.session.snapshot().speakers  # buffered audio dropped
+    assert not list((world.cog.data_dir / "recordings").glob(f"recording_{meeting_id}_{MEMBER_ID}*"))
     refused = voice.live.session.snapshot().frames_refused
     await voice.run(1.5)
     assert voice.live.session.snapshot().frames_refused > refused
