@@ -14,8 +14,9 @@ Everything printed is measured in this one run:
   long 4-speaker meeting, and their ratio. The meetings run on a simulated clock, and
   the feed waits whenever the encoders fall behind, as real time would let them catch
   up: at stop, what is left is what a real meeting leaves (the last window or two).
-* Peak memory (max RSS) of the recording process for both lengths, and of the
-  encoder processes.
+* Peak memory (max RSS, counted from the meeting's start: building the test audio is
+  not the pipeline) of the recording process for both lengths, its RSS every
+  simulated minute (flat is the point), and the encoder processes' peak.
 * Why processes: a receive-thread-like Python loop timed alone, next to one encoder
   process, and next to one encoder thread (PyAV holds the GIL while LAME encodes).
 
@@ -83,6 +84,24 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _reset_peak_rss() -> None:
+    """Linux: restart this process's VmHWM (peak RSS) from its current RSS."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def _proc_rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def _proc_hwm_kb(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -107,10 +126,12 @@ async def meeting(minutes: float, data: Path) -> dict:
         now = [0.0]
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(),
                                           clock=lambda: now[0])
+        _reset_peak_rss()  # the peak that counts is the meeting's, not building the test audio
         tracks = SPEAKERS + 1
         steps = int(minutes * 60 * 50)
         n_bank = len(frames[0])
         waited = 0.0
+        rss_trace: list[int] = []
 
         async def catch_up() -> None:
             nonlocal waited
@@ -136,6 +157,8 @@ async def meeting(minutes: float, data: Path) -> dict:
                 await session.advance()
             if i % 500 == 499 and len(await store.pending_temp_recordings(session.meeting.id)) > 2 * tracks:
                 await catch_up()  # real time would have given the encoders this long
+            if i % 3000 == 2999:  # every simulated minute
+                rss_trace.append(_proc_rss_kb(os.getpid()))
         now[0] = steps * 0.02
         await session.advance()
         await catch_up()
@@ -167,12 +190,13 @@ async def meeting(minutes: float, data: Path) -> dict:
         "worker_cpu_s": worker_cpu,
         "stop_s": stop_s,
         "phases": phases,
-        "rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
+        "rss_kb": _proc_hwm_kb(os.getpid()) or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
         "worker_rss_kb": worker_hwm,
         "workers": len(workers),
         "buffered_bytes_at_stop": snapshot.buffered_bytes,
         "waited_s": waited,
         "files": len(result.recordings),
+        "rss_trace_kb": rss_trace,
     }
 
 
@@ -214,7 +238,7 @@ def opus_decode_floor(seconds: float) -> float | None:
     return time.process_time() - c0
 
 
-def _receive_like_work(n: int = 20_000) -> float:
+def _receive_like_work(n: int = 200_000) -> float:
     """Wall time of per-packet Python work like the voice receive thread's (alone on a core)."""
     buf = np.zeros(1920, dtype=np.int16).tobytes()
     t = time.perf_counter()
@@ -310,11 +334,14 @@ def main() -> None:
               f"{r['worker_rss_kb'] / 1024:6.1f} MiB ({r['workers']} of them); "
               f"audio buffered at stop {r['buffered_bytes_at_stop'] / 2**20:5.1f} MiB")
     print(f"  ratio {b['minutes']:.0f}/{a['minutes']:.0f} min: {b['rss_kb'] / a['rss_kb']:5.2f}   (goal <= 1.1)")
+    trace = b["rss_trace_kb"]
+    print(f"  {b['minutes']:.0f} min meeting, RSS each simulated minute (MiB): "
+          + " ".join(f"{x / 1024:.0f}" for x in trace[:: max(1, len(trace) // 12)]))
 
     alone = asyncio.run(starvation(None))
     proc = asyncio.run(starvation("process"))
     thr = asyncio.run(starvation("thread"))
-    print("\nA receive-thread-like Python loop (20,000 packets' worth) while one encoder runs")
+    print("\nA receive-thread-like Python loop (200,000 packets' worth) while one encoder runs")
     print(f"  alone {alone:6.2f} s   encoder in a process {proc:6.2f} s ({proc / alone:4.2f}x)   "
           f"encoder in a thread {thr:6.2f} s ({thr / alone:4.2f}x)")
     print("  (PyAV holds the GIL while LAME encodes: encoding in threads would starve the receive path)")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from chunkrecorder.audio import mp3
-from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind, TranscodeStatus
+from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind
 from chunkrecorder.pipeline import PipelineError, Recorder
 from chunkrecorder.pipeline.paths import Layout
 from chunkrecorder.store import SqlRecordingService, StoreError

@@ -34,6 +34,7 @@ import numpy as np
 from ..audio import mp3
 from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TranscodeStatus
 from ..store.service import NewRecording, SqlRecordingService, TrackAssembly
+from .blocking import run_blocking
 from .paths import Layout, fsync_dir, unlink_quiet
 from .timeline import Grid
 
@@ -158,7 +159,7 @@ class Assembler:
         if running is not None and running.size != track.assembled_bytes:
             running = None
         part = self._layout.part_path(meeting.id, track.user_id)
-        size, frames_added, sha, unreadable = await asyncio.to_thread(
+        size, frames_added, sha, unreadable = await run_blocking(
             _append, part, track.assembled_bytes, pieces, running.sha.copy() if running else None,
             await self._silence(meeting, quality, 1),
         )
@@ -170,14 +171,14 @@ class Assembler:
         )
         if sha is not None:
             self._hashes[key] = _Hash(sha, size)
-        await asyncio.to_thread(lambda: [unlink_quiet(p) for p in done_mp3s])
+        await run_blocking(lambda: [unlink_quiet(p) for p in done_mp3s])
         return n_chunk, n_silent, n_failed
 
     async def _silence(self, meeting: Meeting, quality: int, frames: int) -> bytes:
         key = (meeting.channels, meeting.bitrate, quality, meeting.sample_rate)
         frame = self._silent_frame.get(key)
         if frame is None:
-            frame = self._silent_frame[key] = await asyncio.to_thread(
+            frame = self._silent_frame[key] = await run_blocking(
                 silent_frame, meeting.channels, meeting.bitrate, quality, meeting.sample_rate
             )
         return frame * frames
@@ -190,7 +191,7 @@ class Assembler:
         sha = running.sha.copy() if running and running.size == track.assembled_bytes else None
         part = self._layout.part_path(meeting.id, track.user_id)
         final = self._layout.recording_path(meeting.id, track.user_id)
-        digest = await asyncio.to_thread(_finalize, part, final, track.assembled_bytes, sha)
+        digest = await run_blocking(_finalize, part, final, track.assembled_bytes, sha)
         samples = track.assembled_frames * mp3.FRAME
         is_mix = track.user_id == MIX_USER_ID
         return NewRecording(

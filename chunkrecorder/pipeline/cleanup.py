@@ -19,6 +19,7 @@ from pathlib import Path
 
 from ..objects.records import MeetingStatus
 from ..store.service import NotFound, SqlRecordingService
+from .blocking import run_blocking
 from .paths import Layout, unlink_quiet
 
 __all__ = ["CleanupReport", "Cleaner"]
@@ -53,7 +54,7 @@ class Cleaner:
             rows_deleted = await store.delete_temp_recordings(ids=[r.id for r in stale])
             for r in stale:
                 for path in (r.pcm_path, r.mp3_path):
-                    n = await asyncio.to_thread(_remove, path)
+                    n = await run_blocking(_remove, path)
                     files += int(n > 0)
                     freed += max(0, n)
 
@@ -64,7 +65,7 @@ class Cleaner:
                 except NotFound:
                     continue
                 recs += 1
-                n = await asyncio.to_thread(_remove, rec.path)
+                n = await run_blocking(_remove, rec.path)
                 files += int(n > 0)
                 freed += max(0, n)
 
@@ -72,7 +73,7 @@ class Cleaner:
         existing = await store.all_meeting_ids()
         known = await store.known_paths()
         cutoff = time.time() - temp_ttl_s
-        n_files, n_bytes = await asyncio.to_thread(
+        n_files, n_bytes = await run_blocking(
             self._sweep, finished, existing, known, cutoff
         )
         files += n_files

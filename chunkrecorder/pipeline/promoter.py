@@ -26,6 +26,7 @@ from typing import Awaitable, Callable, Literal, Optional, Union
 
 from ..objects.records import Meeting, MeetingStatus, Recording, TranscodeStatus
 from ..store.service import SqlRecordingService, StoreError
+from .blocking import run_blocking
 from .assembler import Assembler
 from .errors import PipelineError, PromotionTimeout
 from .paths import Layout, unlink_quiet
@@ -96,7 +97,7 @@ class Promoter:
         meeting = await store.get_meeting(meeting_id)
         if meeting.status is MeetingStatus.PROMOTED:
             try:
-                await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+                await run_blocking(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
             except OSError as exc:
                 log.warning("meeting %s: chunk folder not removed: %s", meeting_id, exc)
             await report(progress, "done", 1, 1)
@@ -184,7 +185,7 @@ class Promoter:
         if counts.failed and not pipe.keep_temp:
             await store.delete_temp_recordings_except_failed(meeting_id)
         try:
-            await asyncio.to_thread(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+            await run_blocking(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
         except OSError as exc:  # the recordings are done; leftovers go with the cleanup job
             log.warning("meeting %s promoted, but its chunk folder was not removed: %s", meeting_id, exc)
         self._assembler.forget(meeting_id)

@@ -24,6 +24,7 @@ from typing import Awaitable, Callable, Optional, Union
 from ..objects.frames import MeetingSettings
 from ..objects.records import MeetingStatus, TempRecording
 from ..store.service import SqlRecordingService
+from .blocking import run_blocking
 from .assembler import Assembler
 from .cleanup import Cleaner, CleanupReport
 from .encode_worker import encode
@@ -116,7 +117,7 @@ class Recorder:
         if self._started and self._recovery is not None:
             return self._recovery
         for d in (self.layout.chunks_dir, self.layout.recordings_dir):
-            await asyncio.to_thread(d.mkdir, parents=True, exist_ok=True)
+            await run_blocking(d.mkdir, parents=True, exist_ok=True)
         rec = await Recovery(self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts).run()
         await self.transcoder.start()
         self.transcoder.wake()
@@ -275,13 +276,13 @@ class Recorder:
             async with self.assembler.lock(mid):
                 self.assembler.forget_track(mid, user_id)
                 for path in (self.layout.part_path(mid, user_id), self.layout.recording_path(mid, user_id)):
-                    removed += int(await asyncio.to_thread(unlink_quiet, path) > 0)
+                    removed += int(await run_blocking(unlink_quiet, path) > 0)
         _, temps = await self.store.user_data(user_id)
         if temps:
             await self.store.delete_temp_recordings(ids=[t.id for t in temps])
             for t in temps:
                 for path in (t.pcm_path, t.mp3_path):
-                    removed += int(await asyncio.to_thread(unlink_quiet, path) > 0)
+                    removed += int(await run_blocking(unlink_quiet, path) > 0)
         return removed
 
     def session(self, meeting_id: str) -> Optional[RecordingSession]:

@@ -28,6 +28,7 @@ from typing import Optional
 from ..audio import mp3
 from ..objects.records import Meeting, MeetingStatus
 from ..store.service import SqlRecordingService
+from .blocking import run_blocking
 from .paths import TMP_SUFFIX, Layout, unlink_quiet
 from .timeline import Grid
 
@@ -56,23 +57,26 @@ class RecoveryReport:
 async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Meeting) -> int:
     """Give every complete chunk PCM of ``meeting`` without a row its row; returns how many."""
     folder = layout.meeting_dir(meeting.id)
-    names = await asyncio.to_thread(_listdir, folder)
-    if not names:
+    names = await run_blocking(_listdir, folder)
+    candidates = []
+    for name in names:
+        if name.endswith(TMP_SUFFIX):
+            await run_blocking(unlink_quiet, folder / name)
+            continue
+        parsed = layout.parse_chunk(name)
+        if parsed is not None and parsed.ext == "pcm":
+            candidates.append((name, parsed))
+    if not candidates:
         return 0
-    rows = await store.get_temp_recordings_for_meeting(meeting.id)
-    have = {(r.user_id, r.seq) for r in rows}
+    # PCMs on disk are the few not yet encoded: look up only their part of the meeting.
+    have = await store.chunk_keys(meeting.id, from_seq=min(p.seq for _, p in candidates))
     grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
     frame_bytes = 2 * meeting.channels
     adopted: list[int] = []
-    last_seq = -1
-    for name in names:
-        if name.endswith(TMP_SUFFIX):
-            await asyncio.to_thread(unlink_quiet, folder / name)
+    for name, parsed in candidates:
+        if (parsed.user_id, parsed.seq) in have:
             continue
-        parsed = layout.parse_chunk(name)
-        if parsed is None or parsed.ext != "pcm" or (parsed.user_id, parsed.seq) in have:
-            continue
-        size = await asyncio.to_thread(os.path.getsize, folder / name)
+        size = await run_blocking(os.path.getsize, folder / name)
         body = size // frame_bytes - grid.prime - grid.tail
         if size % frame_bytes or body <= 0 or body > grid.chunk_samples:
             log.error("meeting %s: %s is not a whole chunk (%d bytes); left alone", meeting.id, name, size)
@@ -89,7 +93,6 @@ async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Mee
             tail_samples=grid.tail,
         )
         adopted.append(parsed.user_id)
-        last_seq = max(last_seq, parsed.seq)
     if adopted:
         await store.ensure_tracks(meeting.id, adopted)
         log.warning("meeting %s: adopted %d chunk file(s) that had no row", meeting.id, len(adopted))
@@ -155,7 +158,7 @@ class Recovery:
         cleaned = 0
         for row in await store.done_uncleaned_temp_recordings():
             # DONE means the MP3 was verified and written (and, if gone, assembled).
-            await asyncio.to_thread(unlink_quiet, row.pcm_path)
+            await run_blocking(unlink_quiet, row.pcm_path)
             await store.mark_temp_recording_cleaned(row.id)
             cleaned += 1
         return RecoveryReport(

@@ -34,6 +34,7 @@ from ..audio.mix import mix, to_channels
 from ..objects.frames import DISCORD_CHANNELS, FRAME_SAMPLES, MeetingSettings, VoiceFrame
 from ..objects.records import MIX_USER_ID, Meeting
 from ..store.service import SqlRecordingService
+from .blocking import run_blocking
 from .errors import FlushError
 from .paths import Layout, write_atomic
 from .timeline import Grid, SpeakerClock, TrackBuffer
@@ -291,7 +292,7 @@ class RecordingSession:
 
     async def _flush(self, k: int, length: Optional[int]) -> None:
         """Write window ``k`` (files, then rows, then the counter). Idempotent."""
-        chunks = await asyncio.to_thread(self._write_window, k, length)
+        chunks = await run_blocking(self._write_window, k, length)
         body = self.grid.body(k, length)
         mid = self.meeting.id
         for user_id, path in chunks:

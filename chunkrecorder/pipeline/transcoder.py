@@ -25,6 +25,7 @@ from typing import Callable, Literal, Optional
 from ..audio import mp3
 from ..objects.records import TempRecording
 from ..store.service import NotFound, SqlRecordingService
+from .blocking import run_blocking
 from .encode_worker import EncodeJob, bootstrap_source, encode
 from .paths import unlink_quiet
 
@@ -131,7 +132,7 @@ class Transcoder:
             log.error("encoder processes cannot start here (%s: %s); encoding in threads instead",
                       type(exc).__name__, exc)
             broken, self._pool = self._pool, None
-            await asyncio.to_thread(broken.shutdown, wait=False, cancel_futures=True)
+            await run_blocking(broken.shutdown, wait=False, cancel_futures=True)
             self._kind = "thread"
             self._pool = self._make_pool()
 
@@ -143,7 +144,7 @@ class Transcoder:
         await asyncio.gather(*tasks, return_exceptions=True)
         pool, self._pool = self._pool, None
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True, cancel_futures=True)
+            await run_blocking(pool.shutdown, wait=True, cancel_futures=True)
 
     def wake(self) -> None:
         """New or re-queued rows: let idle workers look at once."""
@@ -229,9 +230,9 @@ class Transcoder:
             )
         except NotFound:
             # the row went while it was encoding (its meeting or its user was deleted)
-            await asyncio.to_thread(unlink_quiet, job.mp3_path)
+            await run_blocking(unlink_quiet, job.mp3_path)
             return
-        await asyncio.to_thread(unlink_quiet, row.pcm_path)
+        await run_blocking(unlink_quiet, row.pcm_path)
         done = await self._store.mark_temp_recording_cleaned(row.id)
         self.completed += 1
         self._settled(done)

@@ -869,6 +869,14 @@ class SqlRecordingService:
         )
         return sorted({r[0] for r in rows})
 
+    async def chunk_keys(self, meeting_id: str, *, from_seq: int = 0) -> set[tuple[int, int]]:
+        """``(user_id, seq)`` of a meeting's chunk rows from ``from_seq`` on (cheap existence test)."""
+        rows = await self._fetch(
+            "SELECT user_id, seq FROM temp_recordings WHERE meeting_id = ? AND seq >= ?",
+            (meeting_id, from_seq),
+        )
+        return {(r[0], r[1]) for r in rows}
+
     async def all_meeting_ids(self) -> set[str]:
         rows = await self._fetch("SELECT id FROM meetings")
         return {r[0] for r in rows}
