@@ -6,6 +6,7 @@ interval, so every file spans several chunk boundaries.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -255,3 +256,19 @@ async def test_an_erased_user_leaves_no_trace_in_an_unfinished_meeting(recorder:
     alone = decode_file(next(r.path for r in result.recordings if r.user_id == 1))
     late = slice(session.grid.start(4), session.grid.start(5))
     assert snr_db(mixed[late], alone[late]) > 30
+
+
+async def test_two_promotions_of_one_meeting_give_one_result(recorder: Recorder) -> None:
+    clock = Clock()
+    session = await recorder.start_meeting(
+        guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+    await play(session, clock, [Speaker(1, speech_like(2.0, seed=30))], until_s=2.0)
+    mid = session.meeting.id
+    stop = asyncio.create_task(recorder.stop_meeting(mid))
+    await asyncio.sleep(0)
+    while recorder.session(mid) is not None:
+        await asyncio.sleep(0.001)
+    admin = await recorder.promote(mid)  # the admin's promote while the stop is still finishing
+    stopped = await stop
+    assert [r.id for r in admin.recordings] == [r.id for r in stopped.recordings]
+    assert len(await recorder.store.recordings_for_meeting(mid)) == 2

@@ -89,9 +89,22 @@ class Promoter:
         self._layout = layout
         self._assembler = assembler
         self._changes = changes
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def promote(
         self, meeting_id: str, *, progress: Optional[ProgressCallback] = None, timeout_s: float = 300.0
+    ) -> PromotionResult:
+        """One promotion per meeting at a time; a second caller waits and gets the same result."""
+        lock = self._locks.setdefault(meeting_id, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._promote(meeting_id, progress, timeout_s)
+        finally:
+            if not lock.locked():
+                self._locks.pop(meeting_id, None)
+
+    async def _promote(
+        self, meeting_id: str, progress: Optional[ProgressCallback], timeout_s: float
     ) -> PromotionResult:
         store = self._store
         meeting = await store.get_meeting(meeting_id)
