@@ -9,8 +9,11 @@ promotion. It passes if, over the whole window:
 
 * no frame was dropped: every datagram sent became a frame on the timeline (receiver
   ``delivered`` = sent, no ``late``/``lost``/``unknown_ssrc``; the session saw no late
-  or invalid frame), and the fake clients plus the receive thread kept time (99 % of
-  frames sent within 40 ms of their instant, none later than the 0.5 s jitter margin);
+  or invalid frame);
+* the reader thread kept up: no datagram was handed over later than the session's 0.5 s
+  jitter margin, and in the window's last second the median one within 100 ms (a
+  reader that cannot keep up falls further behind every second; a loaded machine's
+  scheduling hiccups do not);
 * the transcode backlog stayed bounded: chunks waiting at the end of the window are at
   most two windows' worth (the workers keep up instead of falling ever further behind);
 * the event loop stayed responsive (99th percentile of a 50 ms sleep's overshoot < 100 ms).
@@ -57,9 +60,10 @@ from harness.simulate import _CpuMeter  # noqa: E402
 from harness.sources import synthetic_speaker  # noqa: E402
 
 GOAL = 100
-#: The fake clients keep time: 99 % of frames leave within this of their instant...
-MAX_SENDER_LAG_P99_S = 0.04
-#: ...and none later than the session's jitter margin (a later frame could miss its window).
+#: The reader keeps up: over the window's last second, the median datagram is handed to
+#: the receiver within this of its arrival instant (a reader falling behind grows without bound)...
+MAX_END_LAG_S = 0.1
+#: ...and none waited longer than the session's jitter margin (it could miss its window).
 MAX_SENDER_LAG_S = 0.5
 MAX_LOOP_LAG_S = 0.1
 
@@ -79,6 +83,7 @@ class Trial:
     delivered: int
     dropped: int
     sender_lag_p99_ms: float
+    sender_end_lag_ms: float
     sender_max_lag_ms: float
     receive_cpu_s: float  # the reader thread inside VoiceReceiver.on_datagram
     loop_cpu_s: float  # the event loop's thread (session placing, flush scheduling, store calls)
@@ -187,8 +192,10 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
     if rs.delivered != ns.sent or dropped:
         reasons.append(f"frames dropped: sent {ns.sent}, delivered {rs.delivered}, dropped {dropped}")
     lag_p99 = statistics.quantiles(ns.lags, n=100)[98] if len(ns.lags) >= 2 else 0.0
-    if lag_p99 > MAX_SENDER_LAG_P99_S or ns.max_lag_s > MAX_SENDER_LAG_S:
-        reasons.append(f"clients fell behind real time (p99 {lag_p99 * 1000:.0f} ms, "
+    tail = ns.lags[-50 * n:] or [0.0]
+    end_lag = statistics.median(tail)
+    if end_lag > MAX_END_LAG_S or ns.max_lag_s > MAX_SENDER_LAG_S:
+        reasons.append(f"the reader fell behind real time (last second median {end_lag * 1000:.0f} ms, "
                        f"max {ns.max_lag_s * 1000:.0f} ms)")
     windows = max(1, round(flush_interval * 48_000 / 1152)) * 1152 / 48_000
     limit = 2 * (n + 1)
@@ -204,7 +211,8 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
         cpu_per_speaker_hour_s=round(stack / (n * seconds) * 3600, 1),
         cores_used=round(stack / seconds, 2),
         sent=ns.sent, delivered=rs.delivered, dropped=dropped,
-        sender_lag_p99_ms=round(lag_p99 * 1000, 1), sender_max_lag_ms=round(ns.max_lag_s * 1000, 1),
+        sender_lag_p99_ms=round(lag_p99 * 1000, 1), sender_end_lag_ms=round(end_lag * 1000, 1),
+        sender_max_lag_ms=round(ns.max_lag_s * 1000, 1),
         receive_cpu_s=round(ns.receive_cpu_s, 2), loop_cpu_s=round(loop_s, 2),
         other_threads_cpu_s=round(max(0.0, own_s - loop_s - ns.receive_cpu_s - ns.send_cpu_s), 2),
         workers_cpu_s=round(max(0.0, cpu_s - own_s), 2), loop_lag_p99_ms=round(p99 * 1000, 1),
@@ -219,7 +227,7 @@ def _line(t: Trial) -> str:
             f"[receive {t.receive_cpu_s:.1f} + loop {t.loop_cpu_s:.1f} + threads "
             f"{t.other_threads_cpu_s:.1f} + encoders {t.workers_cpu_s:.1f}]  harness {t.harness_cpu_s:4.1f} s  "
             f"{t.cpu_per_speaker_hour_s:6.1f} CPU-s/speaker-h  "
-            f"lag p99/max {t.sender_lag_p99_ms:.0f}/{t.sender_max_lag_ms:.0f} ms  "
+            f"lag p99/max/end {t.sender_lag_p99_ms:.0f}/{t.sender_max_lag_ms:.0f}/{t.sender_end_lag_ms:.0f} ms  "
             f"loop p99 {t.loop_lag_p99_ms:5.1f} ms  "
             f"backlog max {t.backlog_max}/end {t.backlog_end} (limit {t.backlog_limit})  "
             f"stop {t.stop_s:.1f} s  load {t.load_avg_1m:.1f}  {verdict}")
