@@ -10,7 +10,6 @@ the next run, never a row pointing at nothing.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time

@@ -19,7 +19,6 @@ is on, or left for the admin's promote command.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 from dataclasses import dataclass

@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from ..audio.mp3 import FRAME, PRIME_SAMPLES, TAIL_SAMPLES
-from ..objects.frames import FRAME_SAMPLES, SAMPLE_RATE
+from ..objects.frames import SAMPLE_RATE
 
 __all__ = ["Grid", "SpeakerClock", "TrackBuffer"]
 
@@ -218,7 +218,3 @@ class TrackBuffer:
         for b in [b for b in self._blocks if (b + 1) * size <= keep_from]:
             del self._blocks[b]
 
-
-def frame_samples(pcm: bytes, channels_in: int = 2) -> int:
-    """Samples in a Discord PCM frame (normally ``FRAME_SAMPLES``)."""
-    return len(pcm) // (2 * channels_in) if pcm else FRAME_SAMPLES
