@@ -305,3 +305,45 @@ async def test_a_stop_that_outlives_its_wait_is_finished_in_the_background(store
     finally:
         gate.set()
         await rec.close()
+
+
+async def test_chunks_written_while_the_store_kept_failing_are_not_lost(tmp_path: Path) -> None:
+    """The disk works but the database refuses window 1's rows for longer than the backlog
+    allows: the window is given up in memory, yet its files are on disk and end up in
+    the recordings."""
+    import sqlite3
+
+    async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as store:
+        rec = Recorder(store=store, data_dir=tmp_path, workers=2, tick_s=0, cleanup_interval_s=None)
+        await rec.start()
+        try:
+            real_insert = store.insert_temp_recording
+            broken = True
+
+            async def insert(**kw):
+                if broken and kw["seq"] == 1:
+                    raise sqlite3.OperationalError("database is locked")
+                return await real_insert(**kw)
+
+            store.insert_temp_recording = insert  # type: ignore[method-assign]
+            clock = Clock()
+            session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
+                                              settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
+            sp = Speaker(3, speech_like(9.5, seed=12))
+            await play(session, clock, [sp], until_s=9.5)
+            assert session.snapshot().windows_lost == 1
+            broken = False
+            result = await rec.stop_meeting(session.meeting.id)
+        finally:
+            await rec.close()
+    assert result.failed_chunks == 0
+    user = next(r for r in result.recordings if r.user_id == 3)
+    decoded = mp3.decode(Path(user.path).read_bytes(), channels=1)[:, 0].astype(np.float64)
+    length = int(9.5 * RATE)
+    ref = sp.expected(length).astype(np.float64)
+    grid = session.grid
+    window_1 = slice(grid.start(1), grid.start(2))
+    err = decoded[window_1] - ref[window_1]
+    assert 10 * np.log10(np.dot(ref[window_1], ref[window_1]) / np.dot(err, err)) > 15  # window 1 is there
+    for b in (grid.start(1), grid.start(2)):
+        assert lag_at(decoded, ref, b, search=480)[0] == 0

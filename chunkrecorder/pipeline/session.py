@@ -13,10 +13,11 @@ atomically first, then their rows are inserted (QUEUED), then the meeting's
 recovery adopts; a crash before the counter leaves rows whose repeat insert is a
 no-op. A window below ``flushed_windows`` with no row for a track is silence.
 
-A failed write (disk full, permission denied) does not stop the session: the window
-stays buffered and is retried on the next ``advance``; only if the backlog exceeds
-``max_backlog_windows`` is the oldest window given up, and that is counted and
-reported in the snapshot. Memory is therefore bounded by the flush interval (times
+A failed write (disk full, permission denied, a store error) does not stop the
+session: the window stays buffered and is retried on the next ``advance``; only if
+the backlog exceeds ``max_backlog_windows`` is the oldest window given up, and that
+is counted and reported in the snapshot (files of it that did reach disk are
+adopted at promotion, so they are not lost either). Memory is therefore bounded by the flush interval (times
 the backlog limit), never by the meeting's length.
 """
 
@@ -126,6 +127,7 @@ class RecordingSession:
         self._stats = _Stats()
         self._last_error: Optional[str] = None
         self._error_window: Optional[int] = None
+        self._hole: Optional[int] = None
         self.length_samples: Optional[int] = None
 
     # ------------------------------------------------------------------ receive thread
@@ -279,6 +281,11 @@ class RecordingSession:
             log.error("Meeting %s: giving up window %d after repeated errors: %s",
                       self.meeting.id, k, self._last_error)
             self._stats.windows_lost += 1
+            # Some of its files may be on disk without rows (the store failed, not the
+            # disk): the counter stops below it, so nothing stands in silence for them
+            # before promotion adopts them.
+            if self._hole is None:
+                self._hole = k
             self._release(k)
             self._next = k + 1
             return True
@@ -309,7 +316,7 @@ class RecordingSession:
             )
         if chunks:
             await self._store.ensure_tracks(mid, [u for u, _ in chunks])
-        await self._store.set_flushed_windows(mid, k + 1)
+        await self._store.set_flushed_windows(mid, k + 1 if self._hole is None else self._hole)
         self._stats.chunks_written += len(chunks)
         self._release(k)
         self._next = k + 1
