@@ -38,6 +38,7 @@ from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .errors import FlushError
 from .paths import Layout, write_atomic
+from .recovery import adopt_orphans
 from .timeline import Grid, SpeakerClock, TrackBuffer
 
 __all__ = ["RecordingSession", "SessionSnapshot"]
@@ -187,6 +188,10 @@ class RecordingSession:
                         f"Could not write the last part of the recording ({self._last_error}). "
                         f"It is still held in memory; free space or fix permissions and stop again."
                     ) from exc
+            if self._hole is not None:
+                # rows for what reached disk of the given-up windows, before the counter
+                # passes them (after it, a window without rows reads as silence)
+                await adopt_orphans(self._store, self._layout, self.meeting)
             await self._store.set_flushed_windows(
                 self.meeting.id, self.grid.windows_for(end), length_samples=end
             )
