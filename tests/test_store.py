@@ -505,3 +505,21 @@ async def test_two_processes_worth_of_connections_do_not_lock(tmp_path: Path) ->
 
         await asyncio.gather(*(writer(s, u) for u, s in enumerate([a, b] * 10)))
         assert (await a.chunk_counts(meeting.id)).in_progress == 400
+
+
+async def test_a_retried_attempt_goes_through_failed_atomically(store) -> None:
+    """Below the retry limit the chunk is QUEUED again with its error; only IN_PROGRESS qualifies."""
+    meeting = await _meeting(store)
+    chunk = await _chunk(store, meeting)
+    with pytest.raises(IllegalTransition, match="QUEUED"):
+        await store.requeue_failed_attempt(chunk.id, error="x", not_before=None)
+    assert (await store.get_temp_recording(chunk.id)).last_error is None
+    await store.update_temp_recording_transcode_started(chunk.id)
+    again = await store.requeue_failed_attempt(chunk.id, error="lame said no", not_before=123.0)
+    assert again.transcode_status is TranscodeStatus.QUEUED
+    assert (again.last_error, again.next_attempt_at, again.attempts) == ("lame said no", 123.0, 1)
+    await store.update_temp_recording_transcode_started(chunk.id)
+    await store.update_temp_recording_transcode_failed(chunk.id, error="for good")
+    with pytest.raises(IllegalTransition, match="FAILED"):
+        await store.requeue_failed_attempt(chunk.id, error="x", not_before=None)
+    assert (await store.get_temp_recording(chunk.id)).transcode_status is TranscodeStatus.FAILED

@@ -842,18 +842,38 @@ class SqlRecordingService:
     async def requeue_failed_attempt(
         self, temp_id: str, *, error: str, not_before: Optional[float]
     ) -> TempRecording:
-        """IN_PROGRESS → QUEUED in one step, keeping the error, for a retry after a backoff.
+        """A failed attempt below the retry limit: FAILED, then the explicit retry, atomically.
 
-        One statement instead of FAILED-then-retry: in between, the chunk would look
-        settled (neither QUEUED nor IN_PROGRESS) to a promotion waiting for the queue,
-        which would then give up on audio that is about to be encoded.
+        The row takes the lifecycle's own path (IN_PROGRESS → FAILED → QUEUED) inside
+        one transaction, so nobody ever sees it FAILED: a promotion waiting for the
+        queue would otherwise give up on audio that is about to be encoded again.
         """
-        return await self._move(
-            temp_id,
-            [TranscodeStatus.IN_PROGRESS],
-            "QUEUED",
-            "transcode_status = 'QUEUED', last_error = ?, next_attempt_at = ?, completed_at = NULL",
-            (error[:2000], not_before),
+        async with self._lock:
+            conn = self.conn
+            await conn.execute("BEGIN IMMEDIATE")
+            try:
+                failed = await conn.execute_fetchall(
+                    "UPDATE temp_recordings SET transcode_status = 'FAILED', last_error = ?, "
+                    "completed_at = ? WHERE id = ? AND transcode_status = 'IN_PROGRESS' RETURNING id",
+                    (error[:2000], _now(), temp_id),
+                )
+                queued = list(
+                    await conn.execute_fetchall(
+                        f"UPDATE temp_recordings SET transcode_status = 'QUEUED', completed_at = NULL, "
+                        f"next_attempt_at = ? WHERE id = ? AND transcode_status = 'FAILED' "
+                        f"RETURNING {_TEMP_COLS}",
+                        (not_before, temp_id),
+                    )
+                ) if list(failed) else []
+                await conn.execute("COMMIT" if queued else "ROLLBACK")
+            except BaseException:
+                await conn.execute("ROLLBACK")
+                raise
+        if queued:
+            return _temp(queued[0])
+        current = await self.get_temp_recording(temp_id)
+        raise IllegalTransition(
+            f"Chunk {temp_id} is {current.transcode_status.value}; it cannot be retried."
         )
 
     async def erase_user_tracks(self, user_id: int) -> list[str]:
