@@ -26,11 +26,17 @@ happens on the users' computers; here it would otherwise take the bot's GIL.
 ``--live-clients`` does it live instead (its CPU is reported apart).
 
 N is found by doubling from ``--start`` until a trial fails, then bisecting. Printed:
-each trial's figures, then the largest N that passed, with CPU per speaker-hour (the
-stack's share, from the largest passing trial) and the ratio to the goal of 100.
+each trial's figures (CPU split into the reader thread, the event loop, other threads
+of the bot's process and the encoder processes; the machine's load average, since
+other work on a shared machine moves every figure), then the largest N that passed,
+with CPU per speaker-hour (the stack's share, from the largest passing trial) and the
+ratio to the goal of 100. Two experiments show what would change it:
+``--nice-encoders 10`` (encoders below the real-time reader's priority) and
+``--switch-interval`` (the GIL's switch interval).
 
     python bench/capacity.py [--seconds 20] [--flush-interval 5] [--start 32] [--max 512]
-                             [--precision 8] [--no-dave] [--workers N] [--json]
+                             [--precision 8] [--no-dave] [--workers N] [--live-clients]
+                             [--nice-encoders N] [--switch-interval S] [--json]
 """
 
 from __future__ import annotations
