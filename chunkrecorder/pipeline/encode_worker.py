@@ -12,6 +12,7 @@ receive thread; processes do not.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,7 +77,23 @@ def bootstrap_source() -> str:
         "        sys.modules[_name] = _m\n"
         f"import {__name__}\n"
         f"sys.modules[{__name__!r}].watch_parent()\n"
+        f"sys.modules[{__name__!r}].lower_priority()\n"
     )
+
+
+def lower_priority(increment: int = 10) -> None:
+    """Encoders yield the CPU to the voice receive thread.
+
+    Encoding is backlog work that can wait a second; the receive thread must read
+    every datagram within milliseconds. At equal priority the encoders took its turns:
+    measured with bench/capacity.py, 88 concurrent speakers sustained at equal
+    priority, 115 with encoders at +10.
+    """
+    if hasattr(os, "nice"):
+        try:
+            os.nice(increment)
+        except OSError:  # not permitted here: run at the parent's priority
+            pass
 
 
 def watch_parent() -> None:
