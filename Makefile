@@ -20,8 +20,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Each bench prints its figures and ratios; the README quotes them. Full runs take
+# minutes (capacity: 10-20 min); `bench/pipeline.py --quick` and `bench/capacity.py --quick` are faster.
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
+	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/receive.py
+	$(BIN)/python bench/pipeline.py
+	$(BIN)/python bench/capacity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
