@@ -21,7 +21,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each bench prints its figures and ratios; the README quotes them. Full runs take
-# minutes (capacity: 10-20 min); `bench/pipeline.py --quick` and `bench/capacity.py --quick` are faster.
+# minutes (capacity: 10-20 min); `bench/pipeline.py --quick` is faster.
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/engines.py
