@@ -30,9 +30,10 @@ each trial's figures (CPU split into the reader thread, the event loop, other th
 of the bot's process and the encoder processes; the machine's load average, since
 other work on a shared machine moves every figure), then the largest N that passed,
 with CPU per speaker-hour (the stack's share, from the largest passing trial) and the
-ratio to the goal of 100. Two experiments show what would change it:
-``--nice-encoders 10`` (encoders below the real-time reader's priority) and
-``--switch-interval`` (the GIL's switch interval).
+ratio to the goal of 100. The pipeline's encoder processes already run at nice +10
+(``encode_worker.lower_priority``: 88 speakers at equal priority, 115 with it);
+``--nice-encoders N`` lowers them further and ``--switch-interval`` changes the GIL's
+switch interval, as experiments.
 
     python bench/capacity.py [--seconds 20] [--flush-interval 5] [--start 32] [--max 512]
                              [--precision 8] [--no-dave] [--workers N] [--live-clients]
