@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from harness import sources
 from harness.impairments import Fate, Impairments
@@ -88,14 +87,6 @@ async def test_jittery_network_keeps_every_frame_and_every_speaker_apart(tmp_pat
     assert TOLERANCE == 240
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "pipeline gap: SpeakerClock anchors each SSRC on its first frame's arrival and "
-        "only corrects early arrivals beyond 40 ms, so a speaker is recorded late by "
-        "their first packet's network delay (up to the jitter, 20 ms here)"
-    ),
-)
 async def test_jittery_network_alignment_within_5ms(tmp_path: Path) -> None:
     result = await _run(tmp_path, Impairments(jitter_ms=20, seed=25))
     check_meeting(result, FLUSH)

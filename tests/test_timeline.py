@@ -183,3 +183,22 @@ def test_stereo_is_folded_to_mono_by_the_mean() -> None:
     stereo = np.array([[100, 300], [-32768, -32768], [32767, 32767], [1, 2]], dtype=np.int16)
     assert to_channels(stereo, 1)[:, 0].tolist() == [200, -32768, 32767, 1]
     assert to_channels(stereo, 2) is stereo
+
+
+def test_a_stream_anchored_on_its_first_frames_is_not_late_by_the_first_delay() -> None:
+    """The first frame came 18 ms late: anchoring on it alone would record everything 18 ms late."""
+    delays = [864, 300, 20, 510, 0, 700, 90, 410, 60, 200]  # samples of network delay
+    clock = SpeakerClock()
+    clock.anchor_on([(1_000 + i * 960, i * 960 + d) for i, d in enumerate(delays)])
+    placed = [clock.place(1_000 + i * 960, i * 960 + d) for i, d in enumerate(delays)]
+    assert placed == [i * 960 for i in range(10)]
+    later = clock.place(1_000 + 10 * 960, 10 * 960 + 500)
+    assert later == 10 * 960 and clock.reanchors == 0
+
+
+def test_an_early_frame_later_on_pulls_the_anchor_back() -> None:
+    clock = SpeakerClock()
+    assert clock.place(0, 900) == 900  # anchored on a delayed first frame
+    assert clock.place(960, 960 + 100) == 960 + 100 - 0  # 800 samples early: the anchor moves
+    assert clock.reanchors == 1
+    assert clock.place(1920, 1920 + 400) == 1920 + 100  # jitter later never moves it back

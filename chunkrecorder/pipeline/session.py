@@ -43,6 +43,11 @@ from .timeline import Grid, SpeakerClock, TrackBuffer
 
 __all__ = ["RecordingSession", "SessionSnapshot"]
 
+#: A new stream's first frames are held until this many have come (or the first is
+#: HOLD_S old), so its clock anchors on their smallest network delay.
+HOLD_FRAMES = 10
+HOLD_S = 0.2
+
 log = logging.getLogger("red.chunkrecorder.pipeline.session")
 
 
@@ -120,6 +125,8 @@ class RecordingSession:
         self._now = self.t0
         self._inbox: collections.deque[VoiceFrame] = collections.deque()
         self._clocks: dict[tuple[int, int], SpeakerClock] = {}
+        #: a new stream's first frames, waiting to anchor its clock (see _release_held)
+        self._held: dict[tuple[int, int], list[tuple[VoiceFrame, int, np.ndarray]]] = {}
         self._erased: set[int] = set()
         self._buffers: dict[int, TrackBuffer] = {}
         self._next = 0
@@ -177,7 +184,7 @@ class RecordingSession:
             if self._finished:
                 assert self.length_samples is not None
                 return self.length_samples
-            self._tick(now)
+            self._tick(now, release_all=True)
             end = min(max(0, self.sample_at(self._now)), self._max_len)
             for k in range(self._next, self.grid.windows_for(end)):
                 try:
@@ -232,15 +239,16 @@ class RecordingSession:
         self._buffers.pop(user_id, None)
         for key in [k for k in self._clocks if k[0] == user_id]:
             del self._clocks[key]
+        for key in [k for k in self._held if k[0] == user_id]:
+            del self._held[key]
 
     # ------------------------------------------------------------------ placing frames
-    def _tick(self, now: Optional[float]) -> None:
+    def _tick(self, now: Optional[float], *, release_all: bool = False) -> None:
         t = self._clock() if now is None else now
         self._now = max(self._now, t)
-        self._drain()
+        self._drain(release_all=release_all)
 
-    def _drain(self) -> None:
-        channels = self.settings.channels
+    def _drain(self, *, release_all: bool = False) -> None:
         while self._inbox:
             frame = self._inbox.popleft()
             self._stats.received += 1
@@ -252,26 +260,49 @@ class RecordingSession:
                 self._stats.erased += 1
                 continue
             stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
-            n = len(stereo)
+            heard = self.sample_at(frame.arrival) - len(stereo)
             key = (frame.user_id, frame.ssrc)
             clock = self._clocks.get(key)
             if clock is None:
-                clock = self._clocks[key] = SpeakerClock()
-            pos = clock.place(frame.timestamp, self.sample_at(frame.arrival) - n)
-            if pos is None:
-                self._stats.duplicate += 1
+                self._held.setdefault(key, []).append((frame, heard, stereo))
                 continue
-            if pos + n <= 0 or pos >= self._max_len:
-                self._stats.late += 1
+            self._place(clock, frame, heard, stereo)
+        self._release_held(force=release_all)
+
+    def _release_held(self, *, force: bool) -> None:
+        """Anchor a new stream on its first frames' smallest delay, then place them.
+
+        A stream's first frames are held until ``HOLD_FRAMES`` have come or the first
+        is ``HOLD_S`` old (well inside the flush margin): anchoring on the first frame
+        alone would record the speaker late by that frame's network delay, for good.
+        """
+        now = self.sample_at(self._now)
+        for key, items in list(self._held.items()):
+            if not (force or len(items) >= HOLD_FRAMES or now - items[0][1] >= HOLD_S * self.grid.sample_rate):
                 continue
-            samples = to_channels(stereo, channels)
-            if pos < 0:
-                samples, pos = samples[-pos:], 0
-            buf = self._buffers.get(frame.user_id)
-            if buf is None:
-                buf = self._buffers[frame.user_id] = TrackBuffer(self.grid, channels)
-            if buf.write(pos, samples):
-                self._stats.late += 1
+            del self._held[key]
+            clock = self._clocks[key] = SpeakerClock()
+            clock.anchor_on([(frame.timestamp, heard) for frame, heard, _ in items])
+            for frame, heard, stereo in items:
+                self._place(clock, frame, heard, stereo)
+
+    def _place(self, clock: SpeakerClock, frame: VoiceFrame, heard: int, stereo: np.ndarray) -> None:
+        n = len(stereo)
+        pos = clock.place(frame.timestamp, heard)
+        if pos is None:
+            self._stats.duplicate += 1
+            return
+        if pos + n <= 0 or pos >= self._max_len:
+            self._stats.late += 1
+            return
+        samples = to_channels(stereo, self.settings.channels)
+        if pos < 0:
+            samples, pos = samples[-pos:], 0
+        buf = self._buffers.get(frame.user_id)
+        if buf is None:
+            buf = self._buffers[frame.user_id] = TrackBuffer(self.grid, self.settings.channels)
+        if buf.write(pos, samples):
+            self._stats.late += 1
 
     # ------------------------------------------------------------------ flushing
     async def _flush_or_hold(self, k: int, length: Optional[int]) -> bool:

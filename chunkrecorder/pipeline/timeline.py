@@ -17,7 +17,7 @@ Everything here is plain, synchronous and driven by the session; tests drive it 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -82,21 +82,28 @@ class SpeakerClock:
     ``heard`` is where arrival time puts a frame (its arrival minus its own length:
     a frame is sent once its 20 ms have been captured). The anchor ``A`` maps the
     unwrapped RTP timestamp ``ts`` to ``ts + A``. It is set by the first frame and
-    moved only when arrival proves it wrong by more than ``tolerance``: at the start
-    of a talkspurt (the silence hides the jump), at once when a frame arrives earlier
-    than its place (network delay cannot make a frame early, so our anchor was late),
-    or when every frame of a whole check period arrived late (the sender's clock is
-    slow or its timestamps stood still). Jitter alone never moves it.
+    set from the smallest delay among a stream's first frames (``anchor_on``: the
+    session holds them briefly, because the first frame alone may carry a whole
+    jitter's worth of delay and everything after would be recorded that late), or by
+    the first frame when ``place`` comes first. It is moved only when arrival proves it
+    wrong: at the start of a talkspurt by more than ``tolerance`` (the silence hides
+    the jump), at once when a frame arrives more than ``early_tolerance`` before its
+    place (network delay cannot make a frame early, so the anchor was late), or when
+    every frame of a whole check period arrived late by more than ``tolerance`` (the
+    sender's clock is slow or its timestamps stood still). Jitter alone never moves
+    it later.
     """
 
     def __init__(
         self,
         *,
         tolerance: int = int(0.04 * SAMPLE_RATE),
+        early_tolerance: int = int(0.002 * SAMPLE_RATE),
         talkspurt_gap: int = int(0.2 * SAMPLE_RATE),
         check_every: int = 50,
     ) -> None:
         self.tolerance = tolerance
+        self.early_tolerance = early_tolerance
         self.talkspurt_gap = talkspurt_gap
         self.check_every = check_every
         self.anchor: Optional[int] = None
@@ -120,6 +127,19 @@ class SpeakerClock:
             self._last_raw, self._top = timestamp & 0xFFFFFFFF, ext
         return ext
 
+    def anchor_on(self, frames: Sequence[tuple[int, int]]) -> None:
+        """Anchor on the least-delayed of a stream's first ``(timestamp, heard)`` pairs.
+
+        Their order does not matter: the first pair only fixes the unwrap's origin.
+        """
+        if self.anchor is not None or not frames:
+            return
+        self._last_raw, self._top = frames[0][0] & 0xFFFFFFFF, 0
+        self.anchor = 0  # so _unwrap measures from the origin instead of resetting
+        exts = [self._unwrap(ts) for ts, _ in frames]
+        self.anchor = min(heard - ext for ext, (_, heard) in zip(exts, frames))
+        self._last_heard = max(heard for _, heard in frames)
+
     def place(self, timestamp: int, heard: int) -> Optional[int]:
         """Timeline sample where this frame starts, or None for a duplicate."""
         ext = self._unwrap(timestamp)
@@ -137,7 +157,7 @@ class SpeakerClock:
         d = heard - (ext + self.anchor)
         new_spurt = self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
         self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
-        if (new_spurt and abs(d) > self.tolerance) or d < -self.tolerance:
+        if (new_spurt and abs(d) > self.tolerance) or d < -self.early_tolerance:
             self._move(d)
         else:
             self._late_min = d if self._late_min is None else min(self._late_min, d)
