@@ -10,7 +10,9 @@ Printed, all from this one run:
 * packets/s one core sustains and the speakers that is (50 packets/s each);
 * CPU seconds per speaker-hour (clean, and with 5 % loss + reordering + duplicates);
 * where the time goes: transport decrypt, DAVE decrypt, Opus decode, and the rest
-  (parsing, buffering, bookkeeping), each timed alone on the same packets, as shares.
+  (parsing, buffering, bookkeeping), each timed alone on the same packets, as shares;
+* what the harness's sending side costs per packet, as a ratio to receiving (the
+  whole-stack harness benchmark pays both on the same machine).
 
     python bench/receive.py [--speakers 20] [--seconds 10] [--no-dave]
 """
@@ -46,20 +48,23 @@ def speech(seconds: float, seed: int) -> list[bytes]:
     return [st[i : i + 960].tobytes() for i in range(0, n, 960)]
 
 
-def build(speakers: int, seconds: float, dave: bool) -> tuple[WireGroup, list[tuple[float, bytes]], list[bytes]]:
-    """Every speaker's datagrams in send order with send times, and speaker 1's Opus packets."""
+def build(speakers: int, seconds: float, dave: bool) -> tuple[WireGroup, list[tuple[float, bytes]], list[bytes], float]:
+    """Every speaker's datagrams in send order with send times, speaker 1's Opus packets,
+    and the sending side's CPU seconds per packet (after the DAVE group is set up)."""
     group = WireGroup(channel_id=1, bot_user_id=999, seed=1, dave=dave, complexity=0)
     wires = group.add_speakers(list(range(1, speakers + 1)))
+    group.join_pending()
     frames = speech(seconds, seed=2)
     timeline: list[tuple[float, bytes]] = []
     first_opus: list[bytes] = []
+    start = time.thread_time()
     for k, pcm in enumerate(frames):
         for w in wires:
             opus = w.encoder.encode(pcm)
             if w is wires[0]:
                 first_opus.append(opus)
             timeline.append((k * FRAME_S, w.packet_from_opus(opus)))
-    return group, timeline, first_opus
+    return group, timeline, first_opus, (time.thread_time() - start) / len(timeline)
 
 
 def impair(timeline: list[tuple[float, bytes]], seed: int) -> list[tuple[float, bytes]]:
@@ -143,11 +148,11 @@ def main() -> None:
     dave = not args.no_dave
 
     t_build = time.perf_counter()
-    group, timeline, opus = build(args.speakers, args.seconds, dave)
-    lossy_group, lossy_timeline, _ = build(args.speakers, args.seconds, dave)  # DAVE refuses replays
+    group, timeline, opus, send_cost = build(args.speakers, args.seconds, dave)
+    lossy_group, lossy_timeline, _, _ = build(args.speakers, args.seconds, dave)  # DAVE refuses replays
     lossy = impair(lossy_timeline, seed=3)
     print(f"built {len(timeline)} datagrams ({args.speakers} speakers x {args.seconds:g} s, "
-          f"DAVE {'on' if dave else 'off'}) in {time.perf_counter() - t_build:.1f} s (not measured)")
+          f"DAVE {'on' if dave else 'off'}) in {time.perf_counter() - t_build:.1f} s (not part of the figures)")
 
     cpu, delivered, fed = run_receiver(group, timeline)
     cpu_lossy, delivered_lossy, fed_lossy = run_receiver(lossy_group, lossy)
@@ -163,6 +168,8 @@ def main() -> None:
     print(f"CPU per speaker-hour: {cpu / speaker_hours:.1f} s clean, {cpu_lossy / speaker_hours:.1f} s lossy "
           f"({cpu / speaker_hours / 36:.2f} % of one core per speaker)")
     print(f"100 speakers need {100 * 50 * per_packet * 100:.1f} % of one core for receiving")
+    print(f"the harness's sending side (Opus encode at complexity 0 + DAVE + seal) costs "
+          f"{send_cost * 1e6:.1f} us/packet = {send_cost / per_packet:.2f}x the receive path")
 
     costs = stage_costs(group, timeline, opus)
     known = costs["transport"] + costs["dave"] + costs["opus"]
