@@ -49,12 +49,13 @@ def notify(listener: Any, name: str, *args: Any) -> None:
         return
     if inspect.isawaitable(result):
         try:
-            task = asyncio.ensure_future(result)
-        except RuntimeError:  # no running loop: nobody to run it
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # called off the loop: nobody to run it
             log.warning("Voice event %s dropped: no event loop to run the listener", name)
             if inspect.iscoroutine(result):
                 result.close()
             return
+        task = asyncio.ensure_future(result, loop=loop)
         _background.add(task)
         task.add_done_callback(_finished)
 
