@@ -717,7 +717,7 @@ class FakeVoiceNetwork:
         tick_s: float = 0.1,
         progress: Optional[ProgressFn] = None,
     ) -> None:
-        """Deliver a :meth:`prerender`\ ed schedule at wall-clock pace from a reader thread."""
+        """Deliver a schedule from :meth:`prerender` at wall-clock pace from a reader thread."""
         if not self.realtime:
             raise RuntimeError("replay needs a WallClock network")
         loop = asyncio.get_running_loop()
