@@ -18,7 +18,8 @@ __red_end_user_data_statement__ = (
     "whoever started the meeting, and each member's choice to opt out of recording. "
     "Audio is kept until an admin deletes it or the server's retention period ends. "
     "A member's own per-speaker recordings, unfinished chunks and opt-out choice are "
-    "deleted on a data deletion request; the mixed file of a meeting holds everyone's "
+    "deleted on a data deletion request (a member's own request keeps the opt-out, so "
+    "they are not recorded again); the mixed file of a meeting holds everyone's "
     "voices together and cannot be separated, so it is kept until an admin deletes it."
 )
 
