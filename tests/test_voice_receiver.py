@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES, FRAME_SAMPLES, OPUS_SILENCE
 from chunkrecorder.objects import VoiceFrame
-from chunkrecorder.voice.receiver import VoiceReceiver
+from chunkrecorder.voice.receiver import PENDING_LIMIT, VoiceReceiver
 from chunkrecorder.voice.ws_events import VoiceWsEvents
 from harness.wire import Corruption, SpeakerWire, WireGroup
 from voice_signals import assemble, best_lag, correlation, frames_of, speech_like
@@ -309,7 +309,9 @@ def test_socket_thread_and_event_loop_side_can_run_at_once() -> None:
     """Datagrams from a reader thread while the loop maps SSRCs and polls."""
     rig = Rig(dave=False)
     wires = [rig.speaker(uid, announce=False) for uid in range(1, 9)]
-    per = 60
+    # No more than an unknown SSRC may wait for its SPEAKING event: however the two
+    # threads interleave, every packet must then arrive (beyond it, dropping is right).
+    per = PENDING_LIMIT
     packets = [[w.packet_from_opus(OPUS_SILENCE) for _ in range(per)] for w in wires]
     rig.clock.t = 0.0
 
