@@ -14,12 +14,13 @@ the check and the write are one atomic step, and an illegal move writes nothing.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, AsyncIterator, Iterable, Optional, Sequence
 
 import aiosqlite
 
@@ -211,15 +212,10 @@ class SqlRecordingService:
                 f"understands ({LATEST_VERSION}). Update the cog."
             )
         for target in range(version + 1, LATEST_VERSION + 1):
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
+            async with SqlRecordingService._immediate(conn):
                 for statement in MIGRATIONS[target - 1]:
                     await conn.execute(statement)
                 await conn.execute(f"PRAGMA user_version = {target}")
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
 
     async def schema_version(self) -> int:
         rows = await self._fetch("PRAGMA user_version")
@@ -232,24 +228,29 @@ class SqlRecordingService:
             raise StoreError("The recordings database is not open.")
         return self._conn
 
+    @staticmethod
+    @contextlib.asynccontextmanager
+    async def _immediate(conn: aiosqlite.Connection) -> AsyncIterator[aiosqlite.Connection]:
+        """One IMMEDIATE transaction: committed if the block ends, rolled back if it raises.
+
+        The caller holds ``self._lock`` (or owns the connection alone, as migrations do).
+        """
+        await conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            await conn.execute("ROLLBACK")
+            raise
+        await conn.execute("COMMIT")
+
     async def _fetch(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
         async with self._lock:
             return list(await self.conn.execute_fetchall(sql, tuple(params)))
 
     async def _transaction(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
         """Run statements in one IMMEDIATE transaction; all or nothing."""
-        async with self._lock:
-            conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = []
-                for sql, params in statements:
-                    results.append(list(await conn.execute_fetchall(sql, tuple(params))))
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
-            return results
+        async with self._lock, self._immediate(self.conn) as conn:
+            return [list(await conn.execute_fetchall(sql, tuple(params))) for sql, params in statements]
 
     # ------------------------------------------------------------------ meetings
     async def create_meeting(
@@ -653,21 +654,14 @@ class SqlRecordingService:
                 (_now(), length_samples, meeting_id, *allowed),
             )
         )
-        async with self._lock:
-            conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                ids = []
-                for sql, params in statements:
-                    rows = list(await conn.execute_fetchall(sql, tuple(params)))
-                    if sql.startswith("INSERT"):
-                        ids.append(rows[0][0])
-                    elif sql.startswith("UPDATE") and not rows:
-                        raise IllegalTransition(f"Meeting {meeting_id} changed status during promotion.")
-                await conn.execute("COMMIT")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+        ids = []
+        async with self._lock, self._immediate(self.conn) as conn:
+            for sql, params in statements:
+                rows = list(await conn.execute_fetchall(sql, tuple(params)))
+                if sql.startswith("INSERT"):
+                    ids.append(rows[0][0])
+                elif sql.startswith("UPDATE") and not rows:
+                    raise IllegalTransition(f"Meeting {meeting_id} changed status during promotion.")
         return [await self.get_recording(i) for i in ids]
 
     async def get_recording(self, recording_id: str, *, guild_id: Optional[int] = None) -> Recording:
@@ -848,15 +842,15 @@ class SqlRecordingService:
         one transaction, so nobody ever sees it FAILED: a promotion waiting for the
         queue would otherwise give up on audio that is about to be encoded again.
         """
-        async with self._lock:
-            conn = self.conn
-            await conn.execute("BEGIN IMMEDIATE")
-            try:
-                failed = await conn.execute_fetchall(
-                    "UPDATE temp_recordings SET transcode_status = 'FAILED', last_error = ?, "
-                    "completed_at = ? WHERE id = ? AND transcode_status = 'IN_PROGRESS' RETURNING id",
-                    (error[:2000], _now(), temp_id),
-                )
+        queued: list[Any] = []
+        async with self._lock, self._immediate(self.conn) as conn:
+            # The second step runs only if the first moved the row: a chunk already
+            # FAILED for good must not be revived here.
+            if await conn.execute_fetchall(
+                "UPDATE temp_recordings SET transcode_status = 'FAILED', last_error = ?, "
+                "completed_at = ? WHERE id = ? AND transcode_status = 'IN_PROGRESS' RETURNING id",
+                (error[:2000], _now(), temp_id),
+            ):
                 queued = list(
                     await conn.execute_fetchall(
                         f"UPDATE temp_recordings SET transcode_status = 'QUEUED', completed_at = NULL, "
@@ -864,11 +858,7 @@ class SqlRecordingService:
                         f"RETURNING {_TEMP_COLS}",
                         (not_before, temp_id),
                     )
-                ) if list(failed) else []
-                await conn.execute("COMMIT" if queued else "ROLLBACK")
-            except BaseException:
-                await conn.execute("ROLLBACK")
-                raise
+                )
         if queued:
             return _temp(queued[0])
         current = await self.get_temp_recording(temp_id)
