@@ -19,7 +19,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any, Optional, Sequence, TextIO
+from typing import Any, Callable, Optional, Sequence, TextIO
 
 from chunkrecorder.objects import Strategy
 from chunkrecorder.store import StoreError
@@ -33,34 +33,27 @@ __all__ = ["main", "parse_args", "run"]
 log = logging.getLogger("harness")
 
 
-def _probability(text: str) -> float:
+def _number(text: str, ok: Callable[[float], bool], rule: str) -> float:
+    """A float argument that satisfies ``ok``, or argparse's one-line error."""
     try:
-        p = float(text)
+        value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.0 <= p <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text} is not a probability between 0 and 1")
-    return p
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f"{text} {rule}")
+    return value
+
+
+def _probability(text: str) -> float:
+    return _number(text, lambda p: 0.0 <= p <= 1.0, "is not a probability between 0 and 1")
 
 
 def _positive(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be more than 0")
-    return v
+    return _number(text, lambda v: v > 0, "must be more than 0")
 
 
 def _non_negative(text: str) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{text} must not be negative")
-    return v
+    return _number(text, lambda v: v >= 0, "must not be negative")
 
 
 def _source(text: str) -> tuple[str, Path]:

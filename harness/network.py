@@ -333,6 +333,14 @@ class NetworkStats:
     send_cpu_s: float = 0.0  # realtime only: the fake clients' CPU (encode, DAVE, seal)
     receive_cpu_s: float = 0.0  # realtime only: on_datagram's CPU on the reader thread
 
+    def record_lag(self, lag: float) -> None:
+        """One frame sent ``lag`` seconds after its time (realtime runs)."""
+        self.lags.append(lag)
+        if lag > self.max_lag_s:
+            self.max_lag_s = lag
+        if lag > FRAME_S:
+            self.late_frames += 1
+
 
 # --------------------------------------------------------------------------- the network
 class FakeVoiceNetwork:
@@ -660,11 +668,7 @@ class FakeVoiceNetwork:
                         deliver_due(head)
                     _sleep_until(clock, t)
                     lag = clock() - t
-                    stats.lags.append(lag)
-                    if lag > stats.max_lag_s:
-                        stats.max_lag_s = lag
-                    if lag > FRAME_S:
-                        stats.late_frames += 1
+                    stats.record_lag(lag)
                     c0 = time.thread_time()
                     with self._lock:
                         self._emit(k)
@@ -735,11 +739,7 @@ class FakeVoiceNetwork:
                     _sleep_until(clock, due)
                     lag = clock() - due
                     if kind == "dgram":
-                        stats.lags.append(lag)
-                        if lag > stats.max_lag_s:
-                            stats.max_lag_s = lag
-                        if lag > FRAME_S:
-                            stats.late_frames += 1
+                        stats.record_lag(lag)
                         c0 = time.thread_time()
                         self._deliver(kind, payload)
                         stats.receive_cpu_s += time.thread_time() - c0
