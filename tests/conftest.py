@@ -1,15 +1,27 @@
-"""Shared test set-up. Area fixtures live beside their tests (tests/*_fixtures.py)."""
+"""Shared test set-up: the support modules are pytest plugins, so every area sees their fixtures.
+
+``tests`` is a package (module names ``tests.<area>.test_*``), so helpers are imported
+as ``tests.support.<module>`` and no test edits ``sys.path``.
+"""
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import sys
-from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-# tests/ is not a package: make its helper modules importable by name.
-sys.path.insert(0, str(Path(__file__).parent))
+import chunkrecorder
+
+pytest_plugins = ["tests.support.red"]
+
+# Every module of the cog is imported once, up front: the fixture below treats a cog
+# module that appears during a test as one Red's ``[p]load`` imported, and a module
+# first imported lazily inside a test must not be mistaken for that.
+for _info in pkgutil.walk_packages(chunkrecorder.__path__, "chunkrecorder."):
+    importlib.import_module(_info.name)
 
 
 def _ours(name: str) -> bool:

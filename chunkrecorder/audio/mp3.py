@@ -12,7 +12,7 @@ chunk's own, so frame ``j`` of a track always decodes to timeline samples
 ``[j*1152, (j+1)*1152)``: the chunks' bytes concatenate into one stream with no
 header mid-stream and no drift, whatever the number of chunks. The bit reservoir is
 off, so no kept frame refers to bytes of a frame we dropped. Measured (see
-tests/test_mp3.py): the SNR around joins equals the SNR mid-chunk and equals a
+tests/pipeline/test_mp3.py): the SNR around joins equals the SNR mid-chunk and equals a
 single continuous encode.
 """
 

@@ -9,8 +9,9 @@ The one fake is ``FakeDiscordREST``: it answers the REST calls discord.py makes
 bot lacks a permission and a 413 when an upload is over the guild's limit, and it
 records what a user would see in the channel.
 
-Import from test modules: ``from red_fixtures import red_world, RedWorld, ...`` (the
-fixture must be imported by name for pytest to find it).
+A pytest plugin (``tests/conftest.py`` registers it): the fixtures ``red_world``,
+``cog_world`` and ``voice_world`` are there for every test; import the helpers and ids
+from ``tests.support.red``.
 """
 
 from __future__ import annotations

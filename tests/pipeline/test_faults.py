@@ -24,7 +24,8 @@ from chunkrecorder.pipeline import FlushError, PipelineError, Recorder
 from chunkrecorder.pipeline.paths import Layout, write_atomic
 from chunkrecorder.pipeline.session import RecordingSession
 from chunkrecorder.store import SqlRecordingService
-from pipeline_fixtures import RATE, Clock, Speaker, lag_at, play, read_pcm, speech_like
+from tests.support.pipeline import Clock, Speaker, play
+from tests.support.signals import RATE, lag_at, read_pcm, speech_like
 
 DATA = Path("/srv/chunkrecorder")
 

@@ -28,18 +28,11 @@ from harness.impairments import Fate
 from harness.simulate import SimulationResult
 from harness.sources import FRAME_SAMPLES, SAMPLE_RATE, Source
 
-#: Alignment tolerance of the issue: 5 ms.
-TOLERANCE = int(0.005 * SAMPLE_RATE)
-#: Lags searched either side: far beyond any plausible error, far below a sweep's period.
-SEARCH = int(0.05 * SAMPLE_RATE)
-#: Correlation window.
-WINDOW = int(0.2 * SAMPLE_RATE)
+from .signals import SEARCH, TOLERANCE, WINDOW, boundaries, decode_file, lag_at, snr_db
 
+__all__ = ["TOLERANCE", "SEARCH", "WINDOW", "Track", "Verdict", "alignment", "best_corr", "check_meeting",
+           "decode_file", "meeting_boundaries", "reference", "snr_db", "source_reference", "track"]
 
-def decode_file(path: str | Path) -> np.ndarray:
-    """A promoted MP3 as float64 mono at 48 kHz (the meeting default is mono)."""
-    pcm = mp3.decode(Path(path).read_bytes())
-    return pcm.astype(np.float64).mean(axis=1)
 
 
 def _mono(stereo: np.ndarray) -> np.ndarray:
@@ -54,6 +47,11 @@ class Track:
     recording: np.ndarray
     reference: np.ndarray
     mask: np.ndarray
+
+    def lag_at(self, at: int, *, window: int = WINDOW, search: int = SEARCH) -> Optional[int]:
+        """Samples by which the recording trails its reference around ``at`` (None: quiet there)."""
+        lag = lag_at(self.recording, self.reference, at, mask=self.mask, window=window, search=search)
+        return None if lag is None else lag.samples
 
     def corr(self, other: Optional[np.ndarray] = None) -> float:
         ref = self.reference if other is None else other
@@ -99,34 +97,9 @@ def track(result: SimulationResult, user_id: int) -> Track:
     return Track(user_id, rec, ref, mask)
 
 
-def boundaries(result: SimulationResult, flush_interval_s: float) -> list[int]:
-    """t=0 and every chunk boundary inside the meeting, in samples."""
-    grid = Grid.for_interval(flush_interval_s)
-    length = int(result.seconds * SAMPLE_RATE)
-    return [0] + [grid.start(k) for k in range(1, grid.windows_for(length))]
-
-
-def lag_at(t: Track, at: int, *, window: int = WINDOW, search: int = SEARCH) -> Optional[int]:
-    """Samples by which the recording trails its reference around ``at`` (None: nothing to measure).
-
-    The window starts at ``at`` for t=0 and straddles a boundary otherwise, so audio on
-    both sides of a join must line up for the peak to be sharp and at zero. Where
-    masked (lost, damaged) frames leave less than half of it to compare, it widens.
-    """
-    while window < 4 * WINDOW:
-        start = at if at == 0 else at - window // 2
-        if t.mask[max(0, start) : max(0, start) + window].mean() >= 0.5:
-            break
-        window *= 2
-    start = at if at == 0 else at - window // 2
-    start = max(0, min(start, len(t.reference) - window - search))
-    ref = t.reference[start : start + window] * t.mask[start : start + window]
-    if np.dot(ref, ref) < 1e3 * window:  # quiet there: nothing to align
-        return None
-    lo = max(0, start - search)
-    hi = min(len(t.recording), start + window + search)
-    scores = np.correlate(t.recording[lo:hi], ref, mode="valid")
-    return int(np.argmax(scores)) + lo - start
+def meeting_boundaries(result: SimulationResult, flush_interval_s: float) -> list[int]:
+    """t=0 and every chunk boundary inside the simulated meeting, in samples."""
+    return boundaries(Grid.for_interval(flush_interval_s), int(result.seconds * SAMPLE_RATE))
 
 
 def alignment(tracks: Sequence[Track], points: Sequence[int]) -> dict[tuple[int, int], int]:
@@ -134,19 +107,10 @@ def alignment(tracks: Sequence[Track], points: Sequence[int]) -> dict[tuple[int,
     out = {}
     for t in tracks:
         for p in points:
-            lag = lag_at(t, p)
+            lag = t.lag_at(p)
             if lag is not None:
                 out[(t.user_id, p)] = lag
     return out
-
-
-def snr_db(signal: np.ndarray, reference: np.ndarray, mask: Optional[np.ndarray] = None) -> float:
-    n = min(len(signal), len(reference))
-    a, b = signal[:n], reference[:n]
-    if mask is not None:
-        a, b = a[mask[:n]], b[mask[:n]]
-    noise = a - b
-    return float(10 * np.log10(np.dot(b, b) / max(np.dot(noise, noise), 1e-9)))
 
 
 # --------------------------------------------------------------------------- the checks
@@ -205,7 +169,7 @@ def check_meeting(result: SimulationResult, flush_interval_s: float, *, min_corr
         assert abs(info.duration_ms - len(t.recording) * 1000 / SAMPLE_RATE) <= 1
         assert Path(info.path).stat().st_size == info.size_bytes
 
-    points = boundaries(result, flush_interval_s)
+    points = meeting_boundaries(result, flush_interval_s)
     lags = alignment(tracks, points)
     off = {k: v for k, v in lags.items() if abs(v) > TOLERANCE}
     assert not off, f"misaligned (user, sample) -> lag in samples: {off}"

@@ -11,22 +11,7 @@ import pytest
 
 from chunkrecorder.commands import recordings as recordings_commands
 from chunkrecorder.objects.records import RecordingKind
-from red_fixtures import (  # noqa: F401
-    ADMIN_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    OTHER_ADMIN_ID,
-    OTHER_GUILD_ID,
-    OTHER_TEXT_ID,
-    OWNER_ID,
-    SPEAKER_ID,
-    VOICE_ID,
-    RedWorld,
-    VoiceWorld,
-    cog_world,
-    settle,
-    voice_world,
-)
+from tests.support.red import ADMIN_ID, GUILD_ID, MEMBER_ID, OTHER_ADMIN_ID, OTHER_GUILD_ID, OTHER_TEXT_ID, OWNER_ID, SPEAKER_ID, VOICE_ID, RedWorld, VoiceWorld, settle
 
 
 async def meeting_with_two_speakers(voice: VoiceWorld, seconds: float = 2.0) -> str:

@@ -14,9 +14,10 @@ import pytest
 
 from harness import cli
 
-from lifecycle_fixtures import Track, best_corr, decode_file, source_reference
+from tests.support.lifecycle import Track, best_corr, source_reference
+from tests.support.signals import decode_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _run(*argv: str) -> tuple[int, str, str]:

@@ -26,9 +26,10 @@ from chunkrecorder.pipeline.timeline import Grid
 from harness import cli
 from harness.simulate import FIRST_USER_ID, SimulateOptions, build_plans
 
-from lifecycle_fixtures import TOLERANCE, Track, best_corr, decode_file, lag_at, source_reference
+from tests.support.lifecycle import TOLERANCE, Track, best_corr, source_reference
+from tests.support.signals import decode_file
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FLUSH = 1.0
 SPEAKERS = 2
 SEED = 5
@@ -118,10 +119,10 @@ async def test_sigkill_mid_meeting_then_recover_keeps_every_flushed_chunk(tmp_pa
         # drift between chunks). Where t=0 itself lands is the receive side's anchoring
         # of a real-time stream (its first packet's delay, here on a loaded CI machine),
         # checked to 5 ms by the simulated-clock lifecycle tests, not here.
-        lag0 = lag_at(t, 0, search=WIDE)
+        lag0 = t.lag_at(0, search=WIDE)
         assert lag0 is not None and abs(lag0) < WIDE, (uid, lag0)
         for k in range(1, seqs[-1] + 1):
-            lag = lag_at(t, grid.start(k), search=WIDE)
+            lag = t.lag_at(grid.start(k), search=WIDE)
             assert lag is not None and abs(lag - lag0) <= TOLERANCE, (uid, k, lag, lag0)
         # And the flushed part is what they said, all of it.
         shifted = np.zeros(must_cover)

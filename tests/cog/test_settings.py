@@ -4,19 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from red_fixtures import (  # noqa: F401
-    ADMIN_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    OTHER_ADMIN_ID,
-    OTHER_GUILD_ID,
-    OTHER_TEXT_ID,
-    OWNER_ID,
-    RECORDER_ROLE_ID,
-    RECORDER_ROLE_MEMBER_ID,
-    RedWorld,
-    cog_world,
-)
+from tests.support.red import ADMIN_ID, GUILD_ID, MEMBER_ID, OTHER_ADMIN_ID, OTHER_GUILD_ID, OTHER_TEXT_ID, OWNER_ID, RECORDER_ROLE_ID, RECORDER_ROLE_MEMBER_ID, RedWorld
 
 
 async def stored(world: RedWorld, guild_id: int = GUILD_ID) -> dict:

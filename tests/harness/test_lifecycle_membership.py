@@ -12,7 +12,7 @@ from harness import cli, sources
 from harness.scenario import SpeakerPlan
 from harness.simulate import SimulateOptions, simulate
 
-from lifecycle_fixtures import TOLERANCE, check_meeting, lag_at
+from tests.support.lifecycle import TOLERANCE, check_meeting
 
 FLUSH = 1.5
 SECONDS = 5.0
@@ -39,8 +39,8 @@ async def test_late_join_and_early_leave(tmp_path: Path) -> None:
     assert _rms(late.recording[: int(1.15 * RATE)]) < 5
     assert _rms(early.recording[int(3.45 * RATE) :]) < 5
     assert _rms(late.recording[int(1.3 * RATE) : int(1.5 * RATE)]) > 1000
-    assert abs(lag_at(late, int(1.2 * RATE)) or 10**6) <= TOLERANCE
-    assert abs(lag_at(early, int(3.3 * RATE)) or 10**6) <= TOLERANCE
+    assert abs(late.lag_at(int(1.2 * RATE)) or 10**6) <= TOLERANCE
+    assert abs(early.lag_at(int(3.3 * RATE)) or 10**6) <= TOLERANCE
     # Every file is the meeting's length (to the MP3 frame), whoever was there.
     assert {len(t.recording) for t in verdict.tracks} == {-(-int(SECONDS * RATE) // 1152) * 1152}
 
@@ -63,8 +63,8 @@ async def test_reconnect_with_a_new_ssrc_continues_the_same_file_in_place(tmp_pa
     # One file for the user across both SSRCs: silent in the gap, in place after it.
     assert len([r for r in result.recordings if r.user_id == 3101]) == 1
     assert _rms(roamer.recording[int(2.05 * RATE) : int(2.28 * RATE)]) < 5
-    assert abs(lag_at(roamer, int(2.5 * RATE)) or 10**6) <= TOLERANCE
-    assert abs(lag_at(roamer, int(4.0 * RATE)) or 10**6) <= TOLERANCE
+    assert abs(roamer.lag_at(int(2.5 * RATE)) or 10**6) <= TOLERANCE
+    assert abs(roamer.lag_at(int(4.0 * RATE)) or 10**6) <= TOLERANCE
 
 
 async def test_cli_join_leave_and_reconnect_flags(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from chunkrecorder.objects import VoiceFrame
 from chunkrecorder.voice.receiver import PENDING_LIMIT, VoiceReceiver
 from chunkrecorder.voice.ws_events import VoiceWsEvents
 from harness.wire import Corruption, SpeakerWire, WireGroup
-from voice_signals import assemble, best_lag, correlation, frames_of, speech_like
+from tests.support.signals import assemble, best_lag, correlation, frames_of, speech_like
 
 
 class Clock:

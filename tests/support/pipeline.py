@@ -1,4 +1,4 @@
-"""Shared by the pipeline tests (tests/test_timeline.py … tests/test_pipeline_faults.py).
+"""Shared by the pipeline tests (``tests/pipeline/``).
 
 Speakers are fed to the session as ``VoiceFrame``s directly (the receive layer has
 its own tests): a frame's ``arrival`` is the instant its 20 ms were complete, so
@@ -24,10 +24,9 @@ from chunkrecorder.objects import VoiceFrame
 from chunkrecorder.pipeline.session import RecordingSession
 from chunkrecorder.pipeline.timeline import Grid
 
-RATE = 48_000
+from .signals import RATE, TOLERANCE, speech_like
+
 FRAME = 960
-#: Alignment tolerance of the issue (5 ms); the pipeline is expected to be exact.
-TOLERANCE = int(0.005 * RATE)
 
 
 class Clock:
@@ -38,20 +37,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-def speech_like(seconds: float, seed: int, *, peak: int = 12_000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = int(round(seconds * RATE))
-    knots = rng.uniform(110, 260, size=max(2, int(seconds * 8) + 2))
-    f0 = np.interp(np.linspace(0, len(knots) - 1, n), np.arange(len(knots)), knots)
-    phase = 2 * np.pi * np.cumsum(f0) / RATE
-    amps = rng.uniform(0.2, 1.0, size=6) / np.arange(1, 7)
-    x = sum(a * np.sin(k * phase + rng.uniform(0, 2 * np.pi)) for k, a in enumerate(amps, start=1))
-    m = int(seconds * 5) + 2
-    env = np.interp(np.arange(n), np.linspace(0, n, m), rng.uniform(0.3, 1.0, m))
-    x = x * env
-    return (x / np.max(np.abs(x)) * peak).astype(np.int16)
 
 
 @dataclass
@@ -132,45 +117,6 @@ async def play(
         clock.t = t
         if advance:
             await session.advance()
-
-
-def decode_file(path: str | Path, channels: int = 1) -> np.ndarray:
-    return mp3.decode(Path(path).read_bytes(), channels=channels)[:, 0].astype(np.float64)
-
-
-def read_pcm(path: str | Path, channels: int = 1) -> np.ndarray:
-    return np.frombuffer(Path(path).read_bytes(), dtype="<i2").reshape(-1, channels)
-
-
-def lag_at(decoded: np.ndarray, reference: np.ndarray, center: int, *,
-           window: int = int(0.25 * RATE), search: int = int(0.03 * RATE)) -> tuple[int, float]:
-    """Lag (samples) of ``decoded`` against ``reference`` around ``center``, and the peak's
-    normalised correlation. Positive lag: the recording is late."""
-    lo = max(0, center - window // 2)
-    hi = min(len(reference), lo + window)
-    ref = reference[lo:hi].astype(np.float64)
-    best, best_c = 0, -2.0
-    norm_r = np.sqrt(np.dot(ref, ref)) + 1e-9
-    for lag in range(-search, search + 1):
-        a, b = lo + lag, hi + lag
-        if a < 0 or b > len(decoded):
-            continue
-        seg = decoded[a:b]
-        c = float(np.dot(seg, ref) / (norm_r * (np.sqrt(np.dot(seg, seg)) + 1e-9)))
-        if c > best_c:
-            best, best_c = lag, c
-    return best, best_c
-
-
-def snr_db(decoded: np.ndarray, reference: np.ndarray) -> float:
-    n = min(len(decoded), len(reference))
-    ref = reference[:n].astype(np.float64)
-    err = decoded[:n] - ref
-    return float(10 * np.log10((np.dot(ref, ref) + 1e-9) / (np.dot(err, err) + 1e-9)))
-
-
-def boundaries(grid: Grid, length: int) -> list[int]:
-    return [grid.start(k) for k in range(grid.windows_for(length))]
 
 
 async def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.02) -> None:

@@ -21,7 +21,8 @@ from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind
 from chunkrecorder.pipeline import PipelineError, Recorder
 from chunkrecorder.pipeline.paths import Layout
 from chunkrecorder.store import SqlRecordingService, StoreError
-from pipeline_fixtures import RATE, Clock, Speaker, boundaries, decode_file, kill, lag_at, play, speech_like, wait_for
+from tests.support.pipeline import Clock, Speaker, kill, play, wait_for
+from tests.support.signals import RATE, boundaries, decode_file, lag_at, speech_like
 
 DB = "chunkrecorder.sqlite3"
 
@@ -308,7 +309,8 @@ KILLED_SCRIPT = textwrap.dedent(
     from chunkrecorder.objects import MeetingSettings
     from chunkrecorder.pipeline import Recorder
     from chunkrecorder.store import SqlRecordingService
-    from pipeline_fixtures import Clock, Speaker, play, speech_like
+    from tests.support.pipeline import Clock, Speaker, play
+    from tests.support.signals import speech_like
 
     async def main(data):
         store = await SqlRecordingService(data / "chunkrecorder.sqlite3").open()
@@ -334,7 +336,7 @@ async def test_a_real_sigkill_mid_meeting(tmp_path: Path) -> None:
     script = tmp_path / "record_then_die.py"
     script.write_text(KILLED_SCRIPT)
     data = tmp_path / "data"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parent), *sys.path]))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2]), *sys.path]))
     out_path, err_path = tmp_path / "out.txt", tmp_path / "err.txt"
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         # files, not pipes: nothing the dead process left could keep us waiting on them

@@ -17,7 +17,8 @@ from chunkrecorder.pipeline.encode_worker import EncodeJob, encode
 from chunkrecorder.pipeline.paths import Layout
 from chunkrecorder.pipeline.transcoder import RetryPolicy, Transcoder
 from chunkrecorder.store import SqlRecordingService
-from pipeline_fixtures import encode_but_die_once, queued_chunks, read_pcm, wait_for
+from tests.support.pipeline import encode_but_die_once, queued_chunks, wait_for
+from tests.support.signals import read_pcm
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """The fake voice channel, through the bot's real receive path (wire → VoiceReceiver).
 
 These tests stop at the receiver's sink: what the pipeline would be fed. The
-lifecycle tests (tests/test_lifecycle_*.py) go on through the pipeline to MP3s.
+lifecycle tests (tests/harness/test_lifecycle_*.py) go on through the pipeline to MP3s.
 """
 
 from __future__ import annotations

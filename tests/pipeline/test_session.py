@@ -19,7 +19,8 @@ from chunkrecorder.objects import MIX_USER_ID, MeetingSettings, Strategy, Transc
 from chunkrecorder.pipeline.paths import Layout
 from chunkrecorder.pipeline.session import RecordingSession
 from chunkrecorder.store import SqlRecordingService
-from pipeline_fixtures import RATE, Clock, Speaker, play, read_pcm, speech_like
+from tests.support.pipeline import Clock, Speaker, play
+from tests.support.signals import RATE, read_pcm, speech_like
 
 P, T = mp3.PRIME_SAMPLES, mp3.TAIL_SAMPLES
 

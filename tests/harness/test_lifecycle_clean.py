@@ -16,7 +16,8 @@ from chunkrecorder.objects import Strategy
 from harness import cli
 from harness.simulate import SimulateOptions, simulate
 
-from lifecycle_fixtures import best_corr, check_meeting, decode_file
+from tests.support.lifecycle import best_corr, check_meeting
+from tests.support.signals import decode_file
 
 FLUSH = 2.0
 SECONDS = 6.0
@@ -75,12 +76,12 @@ async def test_the_check_catches_a_swapped_or_shifted_file(tmp_path: Path) -> No
                                             talk_spurts=False, data_dir=tmp_path))
     import numpy as np
 
-    from lifecycle_fixtures import TOLERANCE, Track, lag_at, reference, track
+    from tests.support.lifecycle import TOLERANCE, Track, reference, track
 
     a, b = (track(result, p.user_id) for p in result.plans)
     assert best_corr(a) > 0.9 and abs(best_corr(a, b.reference)) < 0.05
     shifted = Track(a.user_id, np.concatenate([np.zeros(480), a.recording[:-480]]), a.reference, a.mask)
-    assert abs(lag_at(shifted, 48_000) or 0) > TOLERANCE
+    assert abs(shifted.lag_at(48_000) or 0) > TOLERANCE
     ref_b, _ = reference(result, b.user_id, len(a.recording))
     assert abs(best_corr(Track(a.user_id, a.recording, ref_b, a.mask))) < 0.05
 
@@ -99,7 +100,7 @@ async def test_strategy_decides_which_files_exist(tmp_path: Path, strategy: Stra
         plans = result.plans
         import numpy as np
 
-        from lifecycle_fixtures import reference
+        from tests.support.lifecycle import reference
 
         total = sum(reference(result, p.user_id, len(mixed))[0] for p in plans)
         corr = float(np.dot(mixed, total) / np.sqrt(np.dot(mixed, mixed) * np.dot(total, total)))

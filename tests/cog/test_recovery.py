@@ -20,22 +20,9 @@ from chunkrecorder.audio import mp3
 from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
 from chunkrecorder.objects.records import MeetingStatus
 from chunkrecorder.store import SqlRecordingService
-from red_fixtures import (  # noqa: F401
-    ADMIN_ID,
-    BOT_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    SPEAKER_ID,
-    VOICE_ID,
-    RedWorld,
-    VoiceWorld,
-    cog_world,
-    settle,
-    voice_world,
-    wait_for_sent,
-)
+from tests.support.red import ADMIN_ID, BOT_ID, GUILD_ID, MEMBER_ID, SPEAKER_ID, VOICE_ID, RedWorld, VoiceWorld, settle, wait_for_sent
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 RATE = 48_000
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from chunkrecorder.audio import opus
-from voice_signals import best_lag, correlation, frames_of, speech_like
+from tests.support.signals import best_lag, correlation, frames_of, speech_like
 
 
 @pytest.fixture

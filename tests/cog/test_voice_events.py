@@ -7,21 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from red_fixtures import (  # noqa: F401
-    ADMIN_ID,
-    BOT_ID,
-    GUILD_ID,
-    MEMBER_ID,
-    SPEAKER_ID,
-    VOICE2_ID,
-    VOICE_ID,
-    Sent,
-    VoiceWorld,
-    cog_world,
-    settle,
-    voice_world,
-    wait_for_sent,
-)
+from tests.support.red import ADMIN_ID, BOT_ID, GUILD_ID, MEMBER_ID, SPEAKER_ID, VOICE2_ID, VOICE_ID, Sent, VoiceWorld, settle, wait_for_sent
 
 
 async def started(voice: VoiceWorld, seconds: float = 1.5) -> None:

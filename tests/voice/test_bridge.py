@@ -28,7 +28,7 @@ from chunkrecorder.voice.discord_bridge import BridgeError, DiscordVoiceLink, ch
 from chunkrecorder.voice.link import BaseVoiceEventListener, VoiceLink
 from harness.wire import WireGroup
 from harness.wire.mls import ExternalSender
-from voice_signals import assemble, correlation, frames_of, speech_like
+from tests.support.signals import assemble, correlation, frames_of, speech_like
 
 BOT, CHANNEL, GUILD = 999, 5151, 42
 

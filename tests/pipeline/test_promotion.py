@@ -17,19 +17,8 @@ from chunkrecorder.audio import mp3
 from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind, Strategy
 from chunkrecorder.pipeline import PipelineError, Progress, Recorder
 from chunkrecorder.store import NotFound, SqlRecordingService
-from pipeline_fixtures import (
-    RATE,
-    TOLERANCE,
-    Clock,
-    Speaker,
-    boundaries,
-    decode_file,
-    lag_at,
-    play,
-    snr_db,
-    speech_like,
-    wait_for,
-)
+from tests.support.pipeline import Clock, Speaker, play, wait_for
+from tests.support.signals import RATE, TOLERANCE, boundaries, decode_file, lag_at, snr_db, speech_like
 
 
 @pytest.fixture

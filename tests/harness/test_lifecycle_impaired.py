@@ -18,7 +18,7 @@ from harness.impairments import Fate, Impairments
 from harness.scenario import SpeakerPlan
 from harness.simulate import SimulateOptions, SimulationResult, simulate
 
-from lifecycle_fixtures import check_meeting
+from tests.support.lifecycle import check_meeting
 
 FLUSH = 1.5
 SECONDS = 5.0
@@ -76,7 +76,7 @@ async def test_jittery_network_keeps_every_frame_and_every_speaker_apart(tmp_pat
     for p in result.plans:
         assert (net.fates(p.user_id) == Fate.DELIVERED).all()
     # Content and separation, allowing for the offset checked in the next test.
-    from lifecycle_fixtures import TOLERANCE, best_corr, track
+    from tests.support.lifecycle import TOLERANCE, best_corr, track
 
     tracks = [track(result, p.user_id) for p in result.plans]
     for t in tracks:

@@ -25,9 +25,9 @@ from typing import Iterator
 import pytest
 from packaging.requirements import Requirement
 
-from red_fixtures import ADMIN_ID, OWNER_ID, RedWorld, red_world  # noqa: F401
+from tests.support.red import ADMIN_ID, OWNER_ID, RedWorld
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 COG = ROOT / "chunkrecorder"
 REPO_NAME = "chunkrec"
 

@@ -16,22 +16,7 @@ from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
 from chunkrecorder.objects.records import MeetingStatus
 from chunkrecorder.store import NewRecording
 from chunkrecorder.objects.records import RecordingKind
-from red_fixtures import (  # noqa: F401
-    ADMIN_ID,
-    BOT_PERMS,
-    GUILD_ID,
-    MEMBER_ID,
-    OWNER_ID,
-    SPEAKER_ID,
-    TEXT_ID,
-    VOICE2_ID,
-    VOICE_ID,
-    RedWorld,
-    Sent,
-    VoiceWorld,
-    cog_world,
-    voice_world,
-)
+from tests.support.red import ADMIN_ID, BOT_PERMS, GUILD_ID, MEMBER_ID, OWNER_ID, SPEAKER_ID, TEXT_ID, VOICE2_ID, VOICE_ID, RedWorld, Sent, VoiceWorld
 
 RATE = 48_000
 #: The issue's alignment tolerance: 5 ms.
