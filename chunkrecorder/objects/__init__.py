@@ -1,10 +1,10 @@
 """Plain data types shared by the store, the pipeline and the cog."""
 
 from .frames import DISCORD_CHANNELS, FRAME_SAMPLES, SAMPLE_RATE, MeetingSettings, VoiceFrame
+from .errors import FlushError, IllegalTransition, NotFound, PipelineError, PromotionTimeout, StoreError
 from .records import (
     MIX_USER_ID,
     ChunkCounts,
-    IllegalTransition,
     Meeting,
     MeetingStatus,
     Recording,
@@ -14,7 +14,33 @@ from .records import (
     TranscodeStatus,
 )
 
+from .results import (
+    CleanupReport,
+    MeetingPipeline,
+    NewRecording,
+    Progress,
+    PromotionResult,
+    RecoveryReport,
+    RemovalReport,
+    SessionSnapshot,
+    TrackAssembly,
+)
+
 __all__ = [
+    "StoreError",
+    "NotFound",
+    "PipelineError",
+    "PromotionTimeout",
+    "FlushError",
+    "CleanupReport",
+    "MeetingPipeline",
+    "NewRecording",
+    "Progress",
+    "PromotionResult",
+    "RecoveryReport",
+    "RemovalReport",
+    "SessionSnapshot",
+    "TrackAssembly",
     "DISCORD_CHANNELS",
     "FRAME_SAMPLES",
     "MIX_USER_ID",

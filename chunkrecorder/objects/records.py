@@ -49,10 +49,6 @@ class RecordingKind(str, enum.Enum):
     MIXED = "mixed"
 
 
-class IllegalTransition(ValueError):
-    """A status move the lifecycle forbids; raised before anything is written."""
-
-
 @dataclass(frozen=True, slots=True)
 class Meeting:
     id: str

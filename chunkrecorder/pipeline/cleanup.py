@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..objects.records import MeetingStatus
+from ..objects.results import CleanupReport
 from ..store.service import NotFound, SqlRecordingService
 from .blocking import run_blocking
 from .paths import Layout, unlink_quiet
@@ -27,14 +28,6 @@ log = logging.getLogger("red.chunkrecorder.pipeline.cleanup")
 
 #: Meetings whose files are finished with.
 _DONE = (MeetingStatus.PROMOTED,)
-
-
-@dataclass(frozen=True, slots=True)
-class CleanupReport:
-    temp_rows_deleted: int = 0
-    files_deleted: int = 0
-    recordings_deleted: int = 0
-    bytes_freed: int = 0
 
 
 class Cleaner:

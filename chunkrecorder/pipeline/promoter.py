@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Awaitable, Callable, Literal, Optional, Union
 
-from ..objects.records import Meeting, MeetingStatus, Recording, TranscodeStatus
+from ..objects.records import Meeting, MeetingStatus, TranscodeStatus
+from ..objects.results import Phase, Progress, PromotionResult
 from ..store.service import SqlRecordingService, StoreError
 from .blocking import run_blocking
 from .assembler import Assembler
@@ -41,25 +42,9 @@ __all__ = [
 
 log = logging.getLogger("red.chunkrecorder.pipeline.promoter")
 
-Phase = Literal["flushing", "transcoding", "assembling", "done"]
-
-
-@dataclass(frozen=True, slots=True)
-class Progress:
-    phase: Phase
-    done: int
-    total: int
 
 
 ProgressCallback = Callable[[Progress], Union[Awaitable[None], None]]
-
-
-@dataclass(frozen=True, slots=True)
-class PromotionResult:
-    meeting: Meeting
-    recordings: list[Recording]
-    failed_chunks: int
-    length_ms: int
 
 
 async def report(progress: Optional[ProgressCallback], phase: Phase, done: int, total: int) -> None:

@@ -26,6 +26,7 @@ from typing import Optional
 
 from ..audio import mp3
 from ..objects.records import Meeting, MeetingStatus
+from ..objects.results import RecoveryReport
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .paths import TMP_SUFFIX, Layout, unlink_quiet
@@ -34,23 +35,6 @@ from .timeline import Grid
 __all__ = ["RecoveryReport", "Recovery", "adopt_orphans", "settle_length"]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.recovery")
-
-
-@dataclass(frozen=True, slots=True)
-class RecoveryReport:
-    """What start-up found and did; the cog logs it and may tell the guilds concerned."""
-
-    interrupted: tuple[str, ...] = ()
-    requeued: int = 0
-    adopted: int = 0
-    cleaned: int = 0
-    promoting: tuple[str, ...] = ()
-    awaiting_promotion: tuple[str, ...] = ()
-
-    @property
-    def anything(self) -> bool:
-        return bool(self.interrupted or self.requeued or self.adopted or self.cleaned
-                    or self.awaiting_promotion)
 
 
 async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Meeting) -> int:

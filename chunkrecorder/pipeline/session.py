@@ -34,6 +34,7 @@ import numpy as np
 from ..audio.mix import mix, to_channels
 from ..objects.frames import DISCORD_CHANNELS, FRAME_SAMPLES, MeetingSettings, VoiceFrame
 from ..objects.records import MIX_USER_ID, Meeting
+from ..objects.results import SessionSnapshot
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .errors import FlushError
@@ -49,27 +50,6 @@ HOLD_FRAMES = 10
 HOLD_S = 0.2
 
 log = logging.getLogger("red.chunkrecorder.pipeline.session")
-
-
-@dataclass(frozen=True, slots=True)
-class SessionSnapshot:
-    """What the cog's status command shows about a live meeting."""
-
-    meeting_id: str
-    elapsed_s: float
-    speakers: tuple[int, ...]
-    buffered_bytes: int
-    windows_flushed: int
-    chunks_written: int
-    frames_received: int
-    frames_late: int
-    frames_duplicate: int
-    frames_refused: int
-    frames_invalid: int
-    flush_errors: int
-    windows_lost: int
-    last_error: Optional[str]
-    limit_reached: bool
 
 
 @dataclass(slots=True)

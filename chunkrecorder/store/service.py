@@ -26,7 +26,6 @@ import aiosqlite
 
 from ..objects.records import (
     ChunkCounts,
-    IllegalTransition,
     Meeting,
     MeetingStatus,
     Recording,
@@ -35,17 +34,11 @@ from ..objects.records import (
     TempRecording,
     TranscodeStatus,
 )
+from ..objects.errors import IllegalTransition, NotFound, StoreError
+from ..objects.results import MeetingPipeline, NewRecording, TrackAssembly
 from .schema import LATEST_VERSION, MIGRATIONS
 
 __all__ = ["SqlRecordingService", "NewRecording", "StoreError", "NotFound", "new_id"]
-
-
-class StoreError(RuntimeError):
-    """A store operation that cannot proceed; the message is fit to show a user."""
-
-
-class NotFound(StoreError, LookupError):
-    """No row with that id (or not in that guild)."""
 
 
 def new_id() -> str:
@@ -147,19 +140,6 @@ def _recording(row: Sequence[Any]) -> Recording:
         size_bytes=row[9],
         guild_id=row[10],
     )
-
-
-@dataclass(frozen=True, slots=True)
-class NewRecording:
-    """A finished file the promoter built, waiting for its ``recordings`` row."""
-
-    kind: RecordingKind
-    user_id: Optional[int]
-    filename: str
-    path: str
-    duration_in_ms: int
-    sha256: str
-    size_bytes: int
 
 
 class SqlRecordingService:
@@ -892,21 +872,3 @@ class SqlRecordingService:
         return {r[0] for r in rows}
 
 
-@dataclass(frozen=True, slots=True)
-class MeetingPipeline:
-    """The V3 columns of a meeting that the pipeline alone reads."""
-
-    quality: int
-    keep_temp: bool
-    flushed_windows: int
-
-
-@dataclass(frozen=True, slots=True)
-class TrackAssembly:
-    """How far one track's ``.part`` file has been assembled."""
-
-    meeting_id: str
-    user_id: int
-    assembled_seq: int
-    assembled_bytes: int
-    assembled_frames: int

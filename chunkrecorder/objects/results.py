@@ -1,0 +1,123 @@
+"""What the store and the pipeline hand back: frozen rows and reports, one place for all.
+
+Defined at the bottom of the cog so the commands, the harness and the tests can read a
+promotion's result or a recovery's report without importing the layer that made it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Optional
+
+from .records import Meeting, Recording, RecordingKind
+
+__all__ = ["NewRecording", "MeetingPipeline", "TrackAssembly", "Phase", "Progress", "PromotionResult",
+           "RecoveryReport", "CleanupReport", "SessionSnapshot", "RemovalReport"]
+
+Phase = Literal["flushing", "transcoding", "assembling", "done"]
+
+
+@dataclass(frozen=True, slots=True)
+class NewRecording:
+    """A finished file the promoter built, waiting for its ``recordings`` row."""
+
+    kind: RecordingKind
+    user_id: Optional[int]
+    filename: str
+    path: str
+    duration_in_ms: int
+    sha256: str
+    size_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class MeetingPipeline:
+    """The V3 columns of a meeting that the pipeline alone reads."""
+
+    quality: int
+    keep_temp: bool
+    flushed_windows: int
+
+
+@dataclass(frozen=True, slots=True)
+class TrackAssembly:
+    """How far one track's ``.part`` file has been assembled."""
+
+    meeting_id: str
+    user_id: int
+    assembled_seq: int
+    assembled_bytes: int
+    assembled_frames: int
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    phase: Phase
+    done: int
+    total: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromotionResult:
+    meeting: Meeting
+    recordings: list[Recording]
+    failed_chunks: int
+    length_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryReport:
+    """What start-up found and did; the cog logs it and may tell the guilds concerned."""
+
+    interrupted: tuple[str, ...] = ()
+    requeued: int = 0
+    adopted: int = 0
+    cleaned: int = 0
+    promoting: tuple[str, ...] = ()
+    awaiting_promotion: tuple[str, ...] = ()
+
+    @property
+    def anything(self) -> bool:
+        return bool(self.interrupted or self.requeued or self.adopted or self.cleaned
+                    or self.awaiting_promotion)
+
+
+@dataclass(frozen=True, slots=True)
+class CleanupReport:
+    temp_rows_deleted: int = 0
+    files_deleted: int = 0
+    recordings_deleted: int = 0
+    bytes_freed: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SessionSnapshot:
+    """What the cog's status command shows about a live meeting."""
+
+    meeting_id: str
+    elapsed_s: float
+    speakers: tuple[int, ...]
+    buffered_bytes: int
+    windows_flushed: int
+    chunks_written: int
+    frames_received: int
+    frames_late: int
+    frames_duplicate: int
+    frames_refused: int
+    frames_invalid: int
+    flush_errors: int
+    windows_lost: int
+    last_error: Optional[str]
+    limit_reached: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RemovalReport:
+    """What a deletion, an erasure or a retention pass removed."""
+
+    rows: int = 0
+    files: int = 0
+    bytes_freed: int = 0
+
+    def __add__(self, other: "RemovalReport") -> "RemovalReport":
+        return RemovalReport(self.rows + other.rows, self.files + other.files, self.bytes_freed + other.bytes_freed)
