@@ -122,7 +122,7 @@ class ChunkCounts:
     in_progress: int = 0
     done: int = 0
     failed: int = 0
-    by_user: dict = field(default_factory=dict, compare=False)
+    by_user: dict[int, int] = field(default_factory=dict, compare=False)  # user id → chunks
 
     @property
     def pending(self) -> int:

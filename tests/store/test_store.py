@@ -120,7 +120,7 @@ async def test_failed_migration_leaves_previous_version(tmp_path: Path, monkeypa
     con.close()
     broken = list(MIGRATIONS)
     broken[1] = (*MIGRATIONS[1][:2], "THIS IS NOT SQL")
-    monkeypatch.setattr("chunkrecorder.store.service.MIGRATIONS", broken)
+    monkeypatch.setattr("chunkrecorder.store.database.MIGRATIONS", broken)
     with pytest.raises(sqlite3.OperationalError):
         await SqlRecordingService(path).open()
     con = sqlite3.connect(path)

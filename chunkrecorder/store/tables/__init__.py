@@ -1,0 +1,11 @@
+"""One class per table, each a :class:`..database.Database` over the same connection and lock.
+
+``SqlRecordingService`` (``store/service.py``) composes them; callers use that.
+"""
+
+from .meetings import MeetingsTable
+from .recordings import RecordingsTable
+from .temp_recordings import TempRecordingsTable
+from .tracks import TracksTable
+
+__all__ = ["MeetingsTable", "RecordingsTable", "TempRecordingsTable", "TracksTable"]
