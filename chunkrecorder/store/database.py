@@ -19,21 +19,18 @@ import secrets
 import sqlite3
 import time
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Optional, Self, Sequence, TypeVar, TYPE_CHECKING
+from typing import Any, AsyncIterator, Mapping, Optional, Self, Sequence, TypeVar
 
 import aiosqlite
 
 from ..objects.errors import StoreError
 from . import sql_statements as sql
-from .rows import row_to
+from .rows import DataclassInstance, row_to
 from .schema import LATEST_VERSION, MIGRATIONS
-
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
 
 __all__ = ["Database", "Params", "fetch_in", "new_id", "wall_clock"]
 
-R = TypeVar("R", bound="DataclassInstance")
+R = TypeVar("R", bound=DataclassInstance)
 
 #: A statement's parameters: a dict for the named ones (``:meeting_id``), or a sequence.
 Params = Mapping[str, Any] | Sequence[Any]

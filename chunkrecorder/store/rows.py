@@ -21,16 +21,20 @@ import functools
 import sqlite3
 import types
 import typing
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Optional, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Optional, Protocol, TypeVar
 
 from ..objects.errors import StoreError
 
-if TYPE_CHECKING:
-    from _typeshed import DataclassInstance
+__all__ = ["DataclassInstance", "columns", "row_to"]
 
-__all__ = ["columns", "row_to"]
 
-R = TypeVar("R", bound="DataclassInstance")
+class DataclassInstance(Protocol):
+    """Any dataclass (what ``dataclasses.fields`` accepts); typeshed's own is not importable."""
+
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
+
+
+R = TypeVar("R", bound=DataclassInstance)
 
 #: How one stored value becomes a field's value; ``None`` means "as stored".
 Converter = Optional[Callable[[Any], Any]]

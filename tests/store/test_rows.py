@@ -8,7 +8,7 @@ import dataclasses
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import pytest
 
@@ -120,7 +120,7 @@ def _same(got: Any, expected: Any) -> None:
 
 
 @pytest.fixture
-async def filled(tmp_path: Path):
+async def filled(tmp_path: Path) -> AsyncIterator[SqlRecordingService]:
     """A migrated database file holding the sample rows, written with plain sqlite3."""
     path = tmp_path / "rows.sqlite3"
     async with SqlRecordingService(path):
@@ -198,7 +198,7 @@ async def test_a_track_and_the_pipeline_columns_survive(filled: SqlRecordingServ
 def _row(select: str) -> sqlite3.Row:
     con = sqlite3.connect(":memory:")
     con.row_factory = sqlite3.Row
-    row = con.execute(select).fetchone()
+    row: sqlite3.Row | None = con.execute(select).fetchone()
     con.close()
     assert row is not None
     return row
