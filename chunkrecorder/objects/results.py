@@ -67,13 +67,17 @@ class PromotionResult:
 
 @dataclass(frozen=True, slots=True)
 class RecoveryReport:
-    """What start-up found and did; the cog logs it and may tell the guilds concerned."""
+    """What start-up found and did; the owner logs it and promotes ``awaiting_promotion``.
+
+    ``interrupted``: meetings a crash left ACTIVE or STOPPING, now INTERRUPTED;
+    ``awaiting_promotion``: every INTERRUPTED meeting (those, and those a clean shutdown
+    left), which the recorder does not promote by itself.
+    """
 
     interrupted: tuple[str, ...] = ()
     requeued: int = 0
     adopted: int = 0
     cleaned: int = 0
-    promoting: tuple[str, ...] = ()
     awaiting_promotion: tuple[str, ...] = ()
 
     @property

@@ -33,9 +33,10 @@ import numpy as np
 
 from ..audio import mp3
 from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TranscodeStatus
-from ..store.service import NewRecording, SqlRecordingService, TrackAssembly
+from ..objects.results import NewRecording, TrackAssembly
+from ..store.service import SqlRecordingService
 from .blocking import run_blocking
-from .paths import Layout, fsync_dir, unlink_quiet
+from .paths import Layout, fsync_dir, remove_files
 from .timeline import Grid
 
 __all__ = ["Assembler", "AssemblyError", "AssemblyStatus"]
@@ -171,7 +172,7 @@ class Assembler:
         )
         if sha is not None:
             self._hashes[key] = _Hash(sha, size)
-        await run_blocking(lambda: [unlink_quiet(p) for p in done_mp3s])
+        await run_blocking(remove_files, done_mp3s)
         return n_chunk, n_silent, n_failed
 
     async def _silence(self, meeting: Meeting, quality: int, frames: int) -> bytes:

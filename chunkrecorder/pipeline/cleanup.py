@@ -1,4 +1,8 @@
-"""The background janitor: stale temp rows, orphaned files, and retention.
+"""Retention and the janitor: old recordings, stale temp rows, orphaned files.
+
+The one implementation of retention: ``Recorder.cleanup`` runs it when its owner asks
+(the cog's hourly task with each guild's setting, a test, the harness); nothing here
+schedules itself.
 
 Safety rule: nothing that belongs to an unfinished meeting (ACTIVE, STOPPING,
 INTERRUPTED, FAILED) is ever touched, because recovery and promotion may still need
@@ -13,21 +17,27 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping, Union
 
-from ..objects.records import MeetingStatus
+from ..objects.errors import NotFound
+from ..objects.records import MeetingStatus, Recording
 from ..objects.results import CleanupReport
-from ..store.service import NotFound, SqlRecordingService
+from ..store.service import SqlRecordingService
 from .blocking import run_blocking
-from .paths import Layout, unlink_quiet
+from .paths import Layout, clear_folder, remove_files
 
-__all__ = ["CleanupReport", "Cleaner"]
+__all__ = ["CleanupReport", "Cleaner", "Retention"]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.cleanup")
 
+#: Days recordings are kept: one number for every guild, or per guild id (absent or 0 = keep).
+Retention = Union[Mapping[int, int], int]
+
 #: Meetings whose files are finished with.
 _DONE = (MeetingStatus.PROMOTED,)
+
+_DAY_S = 86_400.0
 
 
 class Cleaner:
@@ -35,8 +45,10 @@ class Cleaner:
         self._store = store
         self._layout = layout
 
-    async def run(self, *, temp_ttl_s: float, retention_days: int) -> CleanupReport:
-        if temp_ttl_s < 0 or retention_days < 0:
+    async def run(self, *, temp_ttl_s: float, retention_days: Retention = 0) -> CleanupReport:
+        """Stale temp rows and files, recordings past their guild's retention, orphaned files."""
+        days_of = _retention(retention_days)
+        if temp_ttl_s < 0:
             raise ValueError("The TTL and the retention must not be negative.")
         store = self._store
         rows_deleted = files = freed = recs = 0
@@ -44,36 +56,48 @@ class Cleaner:
         stale = await store.stale_temp_recordings(temp_ttl_s)
         if stale:
             rows_deleted = await store.delete_temp_recordings(ids=[r.id for r in stale])
-            for r in stale:
-                for path in (r.pcm_path, r.mp3_path):
-                    n = await run_blocking(_remove, path)
-                    files += int(n > 0)
-                    freed += max(0, n)
+            n, b = await run_blocking(remove_files, [p for r in stale for p in (r.pcm_path, r.mp3_path)])
+            files, freed = files + n, freed + b
 
-        if retention_days > 0:
-            for rec in await store.recordings_older_than(retention_days * 86_400):
-                try:
-                    await store.delete_recording(rec.id)
-                except NotFound:
-                    continue
-                recs += 1
-                n = await run_blocking(_remove, rec.path)
-                files += int(n > 0)
-                freed += max(0, n)
+        expired = await self._expired(days_of)
+        gone: list[Recording] = []
+        for rec in expired:
+            try:
+                gone.append(await store.delete_recording(rec.id))
+            except NotFound:
+                continue  # deleted meanwhile (an admin, an erasure)
+        if gone:
+            recs = len(gone)
+            n, b = await run_blocking(remove_files, [r.path for r in gone])
+            files, freed = files + n, freed + b
 
         finished = {m.id for m in await store.meetings_with_status(*_DONE)}
         existing = await store.all_meeting_ids()
         known = await store.known_paths()
         cutoff = time.time() - temp_ttl_s
-        n_files, n_bytes = await run_blocking(
-            self._sweep, finished, existing, known, cutoff
-        )
+        n_files, n_bytes = await run_blocking(self._sweep, finished, existing, known, cutoff)
         files += n_files
         freed += n_bytes
         report = CleanupReport(rows_deleted, files, recs, freed)
         if rows_deleted or files or recs:
             log.info("cleanup: %s", report)
         return report
+
+    async def _expired(self, days_of: Mapping[int, int] | int) -> list[Recording]:
+        """Recordings older than their guild's retention (one query at the shortest)."""
+        if isinstance(days_of, int):
+            if days_of <= 0:
+                return []
+            return await self._store.recordings_older_than(days_of * _DAY_S)
+        kept = {g: d for g, d in days_of.items() if d > 0}
+        if not kept:
+            return []
+        now = time.time()
+        candidates = await self._store.recordings_older_than(min(kept.values()) * _DAY_S)
+        return [
+            r for r in candidates
+            if r.guild_id in kept and r.created_at < now - kept[r.guild_id] * _DAY_S
+        ]
 
     def _sweep(self, finished: set[str], existing: set[str], known: set[str], cutoff: float) -> tuple[int, int]:
         """Orphaned chunk folders/files and recording files (worker thread)."""
@@ -82,30 +106,33 @@ class Cleaner:
         def removable(meeting_id: str) -> bool:
             return meeting_id in finished or meeting_id not in existing
 
-        chunks = self._layout.chunks_dir
-        for folder in _entries(chunks):
+        def old_orphan(path: Path) -> bool:
+            return str(path) not in known and _mtime(path) <= cutoff
+
+        for folder in _entries(self._layout.chunks_dir):
             if not folder.is_dir() or not removable(folder.name):
                 continue
-            for path in _entries(folder):
-                if str(path) in known or _mtime(path) > cutoff:
-                    continue
-                n = _remove(str(path))
-                files += int(n > 0)
-                freed += max(0, n)
-            try:
-                os.rmdir(folder)
-            except OSError:
-                pass
+            young = {str(p) for p in _entries(folder) if not old_orphan(p)}
+            n, b = clear_folder(folder, keep=young)
+            files, freed = files + n, freed + b
+        orphans = []
         for path in _entries(self._layout.recordings_dir):
             parsed = self._layout.parse_recording(path.name)
-            if parsed is None or not removable(parsed[0]):
-                continue
-            if str(path) in known or _mtime(path) > cutoff:
-                continue
-            n = _remove(str(path))
-            files += int(n > 0)
-            freed += max(0, n)
-        return files, freed
+            if parsed is not None and removable(parsed[0]) and old_orphan(path):
+                orphans.append(path)
+        n, b = remove_files(orphans)
+        return files + n, freed + b
+
+
+def _retention(days: Retention) -> Mapping[int, int] | int:
+    """Check the owner's retention argument: whole days, none negative."""
+    values = [days] if isinstance(days, int) else list(days.values())
+    for d in values:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise ValueError(f"Retention is a whole number of days, not {d!r}.")
+        if d < 0:
+            raise ValueError("The TTL and the retention must not be negative.")
+    return days
 
 
 def _entries(folder: Path) -> list[Path]:
@@ -117,15 +144,6 @@ def _entries(folder: Path) -> list[Path]:
 
 def _mtime(path: Path) -> float:
     try:
-        return path.stat().st_mtime
+        return os.stat(path).st_mtime
     except OSError:
         return float("inf")
-
-
-def _remove(path: str | None) -> int:
-    """Bytes freed, 0 if it was already gone, -1 if it could not be removed (logged)."""
-    try:
-        return unlink_quiet(path)
-    except OSError as exc:
-        log.warning("cleanup: could not remove %s: %s", path, exc)
-        return -1

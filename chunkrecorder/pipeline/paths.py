@@ -1,24 +1,35 @@
-"""Where the pipeline's files live, and the one way it writes them.
+"""Where the pipeline's files live, the one way it writes them and the one way it removes them.
 
 Chunk file names carry everything recovery needs to rebuild a lost row: the track
 (``<user>_<seq>``) names the row's key, the meeting is the directory, and the body
 length is the file's length minus the fixed prime and tail. So a crash between a
 chunk's write and its row insert never needs a sidecar file.
+
+Removal has one implementation, :func:`remove_files` (and :func:`clear_folder` over
+it), used by the transcoder, the assembler, promotion, recovery, cleanup, erasure and
+deletion alike: each caller deletes rows first and then files, and reports what the
+removal freed from the one count this module makes.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Collection, Iterable, Optional, Union
 
 import numpy as np
 
 from ..objects.records import MIX_USER_ID
 
-__all__ = ["Layout", "ChunkName", "write_atomic", "fsync_dir"]
+__all__ = ["Layout", "ChunkName", "write_atomic", "fsync_dir", "remove_files", "clear_folder", "folder_size"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.paths")
+
+#: A file path as rows and callers hold them; ``None`` (a column not set yet) is skipped.
+AnyPath = Union[Path, str, None]
 
 _CHUNK_RE = re.compile(r"^(\d+)_(\d+)\.(pcm|mp3)$")
 #: Suffix of a file being written; never a complete file, always safe to delete.
@@ -76,6 +87,19 @@ class Layout:
         m = re.match(r"^recording_([0-9a-f]{16})_(mix|\d+)\.mp3(\.part)?$", name)
         return (m.group(1), m.group(2)) if m else None
 
+    def meeting_recording_files(self, meeting_id: str) -> list[Path]:
+        """Every file in ``recordings/`` of one meeting: finished, ``.part`` and ``.tmp`` (blocking).
+
+        A scan rather than names built from the tracks, so that files whose rows are
+        gone (an erased track, a crash between a row's delete and its file's) are found too.
+        """
+        prefix = f"recording_{meeting_id}_"
+        try:
+            with os.scandir(self.recordings_dir) as entries:
+                return sorted(Path(e.path) for e in entries if e.name.startswith(prefix) and e.is_file())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
 
 def fsync_dir(path: Path) -> None:
     """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
@@ -114,13 +138,56 @@ def write_atomic(path: Path, data: bytes | np.ndarray) -> None:
     fsync_dir(path.parent)
 
 
-def unlink_quiet(path: Path | str | None) -> int:
-    """Remove a file if present; returns the bytes freed (0 if it was not there)."""
-    if not path:
-        return 0
+def remove_files(paths: Iterable[AnyPath]) -> tuple[int, int]:
+    """Remove every file that exists; returns ``(files removed, bytes freed)`` (blocking).
+
+    A file already gone counts as nothing (removal is re-run after crashes). A file
+    that cannot be removed (permissions, a directory in its place) is logged and
+    skipped rather than raised: the rows are gone by now, so what is left is an orphan
+    the cleanup job retries, and the other files must still go.
+    """
+    files = freed = 0
+    for path in paths:
+        if not path:
+            continue
+        try:
+            size = os.path.getsize(path)
+            os.unlink(path)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            log.warning("could not remove %s: %s", path, exc)
+            continue
+        files += 1
+        freed += size
+    return files, freed
+
+
+def clear_folder(folder: Path, *, keep: Collection[str] = ()) -> tuple[int, int]:
+    """Every file in ``folder`` except the paths in ``keep``, then the folder if it is empty (blocking)."""
     try:
-        size = os.path.getsize(path)
-        os.unlink(path)
-        return size
-    except FileNotFoundError:
+        names = sorted(os.listdir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0, 0
+    result = remove_files(folder / n for n in names if str(folder / n) not in keep)
+    try:
+        os.rmdir(folder)
+    except OSError:
+        pass  # something was kept, or arrived meanwhile: the cleanup job looks again
+    return result
+
+
+def folder_size(folder: Path) -> int:
+    """Bytes in the files directly inside ``folder``; 0 if it does not exist (blocking)."""
+    total = 0
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_file():
+                        total += entry.stat().st_size
+                except OSError:
+                    continue  # removed while we looked
+    except (FileNotFoundError, NotADirectoryError):
         return 0
+    return total

@@ -17,20 +17,20 @@ the audio is not thrown away.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import logging
-import os
 import time
-from dataclasses import dataclass
-from typing import Awaitable, Callable, Literal, Optional, Union
+from typing import AsyncIterator, Awaitable, Callable, Optional, Union
 
 from ..objects.records import Meeting, MeetingStatus, TranscodeStatus
 from ..objects.results import Phase, Progress, PromotionResult
 from ..store.service import SqlRecordingService, StoreError
+from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .assembler import Assembler
 from .errors import PipelineError, PromotionTimeout
-from .paths import Layout, unlink_quiet
+from .paths import Layout, clear_folder
 from .recovery import adopt_orphans, expected_frames, settle_length
 
 __all__ = [
@@ -75,6 +75,27 @@ class Promoter:
         self._assembler = assembler
         self._changes = changes
         self._locks: dict[str, asyncio.Lock] = {}
+
+    def busy(self, meeting_id: str) -> bool:
+        """Whether a promotion of the meeting is running (or waiting for the running one)."""
+        lock = self._locks.get(meeting_id)
+        return lock is not None and lock.locked()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, meeting_id: str) -> AsyncIterator[None]:
+        """Hold off promotions of a meeting (its deletion); refuses while one runs.
+
+        A promotion asked for meanwhile waits, then finds the meeting gone (``NotFound``).
+        """
+        if self.busy(meeting_id):
+            raise PipelineError(f"Meeting `{meeting_id}` is being finished right now; try again when it is done.")
+        lock = self._locks.setdefault(meeting_id, asyncio.Lock())
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked():
+                self._locks.pop(meeting_id, None)
 
     async def promote(
         self, meeting_id: str, *, progress: Optional[ProgressCallback] = None, timeout_s: float = 300.0
@@ -147,10 +168,7 @@ class Promoter:
                     f"{counts.pending} chunk(s) of meeting `{meeting_id}` are still being encoded. "
                     f"The recording will be finished when they are done."
                 )
-            try:
-                await asyncio.wait_for(changed.wait(), min(remaining, 1.0))
-            except asyncio.TimeoutError:
-                pass
+            await wait_event(changed, min(remaining, 1.0))
 
     async def _finish(self, meeting_id: str, progress: Optional[ProgressCallback]) -> PromotionResult:
         store = self._store
@@ -207,16 +225,4 @@ class Promoter:
 
     def _clear_chunks(self, meeting_id: str, keep: set[str]) -> None:
         """Delete the meeting's chunk folder except PCMs kept for a retry (worker thread)."""
-        folder = self._layout.meeting_dir(meeting_id)
-        try:
-            names = os.listdir(folder)
-        except FileNotFoundError:
-            return
-        for name in names:
-            path = folder / name
-            if str(path) not in keep:
-                unlink_quiet(path)
-        try:
-            os.rmdir(folder)
-        except OSError:
-            pass
+        clear_folder(self._layout.meeting_dir(meeting_id), keep=keep)

@@ -1,13 +1,27 @@
 """The pipeline's one entry point for the cog, the harness, tests and the bench.
 
-``Recorder`` owns the moving parts and wires them together:
+``Recorder`` is passive: it owns the pipeline's own work and nothing that runs on a
+timetable. Its owner (the cog's ``tasks/``, the harness with its simulated clock, a
+test, a bench) schedules the rest by calling it:
 
-* one :class:`RecordingSession` per live meeting, advanced every ``tick_s`` by a
-  ticker task (the harness may also call ``advance`` itself with its own clock);
-* the :class:`Transcoder` (a bounded process pool draining the store's queue);
-* the :class:`Assembler`, kicked whenever a window is flushed or a chunk settles, so
-  tracks grow while the meeting runs and stop has only the tail end left to do;
-* the :class:`Promoter`, :class:`Recovery` and :class:`Cleaner`.
+* ``tick()`` every ~0.2 s advances every live :class:`RecordingSession` once (each
+  flushes the windows that are due);
+* ``cleanup()`` now and then applies retention and sweeps stale files (the one
+  implementation: :class:`Cleaner`);
+* ``start()`` repairs what a crash left (``recover()``) and reports the interrupted
+  meetings in ``awaiting_promotion``; promoting them is the owner's decision.
+
+What it does run by itself is work it started and must see through: the
+:class:`Transcoder`'s workers, the :class:`Assembler` runs kicked whenever a window is
+flushed or a chunk settles (so tracks grow while the meeting runs and stop has only
+the tail end left to do), and promotions that outlived a stop's wait
+(:class:`PromotionTimeout`) with their ``on_promoted`` hook. Those tasks live in one
+:class:`BackgroundTasks` and end with ``close()``.
+
+It also holds the one implementation of every removal: ``erase_user`` (a member's
+data), ``delete_recording`` and ``delete_meeting``, each rows first and then files
+through ``paths.remove_files``, each answering with a :class:`RemovalReport`; and the
+read queries the cog shows (``library``), so that the cog never imports the store.
 
 Nothing here touches Discord. Errors meant for users are :class:`PipelineError`
 (a ``StoreError``): the cog prints their message.
@@ -23,13 +37,16 @@ from typing import Awaitable, Callable, Optional, Union
 
 from ..objects.frames import MeetingSettings
 from ..objects.records import MeetingStatus, TempRecording
-from ..store.service import SqlRecordingService
-from .blocking import run_blocking
+from ..objects.results import RemovalReport
+from ..store.service import NotFound, SqlRecordingService
+from ..utils.background import BackgroundTasks
 from .assembler import Assembler
-from .cleanup import Cleaner, CleanupReport
+from .blocking import run_blocking
+from .cleanup import Cleaner, CleanupReport, Retention
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
-from .paths import Layout, unlink_quiet
+from .library import Library
+from .paths import Layout, clear_folder, folder_size, remove_files
 from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report
 from .recovery import Recovery, RecoveryReport, settle_length
 from .session import RecordingSession, SessionSnapshot
@@ -41,9 +58,11 @@ __all__ = [
     "SessionSnapshot",
     "Progress",
     "ProgressCallback",
+    "PromotedHook",
     "PromotionResult",
     "RecoveryReport",
     "CleanupReport",
+    "RemovalReport",
     "PipelineError",
     "PromotionTimeout",
     "FlushError",
@@ -52,20 +71,23 @@ __all__ = [
 
 log = logging.getLogger("red.chunkrecorder.pipeline.recorder")
 
+#: Told about each promotion that finished in the background (after a ``PromotionTimeout``).
 PromotedHook = Callable[[PromotionResult], Union[Awaitable[None], None]]
+
+#: How long a promotion may wait for its chunks when nobody is waiting for it.
+_BACKGROUND_PROMOTION_S = 24 * 3600.0
+
+#: Meeting statuses during which the meeting's rows and files are in use.
+_BUSY = (MeetingStatus.ACTIVE, MeetingStatus.STOPPING)
 
 
 class Recorder:
-    """Start/stop meetings, run the queue, recover after crashes, clean up.
+    """Start/stop meetings, run the queue, recover after crashes; the owner ticks and cleans.
 
-    Keyword arguments beyond the documented four are for the cog's settings and for
-    tests: ``auto_promote`` (promote interrupted meetings found at start),
-    ``executor`` ("process", or "thread" for tests that inject an ``encoder``),
-    ``retry`` (attempts and backoff), ``tick_s`` (how often live sessions are
-    advanced), ``jitter_margin_s`` (how long a window waits for late frames),
-    ``temp_ttl_s``/``retention_days``/``cleanup_interval_s`` (the background
-    cleanup; ``None`` interval = only when ``cleanup`` is called), and
-    ``on_promoted`` (told about promotions that finish in the background).
+    ``workers`` encoder processes (default: one per core); ``executor="thread"`` and
+    ``encoder`` let tests inject an encoder; ``retry`` is the attempts and backoff of a
+    failing chunk; ``jitter_margin_s`` how long a window waits for late frames;
+    ``on_promoted`` is told about promotions that finish in the background.
     """
 
     def __init__(
@@ -74,75 +96,93 @@ class Recorder:
         store: SqlRecordingService,
         data_dir: Path,
         workers: Optional[int] = None,
-        auto_promote: bool = True,
         executor: ExecutorKind = "process",
         encoder: ChunkEncoder = encode,
         retry: RetryPolicy = RetryPolicy(),
-        tick_s: float = 0.5,
         jitter_margin_s: float = 0.5,
-        temp_ttl_s: float = 24 * 3600.0,
-        retention_days: int = 0,
-        cleanup_interval_s: Optional[float] = 3600.0,
         on_promoted: Optional[PromotedHook] = None,
     ) -> None:
         self.store = store
         self.layout = Layout(data_dir)
-        self.auto_promote = auto_promote
-        self.temp_ttl_s = temp_ttl_s
-        self.retention_days = retention_days
+        self.library = Library(store)
         self.on_promoted = on_promoted
-        self._tick_s = tick_s
         self._margin_s = jitter_margin_s
-        self._cleanup_interval_s = cleanup_interval_s
         self._changed = asyncio.Event()
+        self._tasks = BackgroundTasks("chunkrecorder.recorder")
         self.transcoder = Transcoder(
             store, workers=workers, executor=executor, encoder=encoder, retry=retry,
-            on_settled=self._settled,
+            on_settled=self._settled, tasks=self._tasks,
         )
         self.assembler = Assembler(store, self.layout)
         self.promoter = Promoter(store, self.layout, self.assembler, changes=lambda: self._changed)
         self.cleaner = Cleaner(store, self.layout)
         self._sessions: dict[str, RecordingSession] = {}
-        self._tickers: dict[str, asyncio.Task[None]] = {}
         self._assembling: dict[str, asyncio.Task[None]] = {}
         self._assembly_dirty: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
         self._stop_locks: dict[str, asyncio.Lock] = {}
         self._started = False
         self._recovery: Optional[RecoveryReport] = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> RecoveryReport:
-        """Recover what a crash left, start the workers, promote interrupted meetings."""
+        """``recover()``, then start the encoder workers. Promotes nothing: the report's
+        ``awaiting_promotion`` lists the interrupted meetings for the owner to promote."""
         if self._started and self._recovery is not None:
             return self._recovery
-        for d in (self.layout.chunks_dir, self.layout.recordings_dir):
-            await run_blocking(d.mkdir, parents=True, exist_ok=True)
-        rec = await Recovery(self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts).run()
+        rec = await self.recover()
         await self.transcoder.start()
         self.transcoder.wake()
         self._started = True
-        promoting: tuple[str, ...] = ()
-        if self.auto_promote and rec.awaiting_promotion:
-            promoting = rec.awaiting_promotion
-            for mid in promoting:
-                self._spawn(self._promote_in_background(mid), f"chunkrecorder-promote-{mid}")
-        if self._cleanup_interval_s:
-            self._spawn(self._cleanup_loop(self._cleanup_interval_s), "chunkrecorder-cleanup")
-        self._recovery = RecoveryReport(
-            interrupted=rec.interrupted, requeued=rec.requeued, adopted=rec.adopted,
-            cleaned=rec.cleaned, promoting=promoting,
-            awaiting_promotion=() if self.auto_promote else rec.awaiting_promotion,
-        )
+        return rec
+
+    async def recover(self) -> RecoveryReport:
+        """The start-up repairs (see ``recovery``): every row movable again, every file accounted for.
+
+        Runs once per start: repairs assume nobody records, so once this recorder runs
+        meetings of its own, a second call returns the first report instead of
+        marking them interrupted.
+        """
+        if self._recovery is not None:
+            return self._recovery
+        for d in (self.layout.chunks_dir, self.layout.recordings_dir):
+            await run_blocking(d.mkdir, parents=True, exist_ok=True)
+        self._recovery = await Recovery(
+            self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts
+        ).run()
         if self._recovery.anything:
             log.warning("recovery: %s", self._recovery)
         return self._recovery
+
+    async def tick(self, now: Optional[float] = None) -> None:
+        """Advance every live session once: place the frames queued so far, flush what is due.
+
+        The owner calls it every ~0.2 s (the cog's ticker, ``net.run(on_tick=recorder.tick)``
+        in the harness). ``now`` is the sessions' clock reading (default: each session
+        reads its own clock). A session's failure is logged, never raised: one meeting's
+        trouble must not stop the others' flushes or the owner's loop.
+        """
+        sessions = list(self._sessions.values())
+        if not sessions:
+            return
+        results = await asyncio.gather(*(s.advance(now) for s in sessions), return_exceptions=True)
+        for session, result in zip(sessions, results):
+            if isinstance(result, asyncio.CancelledError):
+                continue
+            if isinstance(result, Exception):
+                log.error("advancing meeting %s failed", session.meeting.id, exc_info=result)
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def cleanup(self, *, temp_ttl_s: float, retention_days: Retention = 0) -> CleanupReport:
+        """Retention and the janitor (see ``cleanup``); ``retention_days`` is one number of
+        days for every guild or a mapping guild id → days (0 or absent: keep forever)."""
+        return await self.cleaner.run(temp_ttl_s=temp_ttl_s, retention_days=retention_days)
 
     async def close(self) -> None:
         """Flush live sessions (their meetings become INTERRUPTED), stop every task and worker.
 
         Everything is left recoverable: the next ``start`` re-queues what was being
-        encoded and promotes (or lists) the interrupted meetings.
+        encoded and lists the interrupted meetings for promotion.
         """
         for mid, session in list(self._sessions.items()):
             try:
@@ -154,13 +194,9 @@ class Recorder:
             except Exception:  # noqa: BLE001 - stays ACTIVE; recovery takes it from there
                 log.exception("meeting %s could not be flushed at close", mid)
         self._sessions.clear()
-        tasks = [*self._tickers.values(), *self._assembling.values(), *self._background]
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        self._tickers.clear()
+        await self._tasks.cancel_all()
         self._assembling.clear()
-        self._background.clear()
+        self._assembly_dirty.clear()
         await self.transcoder.close()
         self._started = False
         self._recovery = None
@@ -176,7 +212,10 @@ class Recorder:
         clock: Optional[Callable[[], float]] = None,
         accept_user: Optional[Callable[[int], bool]] = None,
     ) -> RecordingSession:
-        """Create the meeting (ACTIVE) and its session; t=0 is ``clock()`` now."""
+        """Create the meeting (ACTIVE) and its session; t=0 is ``clock()`` now.
+
+        The session records from then on; it flushes when the owner calls ``tick()``.
+        """
         if not self._started:
             raise PipelineError("The recorder is not running (it failed to start or was closed).")
         for s in self._sessions.values():
@@ -205,10 +244,6 @@ class Recorder:
             jitter_margin_s=self._margin_s,
         )
         self._sessions[meeting.id] = session
-        if self._tick_s:
-            self._tickers[meeting.id] = asyncio.create_task(
-                self._tick(session), name=f"chunkrecorder-tick-{meeting.id}"
-            )
         return session
 
     async def stop_meeting(
@@ -225,66 +260,135 @@ class Recorder:
         in the background (``on_promoted`` is told).
         """
         lock = self._stop_locks.setdefault(meeting_id, asyncio.Lock())
-        async with lock:
-            session = self._sessions.get(meeting_id)
-            if session is not None:
-                await report(progress, "flushing", 0, 1)
-                length = await session.finish()
-                ticker = self._tickers.pop(meeting_id, None)
-                if ticker is not None:
-                    ticker.cancel()
-                self._sessions.pop(meeting_id, None)
-                await self.store.set_meeting_status(meeting_id, MeetingStatus.STOPPING, length_samples=length)
-                await report(progress, "flushing", 1, 1)
-                self._flushed(meeting_id)
-            else:
-                meeting = await self.store.get_meeting(meeting_id)
-                if meeting.status is MeetingStatus.ACTIVE:
-                    # Not recorded by this process: a crash the recovery has not seen.
-                    length = await settle_length(self.store, meeting)
-                    await self.store.set_meeting_status(
-                        meeting_id, MeetingStatus.INTERRUPTED, length_samples=length
-                    )
-            try:
-                return await self.promoter.promote(meeting_id, progress=progress, timeout_s=timeout_s)
-            except PromotionTimeout:
-                self._spawn(self._promote_in_background(meeting_id), f"chunkrecorder-promote-{meeting_id}")
-                raise
+        try:
+            async with lock:
+                return await self._stop(meeting_id, progress, timeout_s)
+        finally:
+            if not lock.locked():
+                self._stop_locks.pop(meeting_id, None)
+
+    async def _stop(
+        self, meeting_id: str, progress: Optional[ProgressCallback], timeout_s: float
+    ) -> PromotionResult:
+        session = self._sessions.get(meeting_id)
+        if session is not None:
+            await report(progress, "flushing", 0, 1)
+            length = await session.finish()
+            self._sessions.pop(meeting_id, None)
+            await self.store.set_meeting_status(meeting_id, MeetingStatus.STOPPING, length_samples=length)
+            await report(progress, "flushing", 1, 1)
+            self._flushed(meeting_id)
+        else:
+            meeting = await self.store.get_meeting(meeting_id)
+            if meeting.status is MeetingStatus.ACTIVE:
+                # Not recorded by this process: a crash the recovery has not seen.
+                length = await settle_length(self.store, meeting)
+                await self.store.set_meeting_status(
+                    meeting_id, MeetingStatus.INTERRUPTED, length_samples=length
+                )
+        try:
+            return await self.promoter.promote(meeting_id, progress=progress, timeout_s=timeout_s)
+        except PromotionTimeout:
+            self._tasks.spawn(self._promote_in_background(meeting_id), name=f"chunkrecorder-promote-{meeting_id}")
+            raise
 
     async def promote(self, meeting_id: str, *, progress: Optional[ProgressCallback] = None) -> PromotionResult:
-        """The admin's promote: finish an interrupted or failed meeting (idempotent)."""
+        """Finish an interrupted, failed or stopped meeting (idempotent).
+
+        The owner's call for each of ``start()``'s ``awaiting_promotion`` and the
+        admin's promote command; a second call while one runs waits for the same result.
+        """
         if meeting_id in self._sessions:
             raise PipelineError(f"Meeting `{meeting_id}` is still being recorded; stop it instead.")
         self.transcoder.wake()
-        return await self.promoter.promote(meeting_id, progress=progress, timeout_s=24 * 3600.0)
+        return await self.promoter.promote(meeting_id, progress=progress, timeout_s=_BACKGROUND_PROMOTION_S)
 
-    async def cleanup(self, *, temp_ttl_s: float, retention_days: int) -> CleanupReport:
-        return await self.cleaner.run(temp_ttl_s=temp_ttl_s, retention_days=retention_days)
+    # ------------------------------------------------------------------ removal
+    async def erase_user(self, user_id: int) -> RemovalReport:
+        """Remove everything of a user that is not part of a mix; mixes stay.
 
-    async def erase_user(self, user_id: int) -> int:
-        """Remove a user's voice from everything not yet a finished recording; returns files removed.
-
-        Live sessions drop the user's buffered audio and refuse their frames; unfinished
-        meetings lose the user's track (its ``.part`` file and assembly row) and their
-        chunk rows and files. Mixes already computed are kept, as finished mixes are.
-        Finished per-user recordings are rows in ``recordings``: the caller deletes those.
+        In order: live sessions drop the user's buffered audio and refuse their frames
+        from now on (after any flush in progress); unfinished meetings lose the user's
+        track (its ``.part`` file and assembly row); then every chunk row of theirs and
+        every finished per-user recording row goes, and after the rows their files.
+        A mix holds everyone's voices in one track and cannot be split, so it is kept.
         """
-        for session in self._sessions.values():
-            session.forget_user(user_id)
-        removed = 0
-        for mid in await self.store.erase_user_tracks(user_id):
+        for session in list(self._sessions.values()):
+            await session.forget_user(user_id)
+        files = freed = 0
+        meetings = await self.store.erase_user_tracks(user_id)
+        for mid in meetings:
             async with self.assembler.lock(mid):
                 self.assembler.forget_track(mid, user_id)
-                for path in (self.layout.part_path(mid, user_id), self.layout.recording_path(mid, user_id)):
-                    removed += int(await run_blocking(unlink_quiet, path) > 0)
-        _, temps = await self.store.user_data(user_id)
-        if temps:
-            await self.store.delete_temp_recordings(ids=[t.id for t in temps])
-            for t in temps:
-                for path in (t.pcm_path, t.mp3_path):
-                    removed += int(await run_blocking(unlink_quiet, path) > 0)
-        return removed
+                n, b = await run_blocking(
+                    remove_files, [self.layout.part_path(mid, user_id), self.layout.recording_path(mid, user_id)]
+                )
+            files, freed = files + n, freed + b
+        recs, temps = await self.store.user_data(user_id)
+        await self.store.delete_user_rows(user_id)
+        n, b = await run_blocking(remove_files, [*(r.path for r in recs), *_chunk_files(temps)])
+        result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b)
+        log.info("erased user %s: %s", user_id, result)
+        return result
 
+    async def delete_recording(self, recording_id: str, *, guild_id: int) -> RemovalReport:
+        """One finished file: its row, then the file. ``NotFound`` if it is not in ``guild_id``."""
+        rec = await self.store.delete_recording(recording_id, guild_id=guild_id)
+        files, freed = await run_blocking(remove_files, [rec.path])
+        return RemovalReport(rows=1, files=files, bytes_freed=freed)
+
+    async def delete_meeting(self, meeting_id: str, *, guild_id: int) -> RemovalReport:
+        """A meeting and everything of it: its rows, then every file of it under the data dir.
+
+        Its recordings, its chunk folder (including failed chunks kept for a retry) and
+        any ``.part`` file of a half-assembled track. ``NotFound`` outside ``guild_id``;
+        :class:`PipelineError` while it is being recorded or finished (stop it, or wait).
+        ``rows`` counts the meeting, its recordings and its chunk rows.
+        """
+        meeting = await self.store.get_meeting(meeting_id, guild_id=guild_id)
+        self._refuse_busy(meeting_id, meeting.status)
+        async with self.promoter.exclusive(meeting_id):  # refuses while a promotion runs
+            async with self.assembler.lock(meeting_id):
+                # again: a stop may have begun while we waited for the assembler
+                self._refuse_busy(meeting_id, (await self.store.get_meeting(meeting_id)).status)
+                recs = await self.store.recordings_for_meeting(meeting_id)
+                temps = await self.store.get_temp_recordings_for_meeting(meeting_id)
+                await self.store.delete_meeting(meeting_id)
+                files, freed = await run_blocking(self._remove_meeting_files, meeting_id, [r.path for r in recs])
+        self.assembler.forget(meeting_id)
+        self.transcoder.forget(meeting_id)
+        result = RemovalReport(rows=1 + len(recs) + len(temps), files=files, bytes_freed=freed)
+        log.info("deleted meeting %s: %s", meeting_id, result)
+        return result
+
+    def _refuse_busy(self, meeting_id: str, status: MeetingStatus) -> None:
+        if meeting_id in self._sessions or status is MeetingStatus.ACTIVE:
+            raise PipelineError(f"Meeting `{meeting_id}` is being recorded right now; stop it first.")
+        if status in _BUSY:
+            raise PipelineError(f"Meeting `{meeting_id}` is being finished right now; try again when it is done.")
+
+    def _remove_meeting_files(self, meeting_id: str, recording_paths: list[str]) -> tuple[int, int]:
+        """Recordings (wherever their rows said), the rest of ``recordings/`` of it, the chunk folder."""
+        n1, b1 = remove_files(recording_paths)
+        n2, b2 = remove_files(self.layout.meeting_recording_files(meeting_id))
+        n3, b3 = clear_folder(self.layout.meeting_dir(meeting_id))
+        return n1 + n2 + n3, b1 + b2 + b3
+
+    def meeting_disk_usage(self, meeting_id: str) -> int:
+        """Bytes a meeting holds on disk before promotion: its chunk folder and ``.part`` files.
+
+        Blocking (it lists two folders): call it in a thread.
+        """
+        parts = [p for p in self.layout.meeting_recording_files(meeting_id) if p.name.endswith(".part")]
+        total = folder_size(self.layout.meeting_dir(meeting_id))
+        for path in parts:
+            try:
+                total += path.stat().st_size
+            except OSError:
+                continue  # renamed or removed while we looked
+        return total
+
+    # ------------------------------------------------------------------ reading
     def session(self, meeting_id: str) -> Optional[RecordingSession]:
         return self._sessions.get(meeting_id)
 
@@ -296,7 +400,7 @@ class Recorder:
         deadline = time.monotonic() + timeout_s
         while True:
             pending = await self.store.pending_temp_recordings()
-            busy = [t for t in (*self._assembling.values(), *self._background) if not t.done()]
+            busy = [t for t in self._tasks if not t.done() and not self.transcoder.owns(t)]
             if not pending and not busy and not self.transcoder.busy:
                 return
             if time.monotonic() > deadline:
@@ -322,7 +426,7 @@ class Recorder:
         if meeting_id in self._assembling:
             self._assembly_dirty.add(meeting_id)
             return
-        self._assembling[meeting_id] = asyncio.create_task(
+        self._assembling[meeting_id] = self._tasks.spawn(
             self._assemble(meeting_id), name=f"chunkrecorder-assemble-{meeting_id}"
         )
 
@@ -332,8 +436,8 @@ class Recorder:
                 self._assembly_dirty.discard(meeting_id)
                 try:
                     await self.assembler.run(meeting_id)
-                except asyncio.CancelledError:
-                    raise
+                except NotFound:
+                    return  # the meeting was deleted meanwhile
                 except Exception:  # noqa: BLE001 - retried at the next kick and at promotion
                     log.exception("assembling meeting %s failed", meeting_id)
                     return
@@ -342,27 +446,9 @@ class Recorder:
         finally:
             self._assembling.pop(meeting_id, None)
 
-    async def _tick(self, session: RecordingSession) -> None:
-        while not session.finished:
-            await asyncio.sleep(self._tick_s)
-            try:
-                await session.advance()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                log.exception("advancing meeting %s failed", session.meeting.id)
-
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        task = asyncio.ensure_future(coro)
-        task.set_name(name)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     async def _promote_in_background(self, meeting_id: str) -> None:
         try:
-            result = await self.promoter.promote(meeting_id, timeout_s=24 * 3600.0)
-        except asyncio.CancelledError:
-            raise
+            result = await self.promoter.promote(meeting_id, timeout_s=_BACKGROUND_PROMOTION_S)
         except Exception:  # noqa: BLE001
             log.exception("background promotion of meeting %s failed", meeting_id)
             return
@@ -370,17 +456,18 @@ class Recorder:
         if self.on_promoted is not None:
             try:
                 out = self.on_promoted(result)
-                if asyncio.iscoroutine(out) or isinstance(out, asyncio.Future):
+                if out is not None:
                     await out
             except Exception:  # noqa: BLE001
                 log.exception("on_promoted hook failed")
 
-    async def _cleanup_loop(self, interval_s: float) -> None:
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                await self.cleanup(temp_ttl_s=self.temp_ttl_s, retention_days=self.retention_days)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                log.exception("cleanup failed")
+
+def _chunk_files(temps: list[TempRecording]) -> list[str]:
+    """Every file a chunk row may have: its PCM, and its MP3 even if the row has not
+    recorded it yet (an encode that finished while the rows were being deleted)."""
+    out: list[str] = []
+    for t in temps:
+        out += [t.pcm_path, str(Path(t.pcm_path).with_suffix(".mp3"))]
+        if t.mp3_path:
+            out.append(t.mp3_path)
+    return out

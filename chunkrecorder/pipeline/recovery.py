@@ -13,8 +13,9 @@ each repaired here idempotently:
   (the crash came between FAILED and the re-queue) → QUEUED;
 * DONE rows whose PCM is still there (crash between DONE and the delete) → cleaned.
 
-Then the interrupted meetings are promoted in the background when ``auto_promote``
-is on, or left for the admin's promote command.
+The report's ``awaiting_promotion`` lists the interrupted meetings; promoting them is
+the recorder's owner's decision (the cog asks each guild's ``autopromote`` setting,
+the harness's ``recover`` promotes them all), never a task of its own.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from ..objects.records import Meeting, MeetingStatus
 from ..objects.results import RecoveryReport
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
-from .paths import TMP_SUFFIX, Layout, unlink_quiet
+from .paths import TMP_SUFFIX, Layout, remove_files
 from .timeline import Grid
 
 __all__ = ["RecoveryReport", "Recovery", "adopt_orphans", "settle_length"]
@@ -44,7 +45,7 @@ async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Mee
     candidates = []
     for name in names:
         if name.endswith(TMP_SUFFIX):
-            await run_blocking(unlink_quiet, folder / name)
+            await run_blocking(remove_files, [folder / name])
             continue
         parsed = layout.parse_chunk(name)
         if parsed is not None and parsed.ext == "pcm":
@@ -141,7 +142,7 @@ class Recovery:
         cleaned = 0
         for row in await store.done_uncleaned_temp_recordings():
             # DONE means the MP3 was verified and written (and, if gone, assembled).
-            await run_blocking(unlink_quiet, row.pcm_path)
+            await run_blocking(remove_files, [row.pcm_path])
             await store.mark_temp_recording_cleaned(row.id)
             cleaned += 1
         return RecoveryReport(

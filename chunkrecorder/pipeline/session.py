@@ -27,6 +27,7 @@ import asyncio
 import collections
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -213,8 +214,17 @@ class RecordingSession:
     def finished(self) -> bool:
         return self._finished
 
-    def forget_user(self, user_id: int) -> None:
-        """Erasure: drop what is buffered of a user and refuse their frames from now on."""
+    async def forget_user(self, user_id: int) -> None:
+        """Erasure: drop what is buffered of a user and refuse their frames from now on.
+
+        Waits for a flush in progress, so that every chunk of theirs written before
+        the erasure already has its row when this returns (and the caller removes it),
+        and none is written after.
+        """
+        async with self._lock:
+            self._forget(user_id)
+
+    def _forget(self, user_id: int) -> None:
         self._erased.add(user_id)
         self._buffers.pop(user_id, None)
         for key in [k for k in self._clocks if k[0] == user_id]:
@@ -344,7 +354,7 @@ class RecordingSession:
             except Exception:  # noqa: BLE001
                 log.exception("on_flushed hook failed")
 
-    def _write_window(self, k: int, length: Optional[int]) -> list[tuple[int, object]]:
+    def _write_window(self, k: int, length: Optional[int]) -> list[tuple[int, Path]]:
         """Cut every track's chunk ``k``, mix, and write the non-silent ones (worker thread).
 
         A chunk that is all zeros, prime and tail included, is not written: the
@@ -368,7 +378,7 @@ class RecordingSession:
             mixed = mix(list(pieces.values()))
             if mixed.any():
                 tracks[MIX_USER_ID] = mixed
-        written = []
+        written: list[tuple[int, Path]] = []
         for user_id, pcm in sorted(tracks.items()):
             path = self._layout.pcm_path(self.meeting.id, user_id, k)
             write_atomic(path, np.ascontiguousarray(pcm))

@@ -20,14 +20,16 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Literal, Optional
+from typing import Any, Callable, Literal, Optional
 
 from ..audio import mp3
 from ..objects.records import TempRecording
 from ..store.service import NotFound, SqlRecordingService
+from ..utils.background import BackgroundTasks
+from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .encode_worker import EncodeJob, bootstrap_source, encode
-from .paths import unlink_quiet
+from .paths import remove_files
 
 __all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
 
@@ -46,7 +48,7 @@ class RetryPolicy:
     max_delay_s: float = 300.0
 
     def delay(self, attempts: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2 ** max(0, attempts - 1))
+        return min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, attempts - 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +78,11 @@ class Transcoder:
         encoder: ChunkEncoder = encode,
         retry: RetryPolicy = RetryPolicy(),
         on_settled: Optional[Callable[[TempRecording], None]] = None,
+        tasks: Optional[BackgroundTasks] = None,
     ) -> None:
         self._store = store
+        #: Where the worker tasks live: the recorder's one ``BackgroundTasks``.
+        self._background = tasks if tasks is not None else BackgroundTasks("chunkrecorder.transcoder")
         self.workers = workers or default_workers()
         self._kind = executor
         self._encoder = encoder
@@ -112,7 +117,7 @@ class Transcoder:
         if self._kind == "process":
             await self._check_processes()
         self._tasks = [
-            asyncio.create_task(self._worker(i), name=f"chunkrecorder-transcode-{i}")
+            self._background.spawn(self._worker(i), name=f"chunkrecorder-transcode-{i}")
             for i in range(self.workers)
         ]
 
@@ -159,6 +164,10 @@ class Transcoder:
         procs = getattr(self._pool, "_processes", None) or {}
         return sorted(int(p) for p in procs)
 
+    def owns(self, task: "asyncio.Task[Any]") -> bool:
+        """Whether ``task`` is one of the workers (which never end by themselves)."""
+        return task in self._tasks
+
     def forget(self, meeting_id: str) -> None:
         self._params.pop(meeting_id, None)
 
@@ -187,10 +196,7 @@ class Transcoder:
         due = await self._store.next_retry_at()
         if due is not None:
             timeout = min(timeout, max(0.0, due - time.time()) + 0.01)
-        try:
-            await asyncio.wait_for(self._wake.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+        await wait_event(self._wake, timeout)
 
     async def _params_for(self, meeting_id: str) -> _Params:
         p = self._params.get(meeting_id)
@@ -230,9 +236,9 @@ class Transcoder:
             )
         except NotFound:
             # the row went while it was encoding (its meeting or its user was deleted)
-            await run_blocking(unlink_quiet, job.mp3_path)
+            await run_blocking(remove_files, [job.mp3_path])
             return
-        await run_blocking(unlink_quiet, row.pcm_path)
+        await run_blocking(remove_files, [row.pcm_path])
         done = await self._store.mark_temp_recording_cleaned(row.id)
         self.completed += 1
         self._settled(done)

@@ -123,17 +123,47 @@ async def test_bad_arguments_change_nothing(store, tmp_path: Path) -> None:
     assert pcm.exists() and len(await store.get_temp_recordings_for_meeting(mid)) == 1
 
 
-async def test_the_recorder_runs_the_cleanup_in_the_background(store, tmp_path: Path) -> None:
+async def test_the_recorder_cleans_up_when_its_owner_asks_and_only_then(store, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     mid, pcm = await promoted_meeting(store, layout, failed_chunk=True)
     orphan = touch(layout.mp3_path(mid, 7, 9), b"x", at=time.time() - 10)
-    rec = Recorder(store=store, data_dir=tmp_path, workers=1, tick_s=0, cleanup_interval_s=0.05, temp_ttl_s=5.0)
+    rec = Recorder(store=store, data_dir=tmp_path, workers=1)
     await rec.start()
     try:
-        deadline = time.monotonic() + 10
-        while orphan.exists() and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        assert not orphan.exists()
+        assert orphan.exists()  # starting cleans nothing: the owner schedules the cleanup
+        report = await rec.cleanup(temp_ttl_s=5.0)
     finally:
         await rec.close()
+    assert not orphan.exists()
+    assert report.files_deleted == 1 and report.bytes_freed == 1
     assert pcm.exists()  # its row is younger than the TTL (5 s)
+
+
+async def test_retention_per_guild_keeps_what_each_guild_asked_for(store, tmp_path: Path) -> None:
+    layout = Layout(tmp_path)
+
+    async def recording(guild_id: int) -> Path:
+        m = await store.create_meeting(guild_id=guild_id, channel_id=2, started_by=3)
+        await store.set_meeting_status(m.id, MeetingStatus.STOPPING)
+        path = touch(layout.recording_path(m.id, 7), b"m" * 50, at=time.time())
+        await store.promote_temp_recordings_to_persistent(
+            m.id, [NewRecording(RecordingKind.PER_USER, 7, path.name, str(path), 1000, "0" * 64, 50)])
+        return path
+
+    with freeze_time(T0) as frozen:
+        paths = {g: await recording(g) for g in (1, 2, 3, 4)}
+        frozen.move_to(T0 + timedelta(days=10))
+        report = await Cleaner(store, layout).run(temp_ttl_s=1e9, retention_days={1: 7, 2: 30, 3: 0})
+    assert report.recordings_deleted == 1 and report.bytes_freed == 50
+    assert not paths[1].exists()  # 10 days old, guild 1 keeps 7
+    assert paths[2].exists() and paths[3].exists() and paths[4].exists()  # 30 days, forever, not set
+    assert {r.guild_id for g in (1, 2, 3, 4) for r in (await store.list_recordings(g))[0]} == {2, 3, 4}
+
+
+@pytest.mark.parametrize("retention", [-1, {1: -3}, {1: 1.5}])
+async def test_a_bad_retention_changes_nothing(store, tmp_path: Path, retention) -> None:
+    layout = Layout(tmp_path)
+    mid, pcm = await promoted_meeting(store, layout)
+    with pytest.raises(ValueError):
+        await Cleaner(store, layout).run(temp_ttl_s=0, retention_days=retention)
+    assert pcm.exists() and len(await store.recordings_for_meeting(mid)) == 1

@@ -147,14 +147,14 @@ async def test_a_stop_on_a_full_disk_fails_cleanly_and_can_be_retried(store, fak
 async def test_disk_full_during_promotion_fails_cleanly_and_the_admin_can_finish_it(store, fakefs) -> None:
     recordings = Layout(DATA).recordings_dir
     fakefs.add_mount_point(str(recordings), total_size=20_000)  # the persistent tier is full
-    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread", tick_s=0, cleanup_interval_s=None)
+    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread")
     await rec.start()
     try:
         clock = Clock()
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                           settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
         sp = Speaker(5, speech_like(3.0, seed=5))
-        await play(session, clock, [sp], until_s=3.0)
+        await play(session, clock, [sp], until_s=3.0, tick=rec.tick)
         await rec.wait_idle()
         with pytest.raises(PipelineError, match="Nothing was lost"):
             await rec.stop_meeting(session.meeting.id)
@@ -178,14 +178,14 @@ async def test_disk_full_during_promotion_fails_cleanly_and_the_admin_can_finish
 
 
 async def test_an_unwritable_recordings_folder_fails_promotion_without_losing_chunks(store, fakefs) -> None:
-    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread", tick_s=0, cleanup_interval_s=None)
+    rec = Recorder(store=store, data_dir=DATA, workers=1, executor="thread")
     await rec.start()
     try:
         os.chmod(Layout(DATA).recordings_dir, 0o500)
         clock = Clock()
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                           settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
-        await play(session, clock, [Speaker(6, speech_like(2.0, seed=6))], until_s=2.0)
+        await play(session, clock, [Speaker(6, speech_like(2.0, seed=6))], until_s=2.0, tick=rec.tick)
         with pytest.raises(PipelineError, match="Permission denied"):
             await rec.stop_meeting(session.meeting.id)
         rows = await store.get_temp_recordings_for_meeting(session.meeting.id)
@@ -205,13 +205,13 @@ async def _record_with(store, tmp_path: Path, encoder, retry) -> tuple:
     from chunkrecorder.pipeline import RetryPolicy  # noqa: F401 - the type of ``retry``
 
     rec = Recorder(store=store, data_dir=tmp_path, workers=1, executor="thread", encoder=encoder,
-                   retry=retry, tick_s=0, cleanup_interval_s=None)
+                   retry=retry)
     await rec.start()
     clock = Clock()
     session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                       settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
     sp = Speaker(8, speech_like(3.0, seed=8))
-    await play(session, clock, [sp], until_s=3.0)
+    await play(session, clock, [sp], until_s=3.0, tick=rec.tick)
     return rec, session, sp
 
 
@@ -285,13 +285,13 @@ async def test_a_stop_that_outlives_its_wait_is_finished_in_the_background(store
 
     promoted: list = []
     rec = Recorder(store=store, data_dir=tmp_path, workers=1, executor="thread", encoder=slow,
-                   retry=RetryPolicy(), tick_s=0, cleanup_interval_s=None, on_promoted=promoted.append)
+                   retry=RetryPolicy(), on_promoted=promoted.append)
     await rec.start()
     try:
         clock = Clock()
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                           settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
-        await play(session, clock, [Speaker(9, speech_like(2.0, seed=9))], until_s=2.0)
+        await play(session, clock, [Speaker(9, speech_like(2.0, seed=9))], until_s=2.0, tick=rec.tick)
         seen = []
         with pytest.raises(PromotionTimeout, match="still being encoded"):
             await rec.stop_meeting(session.meeting.id, timeout_s=0.3, progress=seen.append)
@@ -315,7 +315,7 @@ async def test_chunks_written_while_the_store_kept_failing_are_not_lost(tmp_path
     import sqlite3
 
     async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as store:
-        rec = Recorder(store=store, data_dir=tmp_path, workers=2, tick_s=0, cleanup_interval_s=None)
+        rec = Recorder(store=store, data_dir=tmp_path, workers=2)
         await rec.start()
         try:
             real_insert = store.insert_temp_recording
@@ -331,7 +331,7 @@ async def test_chunks_written_while_the_store_kept_failing_are_not_lost(tmp_path
             session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                               settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
             sp = Speaker(3, speech_like(9.5, seed=12))
-            await play(session, clock, [sp], until_s=9.5)
+            await play(session, clock, [sp], until_s=9.5, tick=rec.tick)
             assert session.snapshot().windows_lost == 1
             broken = False
             result = await rec.stop_meeting(session.meeting.id)

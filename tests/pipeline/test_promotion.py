@@ -24,7 +24,7 @@ from tests.support.signals import RATE, TOLERANCE, boundaries, decode_file, lag_
 @pytest.fixture
 async def recorder(tmp_path: Path):
     async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as store:
-        rec = Recorder(store=store, data_dir=tmp_path, workers=2, tick_s=0, cleanup_interval_s=None)
+        rec = Recorder(store=store, data_dir=tmp_path, workers=2)
         await rec.start()
         try:
             yield rec
@@ -39,7 +39,7 @@ async def record(rec: Recorder, speakers, *, seconds: float, progress=None, **se
         settings=MeetingSettings(flush_interval_s=settings.pop("flush_interval_s", 1.0), **settings),
         clock=clock,
     )
-    await play(session, clock, speakers, until_s=seconds)
+    await play(session, clock, speakers, until_s=seconds, tick=rec.tick)
     result = await rec.stop_meeting(session.meeting.id, progress=progress)
     return session, result
 
@@ -136,7 +136,7 @@ async def test_tracks_are_assembled_while_recording_so_stop_only_finishes_the_ta
     session = await recorder.start_meeting(
         guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
     sp = Speaker(5, speech_like(8.0, seed=7))
-    await play(session, clock, [sp], until_s=6.0)
+    await play(session, clock, [sp], until_s=6.0, tick=recorder.tick)
     store, mid = recorder.store, session.meeting.id
 
     async def assembled() -> bool:
@@ -151,7 +151,7 @@ async def test_tracks_are_assembled_while_recording_so_stop_only_finishes_the_ta
     # chunks already in the file are gone from the temp tier
     left = {p.name for p in recorder.layout.meeting_dir(mid).iterdir()}
     assert not any(n.startswith("5_0.") for n in left)
-    await play(session, clock, [], until_s=0.0)
+    await play(session, clock, [], until_s=0.0, tick=recorder.tick)
     clock.t = session.t0 + 6.5
     result = await recorder.stop_meeting(mid)
     decoded = decode_file(next(r.path for r in result.recordings if r.user_id == 5))
@@ -221,10 +221,11 @@ async def test_an_erased_user_leaves_no_trace_in_an_unfinished_meeting(recorder:
     session = await recorder.start_meeting(
         guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
     stays, erased = Speaker(1, speech_like(6.0, seed=20)), Speaker(2, speech_like(6.0, seed=21))
-    await play(session, clock, [stays, erased], until_s=4.0)
+    await play(session, clock, [stays, erased], until_s=4.0, tick=recorder.tick)
     mid = session.meeting.id
     await wait_for(lambda: recorder.layout.part_path(mid, 2).exists())  # their voice is on disk already
-    await recorder.erase_user(2)
+    erased_report = await recorder.erase_user(2)
+    assert erased_report.rows > 0 and erased_report.files > 0 and erased_report.bytes_freed > 0
     assert not recorder.layout.part_path(mid, 2).exists()
     assert not any(p.name.startswith("2_") for p in recorder.layout.meeting_dir(mid).iterdir())
     # they keep talking; nothing of it is kept
@@ -233,7 +234,7 @@ async def test_an_erased_user_leaves_no_trace_in_an_unfinished_meeting(recorder:
         clock.t = t0 + (i + 1) * 0.02
         session.feed(erased.frame(i, t0))
         session.feed(stays.frame(i, t0))
-        await session.advance()
+        await recorder.tick()
     clock.t = t0 + 6.0
     result = await recorder.stop_meeting(mid)
     assert {r.user_id for r in result.recordings} == {1, None}
@@ -251,7 +252,7 @@ async def test_two_promotions_of_one_meeting_give_one_result(recorder: Recorder)
     clock = Clock()
     session = await recorder.start_meeting(
         guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
-    await play(session, clock, [Speaker(1, speech_like(2.0, seed=30))], until_s=2.0)
+    await play(session, clock, [Speaker(1, speech_like(2.0, seed=30))], until_s=2.0, tick=recorder.tick)
     mid = session.meeting.id
     stop = asyncio.create_task(recorder.stop_meeting(mid))
     await asyncio.sleep(0)

@@ -30,7 +30,7 @@ DB = "chunkrecorder.sqlite3"
 async def open_recorder(data: Path, **kw) -> Recorder:
     store = await SqlRecordingService(data / DB).open()
     kw.setdefault("workers", 2)
-    rec = Recorder(store=store, data_dir=data, tick_s=0, cleanup_interval_s=None, **kw)
+    rec = Recorder(store=store, data_dir=data, **kw)
     return rec
 
 
@@ -43,7 +43,7 @@ async def live_meeting(rec: Recorder, speakers, seconds: float, clock: Clock | N
     clock = clock or Clock()
     session = await rec.start_meeting(
         guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
-    await play(session, clock, speakers, until_s=seconds)
+    await play(session, clock, speakers, until_s=seconds, tick=rec.tick)
     return session, clock
 
 
@@ -74,13 +74,11 @@ async def test_a_crash_mid_meeting_loses_only_the_unflushed_audio(tmp_path: Path
     assert flushed == 3  # window 3 (3.024-4.032 s) is not due before 4.58 s
     await kill(rec)
 
-    promoted: list = []
-    rec2 = await open_recorder(tmp_path, auto_promote=True, on_promoted=promoted.append)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
-        assert report.interrupted == (mid,) and report.promoting == (mid,)
-        await wait_for(lambda: bool(promoted), timeout_s=30)
-        (result,) = promoted
+        assert report.interrupted == (mid,) and report.awaiting_promotion == (mid,)
+        (result,) = [await rec2.promote(m) for m in report.awaiting_promotion]  # the owner's promotion
         meeting = await rec2.store.get_meeting(mid)
         assert meeting.status is MeetingStatus.PROMOTED
         length = flushed * grid.chunk_samples
@@ -105,14 +103,14 @@ async def test_a_chunk_written_but_never_inserted_is_adopted(tmp_path: Path) -> 
         return await real_insert(**kw)
 
     rec.store.insert_temp_recording = dies_on_window_1  # type: ignore[method-assign]
-    await play(session, clock, speakers, until_s=2.7)
+    await play(session, clock, speakers, until_s=2.7, tick=rec.tick)
     mid = session.meeting.id
     assert session.snapshot().windows_flushed == 1
     on_disk = sorted(p.name for p in Layout(tmp_path).meeting_dir(mid).iterdir())
     assert "1_1.pcm" in on_disk and "0_1.pcm" in on_disk
     await kill(rec)
 
-    rec2 = await open_recorder(tmp_path, auto_promote=False)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
         assert report.adopted == 2  # the speaker's and the mix's chunk 1
@@ -146,7 +144,7 @@ async def test_chunks_being_encoded_at_the_crash_are_encoded_again(tmp_path: Pat
     Path(claimed[0].pcm_path).with_suffix(".mp3.tmp").write_bytes(b"\xff\xfb half")
     await store.close()
 
-    rec2 = await open_recorder(tmp_path, auto_promote=False)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
         assert report.requeued >= len(claimed)
@@ -195,7 +193,7 @@ async def test_a_promotion_interrupted_anywhere_completes_with_the_same_bytes(tm
             with pytest.raises(StoreError):
                 await rec.stop_meeting(mid)
         await kill(rec)
-        rec2 = await open_recorder(data, auto_promote=False)
+        rec2 = await open_recorder(data)
         report = await rec2.start()
         if crash != "clear":
             status = (await rec2.store.get_meeting(mid)).status
@@ -219,16 +217,16 @@ async def test_a_promotion_interrupted_anywhere_completes_with_the_same_bytes(tm
     assert not list(layout.recordings_dir.glob("*.part"))
 
 
-async def test_without_auto_promote_interrupted_meetings_wait_for_the_admin(tmp_path: Path) -> None:
+async def test_start_promotes_nothing_interrupted_meetings_wait_for_the_owner(tmp_path: Path) -> None:
     rec = await open_recorder(tmp_path)
     await rec.start()
     session, _ = await live_meeting(rec, [Speaker(1, speech_like(2.7, seed=7))], 2.7)
     await kill(rec)
-    rec2 = await open_recorder(tmp_path, auto_promote=False)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
         mid = session.meeting.id
-        assert report.awaiting_promotion == (mid,) and report.promoting == ()
+        assert report.awaiting_promotion == (mid,)
         await asyncio.sleep(0.3)
         assert (await rec2.store.get_meeting(mid)).status is MeetingStatus.INTERRUPTED
         assert await rec2.store.recordings_for_meeting(mid) == []
@@ -244,7 +242,7 @@ async def test_close_while_recording_keeps_everything_up_to_the_close(tmp_path: 
     speakers = [Speaker(1, speech_like(2.6, seed=8))]
     session, clock = await live_meeting(rec, speakers, 2.6)
     await close_recorder(rec)  # a graceful shutdown (cog unload) mid-meeting
-    rec2 = await open_recorder(tmp_path, auto_promote=False)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
         mid = session.meeting.id
@@ -269,7 +267,7 @@ async def test_a_done_chunk_whose_pcm_survived_is_cleaned(tmp_path: Path) -> Non
     await store.conn.execute("UPDATE temp_recordings SET cleaned = 0 WHERE id = ?", (row.id,))
     Path(row.pcm_path).write_bytes(b"\0" * 64)  # the delete never happened
     await store.close()
-    rec2 = await open_recorder(tmp_path, auto_promote=False)
+    rec2 = await open_recorder(tmp_path)
     report = await rec2.start()
     try:
         assert report.cleaned == 1
@@ -314,13 +312,13 @@ KILLED_SCRIPT = textwrap.dedent(
 
     async def main(data):
         store = await SqlRecordingService(data / "chunkrecorder.sqlite3").open()
-        rec = Recorder(store=store, data_dir=data, workers=1, tick_s=0, cleanup_interval_s=None)
+        rec = Recorder(store=store, data_dir=data, workers=1)
         await rec.start()
         clock = Clock()
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3,
                                           settings=MeetingSettings(flush_interval_s=1.0), clock=clock)
         print(session.meeting.id, flush=True)
-        await play(session, clock, [Speaker(1, speech_like(6.0, seed=11))], until_s=4.3)
+        await play(session, clock, [Speaker(1, speech_like(6.0, seed=11))], until_s=4.3, tick=rec.tick)
         while (await store.chunk_counts(session.meeting.id)).done < 2:
             await asyncio.sleep(0.01)
         print(*rec.transcoder.worker_pids(), flush=True)
@@ -355,7 +353,7 @@ async def test_a_real_sigkill_mid_meeting(tmp_path: Path) -> None:
     await wait_for(lambda: not any(Path(f"/proc/{p}").exists() and _not_zombie(p) for p in workers),
                    timeout_s=15)
 
-    rec = await open_recorder(data, auto_promote=False)
+    rec = await open_recorder(data)
     report = await rec.start()
     try:
         assert report.interrupted == (mid,)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Awaitable, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -93,10 +93,13 @@ async def play(
     step_s: float = 0.1,
     skip: Optional[dict[int, set[int]]] = None,
     advance: bool = True,
+    tick: Optional[Callable[[], Awaitable[None]]] = None,
 ) -> None:
     """Deliver every speaker's frames at their arrival times, advancing the session.
 
-    ``skip`` maps a user to frame indices that never arrive (lost packets).
+    ``skip`` maps a user to frame indices that never arrive (lost packets). ``tick``
+    is how the owner advances (``recorder.tick`` for a session the recorder made, as
+    the cog and the harness do); by default the session alone is advanced.
     """
     t0 = session.t0
     events: list[tuple[float, VoiceFrame]] = []
@@ -116,7 +119,7 @@ async def play(
             j += 1
         clock.t = t
         if advance:
-            await session.advance()
+            await (tick() if tick is not None else session.advance())
 
 
 async def wait_for(predicate, timeout_s: float = 20.0, step_s: float = 0.02) -> None:
@@ -173,8 +176,7 @@ async def kill(recorder) -> None:
     files stay half-assembled. The old recorder is not used again; a new one is
     opened on the same database file and data directory.
     """
-    tasks = [*recorder._tickers.values(), *recorder._assembling.values(), *recorder._background,
-             *recorder.transcoder._tasks]
+    tasks = list(recorder._tasks)  # the workers, assembly and background promotions
     for t in tasks:
         t.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
