@@ -24,7 +24,6 @@ from .commands.record import RecordCommands
 from .commands.recordings import RecordingsCommands
 from .commands.settings import SettingsCommands
 from .core.abc import CompositeMetaClass
-from .core.erasure import delete_meeting, delete_recording_files, disk_usage, erase_users
 from .core.errors import UserError, explain
 from .core.posting import result_text, short_error, upload_recordings
 from .core.live import LiveMeeting, MeetingManager
@@ -120,15 +119,12 @@ class ChunkRecorder(
         from .pipeline.recorder import Recorder
 
         await self.store.open()
-        # The cog runs the session ticks (with the receiver poll and the watchdog), the
-        # cleanup (per-guild retention) and the promotion of crashed meetings (per-guild
-        # auto-promote), so the recorder's own versions of those are off.
+        # The recorder is passive: the cog runs the session ticks (with the receiver poll
+        # and the watchdog), the cleanup (per-guild retention) and the promotion of
+        # crashed meetings (per-guild auto-promote).
         self.recorder = Recorder(
             store=self.store,
             data_dir=self.data_dir,
-            auto_promote=False,
-            tick_s=0,
-            cleanup_interval_s=None,
             on_promoted=self._promoted_in_background,
         )
         self.meetings.recorder = self.recorder
@@ -232,18 +228,15 @@ class ChunkRecorder(
             await asyncio.sleep(CLEANUP_EVERY_S)
 
     async def run_cleanup(self) -> int:
-        """Apply each guild's retention, then sweep stale temp files bot-wide."""
-        removed = 0
-        for guild_id, data in (await self.config.all_guilds()).items():
-            days = GuildSettings.from_config(data).retention_days
-            if days <= 0:
-                continue
-            old = [r for r in await self.store.recordings_older_than(days * 86400.0) if r.guild_id == guild_id]
-            gone = [await self.store.delete_recording(r.id, guild_id=guild_id) for r in old]
-            removed += await self.delete_recording_files(gone)
+        """Each guild's retention and the bot-wide temp TTL, in one pass of the recorder's
+        cleanup; returns how many recordings retention deleted."""
+        retention = {
+            guild_id: GuildSettings.from_config(data).retention_days
+            for guild_id, data in (await self.config.all_guilds()).items()
+        }
         ttl_h = await self.config.temp_ttl_hours()
-        await self.recorder.cleanup(temp_ttl_s=ttl_h * 3600.0, retention_days=0)
-        return removed
+        report = await self.recorder.cleanup(temp_ttl_s=ttl_h * 3600.0, retention_days=retention)
+        return report.recordings_deleted
 
     # ------------------------------------------------------------------ opt-out
     def _accepts(self, guild_id: int, user_id: int) -> bool:
@@ -405,14 +398,14 @@ class ChunkRecorder(
                                 prefix=await _prefix(self.bot, guild))
 
     # ------------------------------------------------------------------ deleting
-    async def delete_recording_files(self, recordings: Sequence[Recording]) -> int:
-        return await delete_recording_files(recordings)
+    async def delete_recording(self, guild_id: int, recording_id: str) -> None:
+        await self.recorder.delete_recording(recording_id, guild_id=guild_id)
 
     async def delete_meeting(self, guild_id: int, meeting_id: str) -> int:
-        return await delete_meeting(self.store, self.data_dir, guild_id, meeting_id)
+        return (await self.recorder.delete_meeting(meeting_id, guild_id=guild_id)).files
 
     def meeting_disk_usage(self, meeting_id: str) -> int:
-        return disk_usage(self.data_dir / "chunks" / meeting_id)
+        return self.recorder.meeting_disk_usage(meeting_id)
 
     async def red_delete_data_for_user(self, *, requester: RequestType, user_id: int) -> None:
         """Delete a member's per-user recordings, chunks and opt-out choice.
@@ -434,12 +427,11 @@ class ChunkRecorder(
                     self._opted_out[guild_id] = frozenset(current)
 
     async def _erase_users(self, user_ids: set[int]) -> None:
-        # The recorder first: it drops their audio still buffered in live sessions and
-        # their half-assembled tracks; then their finished per-user recordings.
+        # The recorder's erasure: buffered audio in live sessions, half-assembled tracks,
+        # chunks and finished per-user recordings; mixes stay.
         if self.recorder is not None:
             for user_id in user_ids:
                 await self.recorder.erase_user(user_id)
-        await erase_users(self.store, user_ids)
 
     # ------------------------------------------------------------------ Discord events
     @commands.Cog.listener()

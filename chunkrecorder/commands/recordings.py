@@ -175,7 +175,7 @@ class RecordingsCommands(MixinMeta):
             await ctx.send("Kept: nothing was deleted.")
             return
         if rec is not None:
-            await self.delete_recording_files([await self.store.delete_recording(rec.id, guild_id=ctx.guild.id)])
+            await self.delete_recording(ctx.guild.id, rec.id)
             await ctx.send(f"Deleted the recording `{rec.id}`.")
         else:
             removed = await self.delete_meeting(ctx.guild.id, ident)

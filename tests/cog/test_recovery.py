@@ -90,8 +90,7 @@ _CRASHING_BOT = textwrap.dedent("""
         data_dir = Path(data_dir)
         store = await SqlRecordingService(data_dir / "chunkrecorder.sqlite3").open()
         # Encoder threads rather than processes: a SIGKILLed parent would orphan pool workers.
-        recorder = Recorder(store=store, data_dir=data_dir, tick_s=0, auto_promote=False,
-                            cleanup_interval_s=None, executor="thread")
+        recorder = Recorder(store=store, data_dir=data_dir, executor="thread")
         await recorder.start()
         net = FakeVoiceNetwork(guild_id=guild_id, channel_id=channel_id, bot_user_id=bot_id, seed=5)
         net.add_speaker(speaker_id, sources.synthetic_speaker(0, 10.0, seed=1, talk_spurts=False))
@@ -100,7 +99,7 @@ _CRASHING_BOT = textwrap.dedent("""
             guild_id=guild_id, channel_id=channel_id, started_by=started_by,
             settings=MeetingSettings(flush_interval_s=1.0), clock=net.clock)
         link.receiver.set_sink(session.feed)
-        await net.run(3.2, on_tick=session.advance)
+        await net.run(3.2, on_tick=recorder.tick)
         await recorder.wait_idle(60)
         print(session.meeting.id, flush=True)
         os.kill(os.getpid(), signal.SIGKILL)  # killed: no flush, no close, no goodbye

@@ -622,9 +622,9 @@ class VoiceWorld:
         return self.cog.meetings.get(GUILD_ID)
 
     async def run(self, seconds: float) -> None:
-        """Stream ``seconds`` of meeting, advancing the session as the cog's tick does."""
-        live = self.live
-        await self.net.run(seconds, on_tick=live.session.advance if live is not None else None)
+        """Stream ``seconds`` of meeting, advancing the meetings as the cog's ticker does."""
+        recorder = self.cog.recorder
+        await self.net.run(seconds, on_tick=recorder.tick if recorder is not None else None)
         await settle()
 
     async def wait_until(self, predicate: Any, timeout: float = 20.0) -> None:
