@@ -144,8 +144,7 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
         data = Path(tmp)
         store = SqlRecordingService(data / "chunkrecorder.sqlite3")
         await store.open()
-        recorder = Recorder(store=store, data_dir=data, workers=workers, auto_promote=False,
-                            cleanup_interval_s=None)
+        recorder = Recorder(store=store, data_dir=data, workers=workers)
         await recorder.start()
         try:
             clock = WallClock()
@@ -171,16 +170,16 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
             cpu = _CpuMeter()
             own0, loop0 = time.process_time(), time.thread_time()
             if schedule is None:
-                await net.run(seconds, on_tick=session.advance, tick_s=0.1)
+                await net.run(seconds, on_tick=recorder.tick, tick_s=0.1)
             else:
-                await net.replay(schedule, on_tick=session.advance, tick_s=0.1)
+                await net.replay(schedule, on_tick=recorder.tick, tick_s=0.1)
             cpu_s = cpu.elapsed()
             own_s, loop_s = time.process_time() - own0, time.thread_time() - loop0
             load_1m = os.getloadavg()[0]
             backlog_end = len(await store.pending_temp_recordings(session.meeting.id))
             stop.set()
             await asyncio.gather(*samplers)
-            await net.drain(on_tick=session.advance)
+            await net.drain(on_tick=recorder.tick)
             await asyncio.to_thread(link.receiver.flush)
             snap = session.snapshot()
             t0 = time.perf_counter()

@@ -121,7 +121,7 @@ async def meeting(minutes: float, data: Path) -> dict:
     gen_cpu = 0.0
     cpu0 = time.process_time()
     async with SqlRecordingService(data / "chunkrecorder.sqlite3") as store:
-        rec = Recorder(store=store, data_dir=data, tick_s=0, cleanup_interval_s=None)
+        rec = Recorder(store=store, data_dir=data)
         await rec.start()
         now = [0.0]
         session = await rec.start_meeting(guild_id=1, channel_id=2, started_by=3, settings=MeetingSettings(),
@@ -136,12 +136,7 @@ async def meeting(minutes: float, data: Path) -> dict:
         async def catch_up() -> None:
             nonlocal waited
             w0 = time.perf_counter()
-            while True:
-                pending = await store.pending_temp_recordings(session.meeting.id)
-                busy = [t for t in rec._assembling.values() if not t.done()]
-                if not pending and not busy:
-                    break
-                await asyncio.sleep(0.01)
+            await rec.wait_idle(timeout_s=3600)
             waited += time.perf_counter() - w0
 
         for i in range(steps):
@@ -152,15 +147,15 @@ async def meeting(minutes: float, data: Path) -> dict:
             gen_cpu += time.thread_time() - g0
             for f in batch:
                 session.feed(f)
-            if i % 25 == 24:  # the ticks every 0.5 s
+            if i % 25 == 24:  # the owner's tick every 0.5 s
                 now[0] = t
-                await session.advance()
+                await rec.tick()
             if i % 500 == 499 and len(await store.pending_temp_recordings(session.meeting.id)) > 2 * tracks:
                 await catch_up()  # real time would have given the encoders this long
             if i % 3000 == 2999:  # every simulated minute
                 rss_trace.append(_proc_rss_kb(os.getpid()))
         now[0] = steps * 0.02
-        await session.advance()
+        await rec.tick()
         await catch_up()
         snapshot = session.snapshot()
         phases: dict[str, float] = {}

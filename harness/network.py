@@ -11,7 +11,7 @@ transport key and DAVE session; voice-websocket payloads go through the real
     net.add_speaker(111, sources.tone(440))
     link = await net.connector(net.channel)       # what the cog does
     link.receiver ... / link.set_listener(...)
-    await net.run(3.0, on_tick=session.advance)   # 3 s of meeting in a blink
+    await net.run(3.0, on_tick=recorder.tick)     # 3 s of meeting in a blink
 
 Time. On a :class:`SimulatedClock` the network runs a discrete-event simulation:
 each 20 ms every present member's client emits its frame, the impaired path gives
@@ -572,8 +572,8 @@ class FakeVoiceNetwork:
         """Stream ``seconds`` more of the meeting.
 
         Every ``tick_s`` (of the network's time) the receiver is polled and
-        ``on_tick(clock())`` awaited: that is where a caller advances its
-        ``RecordingSession``, as the cog's tick does.
+        ``on_tick(clock())`` awaited: that is where the caller advances its meetings
+        (``recorder.tick``), as the cog's ticker does.
         """
         if seconds < 0:
             raise ValueError("cannot run for a negative duration")

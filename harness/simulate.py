@@ -3,9 +3,11 @@
 ``simulate`` builds a fake voice channel, connects to it through the same
 ``VoiceConnector`` seam the cog uses, and drives the real pipeline: ``Recorder``
 with the real store and transcoder, ``start_meeting`` on the harness's clock,
-``session.advance`` as time moves (the flushes happen there), then ``stop_meeting``
-(transcode wait, assembly, promotion). ``recover`` is what the cog does at start-up
-after a crash: ``Recorder.start()`` and promotion of what was interrupted.
+``recorder.tick`` as time moves (the flushes happen there: the harness owns the tick
+on its simulated clock, as the cog's ticker does on the wall clock), then
+``stop_meeting`` (transcode wait, assembly, promotion). ``recover`` is what the cog
+does at start-up after a crash: ``Recorder.start()``, then a promotion of each
+meeting its report lists as awaiting one.
 
 Both return a result object (tests read it directly) whose :meth:`as_json` is the
 CLI's documented JSON contract.
@@ -362,15 +364,15 @@ def _progress_adapter(hook: Optional[ProgressHook]) -> Optional[Callable[[Any], 
 
 
 async def _open(db: Path, data_dir: Path, workers: Optional[int]) -> tuple[Any, Any, Any]:
-    """The real store and recorder. Interrupted meetings are promoted by the caller, in
-    the foreground with progress, not by the recorder's background task."""
+    """The real store and a started recorder. Interrupted meetings are promoted by the
+    caller, in the foreground with progress (the recorder never promotes by itself)."""
     from chunkrecorder.pipeline.recorder import Recorder
     from chunkrecorder.store import SqlRecordingService
 
     store = SqlRecordingService(db)
     await store.open()
     try:
-        recorder = Recorder(store=store, data_dir=data_dir, workers=workers, auto_promote=False)
+        recorder = Recorder(store=store, data_dir=data_dir, workers=workers)
         report = await recorder.start()
     except BaseException:
         await store.close()
@@ -415,8 +417,8 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
             def stream_progress(done: int, total: int) -> None:
                 on_progress("streaming", done * 0.02, total * 0.02)
 
-        await net.run(seconds, on_tick=session.advance, tick_s=opts.tick_s, progress=stream_progress)
-        await net.drain(on_tick=session.advance)
+        await net.run(seconds, on_tick=recorder.tick, tick_s=opts.tick_s, progress=stream_progress)
+        await net.drain(on_tick=recorder.tick)
         await asyncio.to_thread(link.receiver.flush)
         counts: dict[str, int] = {}
         pipeline_progress = _progress_adapter(on_progress)
@@ -487,10 +489,9 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
     try:
         candidates = await store.meetings_with_status(MeetingStatus.INTERRUPTED, MeetingStatus.FAILED,
                                                       MeetingStatus.STOPPING, MeetingStatus.ACTIVE)
-        recovered_ids = _meeting_ids(report)
-        promoted = {m.id for m in await store.meetings_with_status(MeetingStatus.PROMOTED)}
-        # Meetings recovery already promoted on its own are reported too.
-        ids = list(dict.fromkeys([*recovered_ids, *(m.id for m in candidates)]))
+        # The recorder promotes nothing by itself: every meeting its report lists
+        # (and any other unfinished one) is promoted here, in the foreground.
+        ids = list(dict.fromkeys([*report.interrupted, *report.awaiting_promotion, *(m.id for m in candidates)]))
         for meeting_id in ids:
             counts: dict[str, int] = {}
             pipeline_progress = _progress_adapter(on_progress)
@@ -505,7 +506,7 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
             recordings: list[Any] = []
             length_ms = failed = 0
             meeting = await store.get_meeting(meeting_id)
-            if meeting.status != MeetingStatus.PROMOTED and meeting_id not in promoted:
+            if meeting.status != MeetingStatus.PROMOTED:
                 try:
                     result = await recorder.promote(meeting_id, progress=progress)
                     recordings = list(result.recordings)
@@ -535,16 +536,3 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
     return RecoverResult(meetings=reports, wall_s=time.perf_counter() - wall0, cpu_s=cpu.elapsed(),
                          db=db, data_dir=data_dir)
 
-
-def _meeting_ids(report: Any) -> list[str]:
-    """Meeting ids a RecoveryReport mentions, whatever it calls its lists."""
-    ids: list[str] = []
-    for name in ("interrupted", "awaiting_promotion", "promoting"):
-        value = getattr(report, name, None)
-        if not value:
-            continue
-        for item in value:
-            mid = getattr(item, "id", item)
-            if isinstance(mid, str):
-                ids.append(mid)
-    return ids
