@@ -192,7 +192,8 @@ def _lib() -> Any:
 
 
 def _error_text(code: int) -> str:
-    return _lib().opus_strerror(code).decode("ascii", "replace")
+    text: bytes = _lib().opus_strerror(code)
+    return text.decode("ascii", "replace")
 
 
 def packet_samples(packet: bytes) -> int:
@@ -228,7 +229,7 @@ class OpusDecoder:
         state = getattr(self, "_state", None)
         if state is not None and state.value:
             self._lib.opus_decoder_destroy(state)
-            self._state = None
+            self._state = ctypes.c_void_p()  # NULL: destroyed once
 
     def _run(self, data: bytes | None, frame_samples: int, fec: int) -> bytes:
         n = self._lib.opus_decode(
@@ -290,7 +291,7 @@ class OpusEncoder:
         state = getattr(self, "_state", None)
         if state is not None and state.value:
             self._lib.opus_encoder_destroy(state)
-            self._state = None
+            self._state = ctypes.c_void_p()  # NULL: destroyed once
 
     def encode(self, pcm: bytes) -> bytes:
         """One Opus packet from 20 ms of 48 kHz stereo s16le (3840 bytes)."""
