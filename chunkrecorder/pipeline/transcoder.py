@@ -239,7 +239,11 @@ class Transcoder:
             await run_blocking(remove_files, [job.mp3_path])
             return
         await run_blocking(remove_files, [row.pcm_path])
-        done = await self._store.mark_temp_recording_cleaned(row.id)
+        try:
+            done = await self._store.mark_temp_recording_cleaned(row.id)
+        except NotFound:
+            await run_blocking(remove_files, [job.mp3_path])  # deleted just now: nothing may stay of it
+            return
         self.completed += 1
         self._settled(done)
 
