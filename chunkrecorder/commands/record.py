@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 import discord
@@ -12,7 +11,7 @@ from redbot.core.utils.chat_formatting import humanize_timedelta
 from ..core.abc import MixinMeta
 from ..core.errors import ControlDenied, UserError
 from ..core.formatting import chunk_summary, human_size, names
-from ..core.settings import GuildSettings
+from ..core.permissions import may_control
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
@@ -26,8 +25,8 @@ def can_control():
     async def predicate(ctx: "Context") -> bool:
         if ctx.guild is None:
             raise commands.NoPrivateMessage()
-        settings = GuildSettings.from_config(await ctx.cog.config.guild(ctx.guild).all())
-        if await ctx.cog.may_control(ctx.author, settings):
+        settings = await ctx.cog.service.settings.guild(ctx.guild.id)
+        if await may_control(ctx.bot, ctx.author, settings):
             return True
         role = ctx.guild.get_role(settings.recorder_role) if settings.recorder_role else None
         who = f"the **{role.name}** role or " if role is not None else ""
@@ -57,38 +56,36 @@ class RecordCommands(MixinMeta):
                     f"Join a voice channel first, or name one: `{ctx.clean_prefix}record start <channel>`."
                 )
             channel = voice.channel
-        await self.start_recording(ctx, channel)
+        await self.service.flows.start(ctx.guild, channel, author=ctx.author, reply_to=ctx,
+                                       text_channel_id=ctx.channel.id, prefix=ctx.clean_prefix)
 
     @record.command(name="stop")
     @can_control()
     async def record_stop(self, ctx: "Context") -> None:
         """Stop recording and post the files."""
         assert ctx.guild is not None
-        live = self.meetings.get(ctx.guild.id)
-        if live is None:
+        if self.service.live(ctx.guild.id) is None:
             raise UserError("Nothing is being recorded in this server.")
-        await self.finish_recording(ctx.guild, ctx.channel, reason=f"stopped by {ctx.author.display_name}")
+        await self.service.flows.finish(ctx.guild, ctx.channel, reason=f"stopped by {ctx.author.display_name}")
 
     @record.command(name="status")
     async def record_status(self, ctx: "Context") -> None:
         """What is being recorded: channel, time, speakers, chunks and disk used."""
         assert ctx.guild is not None
-        live = self.meetings.get(ctx.guild.id)
+        live = self.service.live(ctx.guild.id)
         if live is None:
             await ctx.send("Nothing is being recorded in this server.")
             return
         snap = live.session.snapshot()
-        elapsed = float(getattr(snap, "elapsed_s", None) or (self.meetings.now() - live.started_at))
-        speakers = sorted(getattr(snap, "speakers", ()) or ())
-        counts = await self.store.chunk_counts(live.meeting_id)
-        disk = await asyncio.to_thread(self.meeting_disk_usage, live.meeting_id)
-        buffered = int(getattr(snap, "buffered_bytes", 0) or 0)
+        elapsed = snap.elapsed_s or (self.service.meetings.now() - live.started_at)
+        counts = await self.service.chunk_counts(live.meeting_id)
+        disk = await self.service.disk_usage(live.meeting_id)
         lines = [
-            f"🔴 Recording **{live.channel.name}** for "
+            f"🔴 Recording **{live.channel_name}** for "
             f"{humanize_timedelta(seconds=int(elapsed)) or '0 seconds'} (meeting `{live.meeting_id}`).",
-            f"Speakers heard: {names(ctx.guild, [s for s in speakers if s])}.",
+            f"Speakers heard: {names(ctx.guild, [s for s in sorted(snap.speakers) if s])}.",
             f"Chunks: {chunk_summary(counts)}.",
-            f"Disk used: {human_size(disk)} on disk, {human_size(buffered)} in memory.",
+            f"Disk used: {human_size(disk)} on disk, {human_size(snap.buffered_bytes)} in memory.",
         ]
         if live.ending:
             lines.append("It is stopping now.")
@@ -100,8 +97,8 @@ class RecordCommands(MixinMeta):
     async def record_optout(self, ctx: "Context") -> None:
         """Never record my voice in this server."""
         assert ctx.guild is not None
-        await self.set_opt_out(ctx.guild.id, ctx.author.id, True)
-        live = self.meetings.get(ctx.guild.id)
+        await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, True)
+        live = self.service.live(ctx.guild.id)
         now = " From now on your audio is dropped from the current recording too." if live else ""
         await ctx.send(f"Done: I won't record your voice in this server.{now} `{ctx.clean_prefix}record optin` undoes it.")
 
@@ -109,5 +106,5 @@ class RecordCommands(MixinMeta):
     async def record_optin(self, ctx: "Context") -> None:
         """Allow recording my voice in this server again."""
         assert ctx.guild is not None
-        await self.set_opt_out(ctx.guild.id, ctx.author.id, False)
+        await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, False)
         await ctx.send("Done: your voice will be recorded again when a recording runs in this server.")

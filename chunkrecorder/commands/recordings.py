@@ -1,21 +1,19 @@
 """``[p]recordings``: what this guild has recorded; promote, inspect, delete, fetch.
 
-Every lookup passes the guild id to the store, so an id from another guild reads as
-"not found" and nobody can reach another guild's files.
+Every lookup goes through the service with the guild's id, so an id from another guild
+reads as "not found" and nobody can reach another guild's files.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING
 
-import discord
 from redbot.core import commands
-from redbot.core.utils.chat_formatting import box, humanize_number, pagify
-from redbot.core.utils.predicates import MessagePredicate
+from redbot.core.utils.chat_formatting import humanize_number, pagify
 from redbot.core.utils.views import SimpleMenu
 
 from ..core.abc import MixinMeta
+from ..core.confirm import confirm
 from ..core.errors import UserError
 from ..core.formatting import (
     MIXED_NOTE,
@@ -28,8 +26,9 @@ from ..core.formatting import (
     status_word,
     timestamp,
 )
-from ..objects.records import MeetingStatus, RecordingKind
-from ..store import NotFound
+from ..core.permissions import is_guild_admin
+from ..objects.errors import NotFound
+from ..objects.records import Meeting, MeetingStatus, Recording, RecordingKind
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
@@ -38,6 +37,8 @@ __all__ = ["RecordingsCommands", "PAGE_SIZE"]
 
 #: Meetings per page of ``[p]recordings list``.
 PAGE_SIZE = 5
+#: Characters of one page: under Discord's 2,000 with room for the footer.
+PAGE_CHARS = 1800
 CONFIRM_TIMEOUT_S = 30.0
 
 
@@ -52,31 +53,38 @@ class RecordingsCommands(MixinMeta):
     async def recordings_list(self, ctx: "Context", page: int = 1) -> None:
         """Meetings and their files, newest first. Example: `[p]recordings list 2`."""
         assert ctx.guild is not None
-        _, total = await self.store.list_meetings(ctx.guild.id, limit=1)
+        _, total = await self.service.meetings_page(ctx.guild.id, limit=1)
         if total == 0:
             await ctx.send("No recordings in this server yet.")
             return
-        pages_count = -(-total // PAGE_SIZE)
-        if not 1 <= page <= pages_count:
-            raise UserError(f"Page {page} does not exist: there {'is' if pages_count == 1 else 'are'} "
-                            f"{pages_count} page{'s' if pages_count != 1 else ''}.")
-        pages: list[str] = []
-        for index in range(pages_count):
-            meetings, _ = await self.store.list_meetings(ctx.guild.id, limit=PAGE_SIZE, offset=index * PAGE_SIZE)
+        groups = -(-total // PAGE_SIZE)
+        if not 1 <= page <= groups:
+            raise UserError(f"Page {page} does not exist: there {'is' if groups == 1 else 'are'} "
+                            f"{groups} page{'s' if groups != 1 else ''}.")
+        # Each group of PAGE_SIZE meetings is one page, or several when its text is long:
+        # pagify cuts between lines, so no speaker or id is ever dropped.
+        bodies: list[str] = []
+        first_of_group: list[int] = []
+        for index in range(groups):
+            meetings, _ = await self.service.meetings_page(ctx.guild.id, limit=PAGE_SIZE, offset=index * PAGE_SIZE)
             blocks = []
             for meeting in meetings:
                 channel = ctx.guild.get_channel(meeting.channel_id)
                 lines = [meeting_line(ctx.guild, meeting, channel.name if channel else None)]
-                for rec in await self.store.recordings_for_meeting(meeting.id):
+                for rec in await self.service.recordings_of(meeting):
                     lines.append(f"  • {recording_line(ctx.guild, rec)}")
                 blocks.append("\n".join(lines))
-            footer = f"Page {index + 1}/{pages_count} · {humanize_number(total)} meetings · " \
-                     f"`{ctx.clean_prefix}recordings info <id>` for details"
-            pages.append("\n".join(blocks)[:1800] + "\n" + footer)
+            first_of_group.append(len(bodies))
+            bodies.extend(pagify("\n".join(blocks), delims=["\n"], page_length=PAGE_CHARS))
+        pages = [
+            f"{body}\nPage {i + 1}/{len(bodies)} · {humanize_number(total)} meetings · "
+            f"`{ctx.clean_prefix}recordings info <id>` for details"
+            for i, body in enumerate(bodies)
+        ]
         if len(pages) == 1:
             await ctx.send(pages[0])
             return
-        await SimpleMenu(pages, timeout=120, page_start=page - 1).start(ctx)
+        await SimpleMenu(pages, timeout=120, page_start=first_of_group[page - 1]).start(ctx)
 
     @recordings.command(name="promote")
     @commands.admin_or_permissions(manage_guild=True)
@@ -84,12 +92,12 @@ class RecordingsCommands(MixinMeta):
         """Finish a meeting a crash or failure left behind. Example: `[p]recordings promote 3f2a9c0d1e4b5a67`."""
         assert ctx.guild is not None
         meeting = await self._meeting(ctx, meeting_id)
-        live = self.meetings.get(ctx.guild.id)
+        live = self.service.live(ctx.guild.id)
         if live is not None and live.meeting_id == meeting.id:
             raise UserError(f"Meeting `{meeting.id}` is being recorded right now; `{ctx.clean_prefix}record stop` finishes it.")
         if meeting.status is MeetingStatus.PROMOTED:
             raise UserError(f"Meeting `{meeting.id}` is already done; `{ctx.clean_prefix}recordings info {meeting.id}` shows its files.")
-        await self.promote_and_post(ctx.guild, ctx.channel, meeting)
+        await self.service.flows.promote_and_post(ctx.guild, ctx.channel, meeting)
 
     @recordings.command(name="info")
     @commands.admin_or_permissions(manage_guild=True)
@@ -98,12 +106,12 @@ class RecordingsCommands(MixinMeta):
         assert ctx.guild is not None
         ident = self._clean_id(recording_or_meeting_id)
         try:
-            rec = await self.store.get_recording(ident, guild_id=ctx.guild.id)
+            rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
             meeting = await self._meeting(ctx, ident)
             await ctx.send(await self._meeting_info(ctx, meeting))
             return
-        meeting = await self.store.get_meeting(rec.meeting_id, guild_id=ctx.guild.id)
+        meeting = await self.service.meeting(ctx.guild.id, rec.meeting_id)
         channel = ctx.guild.get_channel(meeting.channel_id)
         lines = [
             f"**Recording `{rec.id}`**",
@@ -120,11 +128,11 @@ class RecordingsCommands(MixinMeta):
             lines.append(f"Path (owner only): `{rec.path}`")
         await ctx.send("\n".join(lines))
 
-    async def _meeting_info(self, ctx: "Context", meeting) -> str:
+    async def _meeting_info(self, ctx: "Context", meeting: Meeting) -> str:
         assert ctx.guild is not None
         channel = ctx.guild.get_channel(meeting.channel_id)
-        recs = await self.store.recordings_for_meeting(meeting.id)
-        counts = await self.store.chunk_counts(meeting.id)
+        recs = await self.service.recordings_of(meeting)
+        counts = await self.service.chunk_counts(meeting.id)
         lines = [
             f"**Meeting `{meeting.id}`** in **{channel.name if channel else meeting.channel_id}** "
             f"({status_word(meeting.status)})",
@@ -148,8 +156,9 @@ class RecordingsCommands(MixinMeta):
         """Delete a recording, or a whole meeting, after you confirm. Example: `[p]recordings delete 3f2a9c0d1e4b5a67`."""
         assert ctx.guild is not None
         ident = self._clean_id(recording_or_meeting_id)
+        rec: Recording | None
         try:
-            rec = await self.store.get_recording(ident, guild_id=ctx.guild.id)
+            rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
             rec = None
         if rec is not None:
@@ -157,29 +166,28 @@ class RecordingsCommands(MixinMeta):
                    f"{clock_duration(rec.duration_in_ms)}, {human_size(rec.size_bytes)})"
         else:
             meeting = await self._meeting(ctx, ident)
-            live = self.meetings.get(ctx.guild.id)
+            live = self.service.live(ctx.guild.id)
             if live is not None and live.meeting_id == meeting.id:
                 raise UserError("That meeting is being recorded right now; stop it first.")
             if meeting.status is MeetingStatus.STOPPING:
                 raise UserError("That meeting is being finished right now; try again when it is done.")
-            files = await self.store.recordings_for_meeting(meeting.id)
+            files = await self.service.recordings_of(meeting)
             what = f"the meeting `{meeting.id}` and its {len(files)} file{'s' if len(files) != 1 else ''}"
-        await ctx.send(f"Delete {what}? This cannot be undone. Type `yes` to confirm or `no` to keep it.")
-        pred = MessagePredicate.yes_or_no(ctx)
-        try:
-            await ctx.bot.wait_for("message", check=pred, timeout=CONFIRM_TIMEOUT_S)
-        except asyncio.TimeoutError:
+        answer = await confirm(ctx, f"Delete {what}? This cannot be undone. Press a button, or type `yes` to "
+                                    f"confirm or `no` to keep it.", timeout=CONFIRM_TIMEOUT_S)
+        if answer is None:
             await ctx.send("No answer, so nothing was deleted.")
             return
-        if not pred.result:
+        if not answer:
             await ctx.send("Kept: nothing was deleted.")
             return
         if rec is not None:
-            await self.delete_recording(ctx.guild.id, rec.id)
+            await self.service.delete_recording(ctx.guild.id, rec.id)
             await ctx.send(f"Deleted the recording `{rec.id}`.")
         else:
-            removed = await self.delete_meeting(ctx.guild.id, ident)
-            await ctx.send(f"Deleted the meeting `{ident}` ({removed} file{'s' if removed != 1 else ''}).")
+            removed = await self.service.delete_meeting(ctx.guild.id, ident)
+            n = removed.files
+            await ctx.send(f"Deleted the meeting `{ident}` ({n} file{'s' if n != 1 else ''}).")
 
     @recordings.command(name="get")
     async def recordings_get(self, ctx: "Context", recording_id: str) -> None:
@@ -190,24 +198,24 @@ class RecordingsCommands(MixinMeta):
         assert ctx.guild is not None
         ident = self._clean_id(recording_id)
         try:
-            rec = await self.store.get_recording(ident, guild_id=ctx.guild.id)
+            rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
             raise UserError(f"No recording `{ident}` in this server.") from None
         own = rec.kind is RecordingKind.PER_USER and rec.user_id == ctx.author.id
-        if not own and not await self.is_guild_admin(ctx.author):
+        if not own and not await is_guild_admin(ctx.bot, ctx.author):
             raise UserError("You can fetch your own recordings; others need Manage Server or the bot's admin role.")
-        await self.upload_recordings(ctx.guild, ctx.channel, [rec])
+        await self.service.flows.upload(ctx.guild, ctx.channel, [rec])
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
     def _clean_id(text: str) -> str:
         return text.strip().strip("`").lower()
 
-    async def _meeting(self, ctx: "Context", ident: str):
+    async def _meeting(self, ctx: "Context", ident: str) -> Meeting:
         assert ctx.guild is not None
         ident = self._clean_id(ident)
         try:
-            return await self.store.get_meeting(ident, guild_id=ctx.guild.id)
+            return await self.service.meeting(ctx.guild.id, ident)
         except NotFound:
             raise UserError(f"No recording or meeting `{ident}` in this server; "
                             f"`{ctx.clean_prefix}recordings list` shows them.") from None

@@ -16,7 +16,6 @@ from redbot.core.utils.chat_formatting import box
 from ..core.abc import MixinMeta
 from ..core.errors import UserError
 from ..core.settings import (
-    GuildSettings,
     parse_bitrate,
     parse_bool,
     parse_channels,
@@ -40,8 +39,8 @@ class SettingsCommands(MixinMeta):
 
     async def settings_text(self, ctx: "Context") -> str:
         assert ctx.guild is not None
-        s = GuildSettings.from_config(await self.config.guild(ctx.guild).all())
-        ttl = await self.config.temp_ttl_hours()
+        s = await self.service.settings.guild(ctx.guild.id)
+        ttl = await self.service.settings.temp_ttl_hours()
         role = ctx.guild.get_role(s.recorder_role) if s.recorder_role else None
         rows = [
             ("flush", f"{s.flush_interval:g} s per chunk"),
@@ -64,12 +63,8 @@ class SettingsCommands(MixinMeta):
 
     async def _save(self, ctx: "Context", message: str, **changes: Any) -> None:
         assert ctx.guild is not None
-        current = GuildSettings.from_config(await self.config.guild(ctx.guild).all())
-        updated = current.with_value(**changes)  # raises UserError before anything is written
-        async with self.config.guild(ctx.guild).all() as stored:
-            for key, value in changes.items():
-                stored[key] = getattr(updated, key)
-        live = self.meetings.get(ctx.guild.id)
+        await self.service.settings.save(ctx.guild.id, **changes)  # UserError before anything is written
+        live = self.service.live(ctx.guild.id)
         later = " The recording running now keeps its settings." if live is not None else ""
         await ctx.send(message + later)
 
@@ -109,7 +104,7 @@ class SettingsCommands(MixinMeta):
     async def set_temp_ttl(self, ctx: "Context", hours: str) -> None:
         """(Bot owner) Hours leftover temporary chunk files are kept, for every server. Example: `[p]recordingset tempttl 24`."""
         value = int(parse_number(hours, what="the temp file lifetime", unit="hours", low=1, high=720, integer=True))
-        await self.config.temp_ttl_hours.set(value)
+        await self.service.settings.set_temp_ttl_hours(value)
         await ctx.send(f"Leftover temporary chunks are removed after {value} hours.")
 
     @recordingset.command(name="maxlength")

@@ -1,4 +1,9 @@
-"""Composition of the cog from one mixin per command group (as Vex-Cogs' ``status``)."""
+"""What every mixin of the cog may use, declared once (as Red's audio cog's ``core/abc.py``).
+
+The cog is composed of command mixins (``commands/``) and listener mixins (``events/``);
+each type-checks on its own against this declaration instead of importing the cog.
+Everything they share is the bot and the service façade: no mixin calls another.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +13,20 @@ from typing import TYPE_CHECKING
 from redbot.core import commands
 
 if TYPE_CHECKING:  # pragma: no cover
-    from redbot.core import Config
     from redbot.core.bot import Red
 
-    from ..store import SqlRecordingService
-    from .live import MeetingManager
+    from .service import RecordingService
 
 __all__ = ["CompositeMetaClass", "MixinMeta"]
 
 
 class MixinMeta(ABC):
-    """What every command mixin may use from the assembled cog.
+    """The assembled cog, as its mixins see it."""
 
-    Declared here so each mixin type-checks on its own without importing the cog.
-    """
-
+    #: The Red bot the cog is loaded in.
     bot: "Red"
-    config: "Config"
-    store: "SqlRecordingService"
-    meetings: "MeetingManager"
+    #: Meetings (live and finished), recordings, settings and erasure: the only way in.
+    service: "RecordingService"
 
 
 class CompositeMetaClass(type(commands.Cog), ABCMeta):  # type: ignore[misc]

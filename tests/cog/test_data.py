@@ -47,7 +47,7 @@ async def test_deleting_a_members_data(voice_world: VoiceWorld, requester: str) 
     # A member's own non-strict request keeps the opt-out: erasing it would start
     # recording them again. Every other kind erases it with the rest.
     assert opted_out is (requester == "user")
-    assert world.cog._accepts(GUILD_ID, SPEAKER_ID) is (requester != "user")
+    assert world.cog.settings.accepts(GUILD_ID, SPEAKER_ID) is (requester != "user")
 
 
 async def test_deleting_during_a_meeting_drops_the_rest_and_the_file(voice_world: VoiceWorld) -> None:
@@ -74,7 +74,7 @@ async def test_unfinished_chunks_of_a_member_are_deleted(voice_world: VoiceWorld
     await world.invoke(ADMIN_ID, "!record start")
     await voice.run(2.5)
     live = voice.live
-    await world.cog.recorder.wait_idle(30)
+    await world.cog.service.recorder.wait_idle(30)
     _, temps = await world.cog.store.user_data(MEMBER_ID)
     assert temps, "chunks of the live meeting exist"
     await world.cog.red_delete_data_for_user(requester="owner", user_id=MEMBER_ID)
@@ -196,7 +196,7 @@ async def test_retention_deletes_old_recordings_of_that_guild_only(cog_world: Re
     (reply,) = await world.invoke(ADMIN_ID, "!recordingset retention 30")
     assert reply.text == "Recordings older than 30 days will be deleted."
 
-    assert await world.cog.run_cleanup() == 1
+    assert (await world.cog.service.cleanup()).recordings_deleted == 1
     remaining = {r.id for r in (await store.list_recordings(GUILD_ID))[0]}
     assert remaining == {fresh_here.id}
     assert not Path(old_here.path).exists() and Path(fresh_here.path).exists()

@@ -9,7 +9,7 @@ import pytest
 
 from chunkrecorder.core.errors import UserError
 from chunkrecorder.core.formatting import batches, clock_duration, human_size
-from chunkrecorder.core.live import MeetingManager
+from chunkrecorder.core.meetings import MeetingManager
 from chunkrecorder.core.nickname import PREFIX, RecNickname
 from chunkrecorder.core.progress import describe
 from chunkrecorder.core.settings import GuildSettings

@@ -183,7 +183,7 @@ async def test_an_opted_out_member_never_reaches_disk(voice_world: VoiceWorld) -
     (reply,) = await world.invoke(MEMBER_ID, "!record optin")
     assert "recorded again" in reply.text
     assert await world.cog.config.member_from_ids(GUILD_ID, MEMBER_ID).opted_out() is False
-    assert world.cog._accepts(GUILD_ID, MEMBER_ID)
+    assert world.cog.settings.accepts(GUILD_ID, MEMBER_ID)
 
 
 async def test_opting_out_mid_meeting_drops_the_rest(voice_world: VoiceWorld) -> None:

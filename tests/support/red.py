@@ -619,12 +619,11 @@ class VoiceWorld:
 
     @property
     def live(self) -> Any:
-        return self.cog.meetings.get(GUILD_ID)
+        return self.cog.service.live(GUILD_ID)
 
     async def run(self, seconds: float) -> None:
-        """Stream ``seconds`` of meeting, advancing the meetings as the cog's ticker does."""
-        recorder = self.cog.recorder
-        await self.net.run(seconds, on_tick=recorder.tick if recorder is not None else None)
+        """Stream ``seconds`` of meeting, advancing the session as the cog's tick does."""
+        await self.net.run(seconds, on_tick=self.cog.service.recorder.tick)
         await settle()
 
     async def wait_until(self, predicate: Any, timeout: float = 20.0) -> None:
@@ -651,10 +650,11 @@ async def voice_world(cog_world: RedWorld) -> AsyncIterator[VoiceWorld]:
     net.add_speaker(SPEAKER_ID, sources.synthetic_speaker(0, 10.0, seed=1, talk_spurts=False), name="speaker")
     net.add_speaker(MEMBER_ID, sources.synthetic_speaker(1, 10.0, seed=1, talk_spurts=False), name="member")
     cog = cog_world.cog
-    cog.connector = net.connector
-    cog.meetings.clock = net.clock
-    cog.meetings.tick_s = 0.02
-    cog.meetings.reconnect_delay_s = 0.01
+    meetings = cog.service.meetings
+    meetings.connector = net.connector
+    meetings.clock = net.clock
+    meetings.reconnect_delay_s = 0.01
+    cog.ticker.interval_s = 0.02
     await cog.config.guild_from_id(GUILD_ID).flush_interval.set(1.0)
     voice = VoiceWorld(cog_world, net)
     voice.join(ADMIN_ID, SPEAKER_ID, MEMBER_ID)

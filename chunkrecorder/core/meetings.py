@@ -1,11 +1,13 @@
 """Live meetings: one per guild, from joining voice to the promoted files.
 
 This is the cog's logic without Discord's command layer, so tests drive it directly.
-For each live meeting it owns the voice link, the pipeline's ``RecordingSession``
-and a tick task that keeps the session flushing; it decides when a meeting must end
-on its own (maximum length, channel empty, the bot disconnected or moved) and when a
-dropped link is worth reconnecting. *How* an ending is announced belongs to the cog:
-``on_auto_stop`` is called, and the cog runs the same stop path as ``[p]record stop``.
+For each live meeting it holds the voice link and the pipeline's ``RecordingSession``;
+it decides when a meeting must end on its own (maximum length, channel empty, the bot
+disconnected or moved) and when a dropped link is worth reconnecting. It runs no loop
+of its own: the cog's ticker (``tasks/ticker.py``) calls :meth:`MeetingManager.poll`,
+the recorder's ``tick`` and :meth:`MeetingManager.watch` in turn. *How* an ending is
+announced belongs to the flows: ``on_auto_stop`` is called, and they run the same stop
+path as ``[p]record stop``.
 
 Nothing here blocks the event loop: the receiver's socket thread only calls
 ``session.feed`` (O(1)); flushing and encoding happen inside the pipeline's workers.
@@ -18,18 +20,26 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
 
+from ..objects.errors import FlushError
 from ..objects.frames import MeetingSettings
-from ..pipeline.errors import FlushError
+from ..objects.results import PromotionResult
+from ..utils.background import BackgroundTasks
+from ..voice.link import BaseVoiceEventListener, VoiceConnector, VoiceLink
 from .errors import UserError
 from .settings import GuildSettings
 
+if TYPE_CHECKING:  # pragma: no cover
+    from ..pipeline.recorder import Recorder
+    from ..pipeline.session import RecordingSession
+    from ..objects.results import Progress
+
 __all__ = ["LiveMeeting", "MeetingManager", "StopReason"]
 
-log = logging.getLogger("red.chunkrecorder.live")
+log = logging.getLogger("red.chunkrecorder.meetings")
 
-VoiceConnector = Callable[[Any], Awaitable[Any]]
+ProgressCallback = Callable[["Progress"], Awaitable[None] | None]
 
 
 class StopReason:
@@ -67,19 +77,18 @@ class LiveMeeting:
     """What the cog knows about a meeting while it is being recorded."""
 
     guild_id: int
-    channel: Any  # discord.VoiceChannel (or the harness's stand-in)
+    channel: Any  # discord.VoiceChannel, or the harness's stand-in with .id, .name, .members
     text_channel_id: Optional[int]
     started_by: int
     settings: GuildSettings
-    session: Any  # pipeline.session.RecordingSession
-    link: Any  # voice.link.VoiceLink
+    session: "RecordingSession"
+    link: VoiceLink
     started_at: float  # on the manager's clock
     ending: bool = False
     end_reason: Optional[str] = None
     empty_since: Optional[float] = None
     reconnects: int = 0
     events: list[str] = field(default_factory=list)
-    tick_task: Optional[asyncio.Task] = None
     #: Members whose data was erased while the meeting ran: their audio is refused
     #: from then on and their files are removed again once the meeting is promoted.
     erased: set[int] = field(default_factory=set)
@@ -92,6 +101,10 @@ class LiveMeeting:
     def channel_id(self) -> int:
         return int(self.channel.id)
 
+    @property
+    def channel_name(self) -> str:
+        return str(getattr(self.channel, "name", self.channel_id))
+
     def humans_present(self) -> int:
         """Members in the voice channel who are not bots (the bot never counts)."""
         try:
@@ -101,30 +114,24 @@ class LiveMeeting:
         return sum(1 for m in members if not getattr(m, "bot", False))
 
 
-class _LinkListener:
-    """Adapter from the voice link's callbacks to the manager; one per link."""
+class _LinkListener(BaseVoiceEventListener):
+    """What one link reports, handed to the manager; member and SPEAKING events are the
+    receiver's business alone."""
 
-    def __init__(self, manager: "MeetingManager", live: LiveMeeting, link: Any) -> None:
+    def __init__(self, manager: "MeetingManager", live: LiveMeeting, link: VoiceLink) -> None:
         self._manager = manager
         self._live = live
         self._link = link
 
-    async def on_disconnect(self, reason: Any = None) -> None:
+    async def on_disconnect(self, reason: str) -> None:
         await self._manager._link_dropped(self._live, self._link, reason)
 
-    def on_resume(self, *args: Any) -> None:
+    def on_resume(self) -> None:
         self._live.events.append("voice session resumed")
 
     def on_move(self, channel_id: int) -> None:
         if self._link is self._live.link:
             self._manager.bot_voice_moved(self._live.guild_id, int(channel_id))
-
-    def __getattr__(self, name: str) -> Any:
-        # Member connect/disconnect, SPEAKING and the like: the receiver already acts
-        # on them; the manager has nothing to add.
-        if name.startswith("on_"):
-            return lambda *args, **kwargs: None
-        raise AttributeError(name)
 
 
 class MeetingManager:
@@ -133,27 +140,36 @@ class MeetingManager:
     def __init__(
         self,
         *,
-        recorder: Any,
+        recorder: Optional["Recorder"],
         connector: VoiceConnector,
         on_auto_stop: Optional[AutoStop] = None,
         accept_user: Optional[Callable[[int, int], bool]] = None,
         clock: Optional[Callable[[], float]] = None,
-        tick_s: float = 0.2,
         connect_timeout_s: float = 20.0,
         reconnect_delay_s: float = 2.0,
     ) -> None:
-        self.recorder = recorder
+        self._recorder = recorder
         self.connector = connector
         self.on_auto_stop = on_auto_stop
         self._accept_user = accept_user
         #: The session's clock too: audio arrival times and the watchdog agree.
         self.clock = clock
-        self.tick_s = tick_s
         self.connect_timeout_s = connect_timeout_s
         self.reconnect_delay_s = reconnect_delay_s
         self.live: dict[int, LiveMeeting] = {}
         self._locks: dict[int, asyncio.Lock] = {}
+        self._tasks = BackgroundTasks("meetings")
         self._closing = False
+
+    @property
+    def recorder(self) -> "Recorder":
+        if self._recorder is None:
+            raise UserError("The recorder is not running; reload the cog (`[p]reload chunkrecorder`).")
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder: Optional["Recorder"]) -> None:
+        self._recorder = recorder
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else time.monotonic()
@@ -181,8 +197,7 @@ class MeetingManager:
             current = self.live.get(guild_id)
             if current is not None:
                 raise UserError(
-                    f"I'm already recording **{getattr(current.channel, 'name', current.channel_id)}** "
-                    f"in this server; stop that first."
+                    f"I'm already recording **{current.channel_name}** in this server; stop that first."
                 )
             meeting_settings: MeetingSettings = settings.meeting_settings()
             link = await self._connect(channel)
@@ -211,7 +226,6 @@ class MeetingManager:
             )
             self._attach(live, link)
             self.live[guild_id] = live
-            live.tick_task = asyncio.create_task(self._tick_loop(live), name=f"chunkrecorder-tick-{guild_id}")
             return live
 
     def _acceptor(self, guild_id: int) -> Callable[[int], bool]:
@@ -227,7 +241,7 @@ class MeetingManager:
 
         return accept
 
-    async def _connect(self, channel: Any) -> Any:
+    async def _connect(self, channel: Any) -> VoiceLink:
         name = getattr(channel, "name", "that channel")
         try:
             return await asyncio.wait_for(self.connector(channel), self.connect_timeout_s)
@@ -240,32 +254,32 @@ class MeetingManager:
             detail = str(exc).strip().rstrip(".") or type(exc).__name__
             raise UserError(f"I couldn't join **{name}**: {detail}.") from None
 
-    def _attach(self, live: LiveMeeting, link: Any) -> None:
+    def _attach(self, live: LiveMeeting, link: VoiceLink) -> None:
         live.link = link
         link.receiver.set_sink(live.session.feed)
         link.set_listener(_LinkListener(self, live, link))
 
-    # ------------------------------------------------------------------ the tick
-    async def _tick_loop(self, live: LiveMeeting) -> None:
-        failures = 0
-        while not live.ending:
-            try:
-                await asyncio.to_thread(live.link.receiver.poll)
-                await live.session.advance()
-                failures = 0
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                failures += 1
-                if failures in (1, 10) or failures % 100 == 0:
-                    log.exception("Advancing meeting %s failed (%d in a row)", live.meeting_id, failures)
-            reason = self._due_stop(live)
+    # ------------------------------------------------------------------ the ticker's two halves
+    async def poll(self) -> None:
+        """Release frames the receivers hold behind a gap that will not fill (before the
+        recorder's tick, so they reach this tick's flush)."""
+        for live in list(self.live.values()):
+            if not live.ending:
+                try:
+                    await asyncio.to_thread(live.link.receiver.poll)
+                except Exception:
+                    log.exception("Polling the receiver of meeting %s failed", live.meeting_id)
+
+    def watch(self) -> None:
+        """End every meeting that is due to end on its own (maximum length, empty channel)."""
+        for live in list(self.live.values()):
+            if live.ending:
+                continue
+            reason = self.due_stop(live)
             if reason is not None:
                 self._request_stop(live, reason)
-                return
-            await asyncio.sleep(self.tick_s)
 
-    def _due_stop(self, live: LiveMeeting) -> Optional[str]:
+    def due_stop(self, live: LiveMeeting) -> Optional[str]:
         now = self.now()
         s = live.settings
         if now - live.started_at >= s.max_length_minutes * 60:
@@ -280,19 +294,20 @@ class MeetingManager:
         return None
 
     def _request_stop(self, live: LiveMeeting, reason: str) -> None:
-        """Hand an automatic ending to the cog (once), off the tick task itself."""
+        """Hand an automatic ending to the flows (once), off the caller's task."""
         if live.end_reason is not None or live.ending:
             return
         live.end_reason = reason
-        if self.on_auto_stop is None:
-            asyncio.create_task(self.stop(live.guild_id))
-        else:
-            asyncio.create_task(self._auto_stop(live, reason))
+        self._tasks.spawn(self._auto_stop(live, reason), name=f"chunkrecorder-autostop-{live.guild_id}")
 
     async def _auto_stop(self, live: LiveMeeting, reason: str) -> None:
         try:
-            assert self.on_auto_stop is not None
-            await self.on_auto_stop(live, reason)
+            if self.on_auto_stop is None:
+                await self.stop(live.guild_id, reason=reason)
+            else:
+                await self.on_auto_stop(live, reason)
+        except UserError:
+            pass  # already stopping, or gone
         except Exception:
             log.exception("Automatic stop of meeting %s failed", live.meeting_id)
 
@@ -312,7 +327,7 @@ class MeetingManager:
         if live is not None and live.channel_id == channel_id:
             self._request_stop(live, StopReason.CHANNEL_GONE)
 
-    async def _link_dropped(self, live: LiveMeeting, link: Any, reason: Any) -> None:
+    async def _link_dropped(self, live: LiveMeeting, link: VoiceLink, reason: str) -> None:
         """The voice connection died: reconnect (up to the guild's limit) or end cleanly."""
         if live.ending or live.end_reason is not None or link is not live.link or self._closing:
             return
@@ -334,7 +349,8 @@ class MeetingManager:
         self._request_stop(live, StopReason.lost(attempts))
 
     # ------------------------------------------------------------------ stop
-    async def stop(self, guild_id: int, *, progress: Any = None, reason: Optional[str] = None) -> tuple[LiveMeeting, Any]:
+    async def stop(self, guild_id: int, *, progress: Optional[ProgressCallback] = None,
+                   reason: Optional[str] = None) -> tuple[LiveMeeting, PromotionResult]:
         """End the guild's meeting: leave voice, flush, promote. Returns (meeting, result).
 
         The meeting leaves ``self.live`` whatever happens, so a failed promotion never
@@ -362,15 +378,11 @@ class MeetingManager:
         finally:
             if not keep:
                 self.live.pop(guild_id, None)
+                self._locks.pop(guild_id, None)
         return live, result
 
     async def _halt(self, live: LiveMeeting) -> None:
-        """Stop the tick and leave voice; frames still held by the receiver reach the session."""
-        task = live.tick_task
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        """Leave voice; frames still held by the receiver reach the session."""
         link = live.link
         try:
             await asyncio.wait_for(link.disconnect(), 10)
@@ -383,6 +395,7 @@ class MeetingManager:
         """Cog unload or shutdown: leave voice everywhere; the recorder's ``close`` keeps
         every meeting recoverable, so nothing recorded so far is lost."""
         self._closing = True
+        await self._tasks.cancel_all()
         for live in list(self.live.values()):
             live.ending = True
             await self._halt(live)

@@ -1,0 +1,115 @@
+"""Every read and write of Red's Config goes through here (Vex-Cogs' ``configwrapper``).
+
+Config holds plain JSON; this turns it into the typed views the rest of the cog uses
+(``GuildSettings``), keeps the opt-out sets in memory for the voice receive thread
+(which may not await), and owns the ``active`` record a restart reads to restore the
+nickname and to find the channel an interrupted meeting was started from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from redbot.core import Config
+
+from .settings import CONFIG_IDENTIFIER, GLOBAL_DEFAULTS, GUILD_DEFAULTS, MEMBER_DEFAULTS, GuildSettings
+
+__all__ = ["ActiveRecord", "SettingsStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveRecord:
+    """What a guild's running meeting left in Config, for the next load after a crash."""
+
+    meeting_id: Optional[str]
+    text_channel_id: Optional[int]
+    nick_before: Optional[str]
+    nick_changed: bool
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> "ActiveRecord":
+        channel = raw.get("text_channel")
+        return cls(
+            meeting_id=raw.get("meeting"),
+            text_channel_id=int(channel) if channel else None,
+            nick_before=raw.get("nick"),
+            nick_changed=bool(raw.get("nick_changed")),
+        )
+
+    def as_config(self) -> dict[str, Any]:
+        return {"meeting": self.meeting_id, "text_channel": self.text_channel_id,
+                "nick": self.nick_before, "nick_changed": self.nick_changed}
+
+
+class SettingsStore:
+    """The cog's Config: guild settings, the bot-wide temp TTL, opt-outs, active meetings."""
+
+    def __init__(self, cog_instance: object) -> None:
+        self.config = Config.get_conf(cog_instance, identifier=CONFIG_IDENTIFIER, force_registration=True)
+        self.config.register_global(**GLOBAL_DEFAULTS)
+        self.config.register_guild(**GUILD_DEFAULTS, active={})
+        self.config.register_member(**MEMBER_DEFAULTS)
+        self._opted_out: dict[int, frozenset[int]] = {}
+
+    async def load(self) -> None:
+        """Read every guild's opt-outs into memory (the receive path asks per frame)."""
+        for guild_id, members in (await self.config.all_members()).items():
+            self._opted_out[guild_id] = frozenset(uid for uid, data in members.items() if data.get("opted_out"))
+
+    # ---- guild settings
+    async def guild(self, guild_id: int) -> GuildSettings:
+        return GuildSettings.from_config(await self.config.guild_from_id(guild_id).all())
+
+    async def save(self, guild_id: int, **changes: Any) -> GuildSettings:
+        """Validate then write; raises ``UserError`` before anything is written."""
+        updated = (await self.guild(guild_id)).with_value(**changes)
+        async with self.config.guild_from_id(guild_id).all() as stored:
+            for key in changes:
+                stored[key] = getattr(updated, key)
+        return updated
+
+    async def all_guilds(self) -> dict[int, GuildSettings]:
+        return {gid: GuildSettings.from_config(data) for gid, data in (await self.config.all_guilds()).items()}
+
+    async def temp_ttl_hours(self) -> int:
+        return int(await self.config.temp_ttl_hours())
+
+    async def set_temp_ttl_hours(self, hours: int) -> None:
+        await self.config.temp_ttl_hours.set(hours)
+
+    # ---- opt-outs
+    def accepts(self, guild_id: int, user_id: int) -> bool:
+        """Called from the voice receive thread per frame: one set lookup, nothing more."""
+        return user_id not in self._opted_out.get(guild_id, frozenset())
+
+    async def set_opt_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        await self.config.member_from_ids(guild_id, user_id).opted_out.set(opted_out)
+        self._swap(guild_id, user_id, opted_out)
+
+    async def forget_member(self, user_id: int) -> None:
+        """A data deletion: the member's entry in every guild, opt-out included."""
+        for guild_id, members in (await self.config.all_members()).items():
+            if user_id in members:
+                await self.config.member_from_ids(guild_id, user_id).clear()
+                self._swap(guild_id, user_id, False)
+
+    def _swap(self, guild_id: int, user_id: int, opted_out: bool) -> None:
+        current = set(self._opted_out.get(guild_id, frozenset()))
+        (current.add if opted_out else current.discard)(user_id)
+        self._opted_out[guild_id] = frozenset(current)  # one atomic swap for the receive thread
+
+    # ---- the running meeting's record
+    async def active(self, guild_id: int) -> Optional[ActiveRecord]:
+        raw = await self.config.guild_from_id(guild_id).active()
+        return ActiveRecord.from_config(raw) if raw else None
+
+    async def set_active(self, guild_id: int, record: ActiveRecord) -> None:
+        await self.config.guild_from_id(guild_id).active.set(record.as_config())
+
+    async def clear_active(self, guild_id: int) -> None:
+        await self.config.guild_from_id(guild_id).active.clear()
+
+    async def all_active(self) -> dict[int, ActiveRecord]:
+        return {gid: ActiveRecord.from_config(data["active"])
+                for gid, data in (await self.config.all_guilds()).items() if data.get("active")}

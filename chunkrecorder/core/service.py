@@ -1,0 +1,123 @@
+"""The one façade the commands, events and tasks talk to: meetings, recordings, settings, erasure.
+
+Commands never reach the store or the pipeline's internals; they ask this. Every read
+and delete here is scoped to a guild, so an id from another guild reads as "not found"
+and nobody reaches another guild's files. The service owns the parts the cog is made
+of (the live meetings, the flows that show them in Discord, the Config wrapper) and
+holds the pipeline's ``Recorder`` that the cog composed.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal, Optional
+
+from ..objects.records import ChunkCounts, Meeting, Recording
+from ..objects.results import CleanupReport, RecoveryReport, RemovalReport
+from ..voice.link import VoiceConnector
+from .config import SettingsStore
+from .flows import MeetingFlows
+from .meetings import LiveMeeting, MeetingManager
+from .nickname import RecNickname
+
+if TYPE_CHECKING:  # pragma: no cover
+    from redbot.core.bot import Red
+
+    from ..pipeline.recorder import Recorder
+
+__all__ = ["RecordingService", "RequestType"]
+
+log = logging.getLogger("red.chunkrecorder.service")
+
+RequestType = Literal["discord_deleted_user", "owner", "user", "user_strict"]
+
+
+class RecordingService:
+    """Meetings (live and finished), recordings, settings and erasure for one loaded cog."""
+
+    def __init__(self, *, bot: "Red", settings: SettingsStore, recorder: "Recorder", data_dir: Path,
+                 connector: VoiceConnector) -> None:
+        self.bot = bot
+        self.settings = settings
+        self.recorder = recorder
+        self.data_dir = data_dir
+        self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts)
+        self.flows = MeetingFlows(bot=bot, settings=settings, meetings=self.meetings, nickname=RecNickname(),
+                                  data_dir=data_dir, erase_users=self._erase_finished)
+        self.meetings.on_auto_stop = self.flows.auto_stop
+        recorder.on_promoted = self.flows.promoted_in_background
+
+    # ------------------------------------------------------------------ lifetime
+    async def open(self) -> RecoveryReport:
+        """Read Config's opt-outs, recover what a crash left, start the encoders."""
+        await self.settings.load()
+        return await self.recorder.start()
+
+    async def close(self) -> None:
+        """Leave voice everywhere and flush every live meeting (each stays recoverable)."""
+        await self.flows.pause_all()
+        await self.meetings.close()
+        try:
+            await self.recorder.close()
+        except Exception:
+            log.exception("Closing the recorder failed; the next load recovers the meetings")
+
+    # ------------------------------------------------------------------ live meetings
+    def live(self, guild_id: int) -> Optional[LiveMeeting]:
+        return self.meetings.get(guild_id)
+
+    # ------------------------------------------------------------------ finished meetings and files
+    async def meeting(self, guild_id: int, meeting_id: str) -> Meeting:
+        """``NotFound`` unless the meeting belongs to ``guild_id``."""
+        return await self.recorder.get_meeting(meeting_id, guild_id=guild_id)
+
+    async def recording(self, guild_id: int, recording_id: str) -> Recording:
+        """``NotFound`` unless the recording belongs to ``guild_id``."""
+        return await self.recorder.get_recording(recording_id, guild_id=guild_id)
+
+    async def meetings_page(self, guild_id: int, *, limit: int, offset: int = 0) -> tuple[list[Meeting], int]:
+        """A page of the guild's meetings, newest first, and how many there are."""
+        return await self.recorder.list_meetings(guild_id, limit=limit, offset=offset)
+
+    async def recordings_of(self, meeting: Meeting) -> list[Recording]:
+        return await self.recorder.recordings_for_meeting(meeting.id)
+
+    async def chunk_counts(self, meeting_id: str) -> ChunkCounts:
+        return await self.recorder.chunk_counts(meeting_id)
+
+    async def disk_usage(self, meeting_id: str) -> int:
+        return await self.recorder.meeting_disk_usage(meeting_id)
+
+    async def delete_recording(self, guild_id: int, recording_id: str) -> RemovalReport:
+        return await self.recorder.delete_recording(recording_id, guild_id=guild_id)
+
+    async def delete_meeting(self, guild_id: int, meeting_id: str) -> RemovalReport:
+        return await self.recorder.delete_meeting(meeting_id, guild_id=guild_id)
+
+    # ------------------------------------------------------------------ retention
+    async def cleanup(self) -> CleanupReport:
+        """Each guild's retention, then leftover temp files older than the bot-wide TTL."""
+        retention = {gid: s.retention_days for gid, s in (await self.settings.all_guilds()).items()
+                     if s.retention_days > 0}
+        ttl_h = await self.settings.temp_ttl_hours()
+        return await self.recorder.cleanup(temp_ttl_s=ttl_h * 3600.0, retention_days=retention)
+
+    # ------------------------------------------------------------------ erasure
+    async def erase_user(self, user_id: int, *, requester: RequestType) -> None:
+        """Delete a member's per-user recordings, chunks and opt-out choice.
+
+        Mixed files are everyone's voices in one track and are kept (the end user data
+        statement says so). A requester of kind "user" (a member asking under the
+        non-strict setting) keeps the opt-out entry: erasing it would start recording
+        them again, the opposite of what they asked for; every other kind erases it too.
+        """
+        for live in self.meetings.live.values():
+            live.erased.add(user_id)  # refuse their audio for the rest of live meetings
+        await self._erase_finished({user_id})
+        if requester != "user":
+            await self.settings.forget_member(user_id)
+
+    async def _erase_finished(self, user_ids: set[int]) -> None:
+        for user_id in user_ids:
+            await self.recorder.erase_user(user_id)

@@ -1,0 +1,37 @@
+"""discord.py's events and cog hooks: the bot's voice state, deleted channels, command errors."""
+
+from __future__ import annotations
+
+import contextlib
+
+import discord
+from redbot.core import commands
+
+from ..core.abc import MixinMeta
+from ..core.errors import explain
+
+__all__ = ["DiscordEvents"]
+
+
+class DiscordEvents(MixinMeta):
+    @commands.Cog.listener()
+    async def on_voice_state_update(self, member: discord.Member, before: discord.VoiceState,
+                                    after: discord.VoiceState) -> None:
+        me = self.bot.user
+        if me is None or member.id != me.id:
+            return  # members coming and going: the ticker watches the channel's head count
+        self.service.meetings.bot_voice_moved(member.guild.id, after.channel.id if after.channel else None)
+
+    @commands.Cog.listener()
+    async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
+        self.service.meetings.channel_deleted(channel.guild.id, channel.id)
+
+    async def cog_command_error(self, ctx: commands.Context, error: Exception) -> None:
+        """Every error a user can cause becomes one line; the rest goes to the log."""
+        line = await explain(ctx, error)
+        if line is None:
+            await self.bot.on_command_error(ctx, error, unhandled_by_cog=True)  # type: ignore[arg-type]
+            return
+        if line:
+            with contextlib.suppress(discord.HTTPException):
+                await ctx.send(line.replace("[p]", ctx.clean_prefix))
