@@ -9,6 +9,7 @@ holds the pipeline's ``Recorder`` that the cog composed.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
@@ -70,24 +71,24 @@ class RecordingService:
     # ------------------------------------------------------------------ finished meetings and files
     async def meeting(self, guild_id: int, meeting_id: str) -> Meeting:
         """``NotFound`` unless the meeting belongs to ``guild_id``."""
-        return await self.recorder.get_meeting(meeting_id, guild_id=guild_id)
+        return await self.recorder.library.get_meeting(meeting_id, guild_id=guild_id)
 
     async def recording(self, guild_id: int, recording_id: str) -> Recording:
         """``NotFound`` unless the recording belongs to ``guild_id``."""
-        return await self.recorder.get_recording(recording_id, guild_id=guild_id)
+        return await self.recorder.library.get_recording(recording_id, guild_id=guild_id)
 
     async def meetings_page(self, guild_id: int, *, limit: int, offset: int = 0) -> tuple[list[Meeting], int]:
         """A page of the guild's meetings, newest first, and how many there are."""
-        return await self.recorder.list_meetings(guild_id, limit=limit, offset=offset)
+        return await self.recorder.library.list_meetings(guild_id, limit=limit, offset=offset)
 
     async def recordings_of(self, meeting: Meeting) -> list[Recording]:
-        return await self.recorder.recordings_for_meeting(meeting.id)
+        return await self.recorder.library.recordings_for_meeting(meeting.id)
 
     async def chunk_counts(self, meeting_id: str) -> ChunkCounts:
-        return await self.recorder.chunk_counts(meeting_id)
+        return await self.recorder.library.chunk_counts(meeting_id)
 
     async def disk_usage(self, meeting_id: str) -> int:
-        return await self.recorder.meeting_disk_usage(meeting_id)
+        return await asyncio.to_thread(self.recorder.meeting_disk_usage, meeting_id)
 
     async def delete_recording(self, guild_id: int, recording_id: str) -> RemovalReport:
         return await self.recorder.delete_recording(recording_id, guild_id=guild_id)

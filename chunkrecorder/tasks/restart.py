@@ -52,7 +52,7 @@ class RestartJob:
     async def _finish(self, meeting_id: str, channel_id: int | None) -> None:
         service = self.service
         try:
-            meeting = await service.recorder.get_meeting(meeting_id)
+            meeting = await service.recorder.library.get_meeting(meeting_id)
         except Exception:
             return
         guild = self.bot.get_guild(meeting.guild_id)
