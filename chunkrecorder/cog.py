@@ -15,6 +15,7 @@ from redbot.core import Config, commands
 from redbot.core.bot import Red
 from redbot.core.data_manager import cog_data_path
 from redbot.core.errors import CogLoadError
+from redbot.core.i18n import cog_i18n
 
 from .commands import RecordCommands, RecordingsCommands, SettingsCommands
 from .core.abc import CompositeMetaClass
@@ -22,6 +23,7 @@ from .core.config import SettingsStore
 from .core.posting import short_error
 from .core.service import RecordingService
 from .events import DiscordEvents, RedEvents
+from .i18n import _
 from .objects.errors import StoreError
 from .pipeline.recorder import Recorder
 from .store import SqlRecordingService
@@ -40,6 +42,7 @@ async def _discord_connector(channel: Any) -> VoiceLink:
     return await connect(channel)
 
 
+@cog_i18n(_)  # Red translates every command's help with this (one template: i18n.py)
 class ChunkRecorder(
     RecordCommands,
     RecordingsCommands,
@@ -72,7 +75,8 @@ class ChunkRecorder(
         return self.settings.config
 
     def format_help_for_context(self, ctx: commands.Context) -> str:
-        return f"{super().format_help_for_context(ctx)}\n\nVersion: {self.__version__}"
+        return _("{help}\n\nVersion: {version}").format(help=super().format_help_for_context(ctx),
+                                                          version=self.__version__)
 
     async def cog_load(self) -> None:
         try:
@@ -84,9 +88,8 @@ class ChunkRecorder(
                 await self.service.recorder.close()
             await self.store.close()
             if isinstance(exc, (StoreError, OSError)):
-                raise CogLoadError(
-                    f"chunkrecorder cannot open its recordings in {self.data_dir}: {short_error(exc)}"
-                ) from exc
+                raise CogLoadError(_("chunkrecorder cannot open its recordings in {folder}: {error}").format(
+                    folder=self.data_dir, error=short_error(exc))) from exc
             raise
         self.tasks.spawn(self.ticker.run(), name="chunkrecorder-ticker")
         self.tasks.spawn(CleanupJob(self.bot, self.service).run(), name="chunkrecorder-cleanup")

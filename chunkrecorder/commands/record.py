@@ -1,17 +1,25 @@
-"""``[p]record``: start, stop and watch the guild's recording; members opt out or in."""
+"""``[p]record``: start, stop and watch the guild's recording; members opt out or in.
+
+``start``, ``stop`` and ``status`` are hybrid: also ``/record start|stop|status`` once the
+bot owner enables and syncs them (``[p]slash enable record``, ``[p]slash sync``). A slash
+invocation gets the same replies through its interaction; ``optout``/``optin`` stay
+prefix-only.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 
 import discord
+from discord import app_commands
 from redbot.core import commands
-from redbot.core.utils.chat_formatting import humanize_timedelta
+from redbot.core.utils.chat_formatting import humanize_timedelta, pagify
 
 from ..core.abc import MixinMeta
 from ..core.errors import ControlDenied, UserError
 from ..core.formatting import chunk_summary, human_size, names
 from ..core.permissions import may_control
+from ..i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
@@ -19,44 +27,57 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["RecordCommands", "ControlDenied", "can_control"]
 
 
-def can_control():
+def can_control() -> Callable[[Any], Any]:
     """Start and stop: the guild's recorder role, Manage Server, or Red's admin/owner."""
 
     async def predicate(ctx: "Context") -> bool:
         if ctx.guild is None:
             raise commands.NoPrivateMessage()
-        settings = await ctx.cog.service.settings.guild(ctx.guild.id)
+        assert isinstance(ctx.author, discord.Member)
+        service = getattr(ctx.cog, "service")
+        settings = await service.settings.guild(ctx.guild.id)
         if await may_control(ctx.bot, ctx.author, settings):
             return True
         role = ctx.guild.get_role(settings.recorder_role) if settings.recorder_role else None
-        who = f"the **{role.name}** role or " if role is not None else ""
-        raise ControlDenied(f"Only members with {who}Manage Server (or the bot's admin role) can start or stop recordings here.")
+        if role is not None:
+            raise ControlDenied(_(
+                "Only members with the **{role}** role or Manage Server (or the bot's admin role) "
+                "can start or stop recordings here."
+            ).format(role=role.name))
+        raise ControlDenied(_("Only members with Manage Server (or the bot's admin role) can start or stop "
+                              "recordings here."))
 
     return commands.check(predicate)
 
 
 class RecordCommands(MixinMeta):
-    @commands.group(name="record")
+    # `commands.group(cls=HybridGroup)` is `commands.hybrid_group`, spelled so that Red's
+    # redgettext (which knows the `group`/`command` decorators only) extracts its help.
+    @commands.group(name="record", cls=commands.HybridGroup)
     @commands.guild_only()
     async def record(self, ctx: "Context") -> None:
         """Record a voice channel, per speaker and mixed."""
 
     @record.command(name="start")
     @can_control()
-    async def record_start(self, ctx: "Context", *, channel: discord.VoiceChannel = None) -> None:
+    @app_commands.describe(channel="The voice channel to record; leave it empty to record the one you are in.")
+    async def record_start(self, ctx: "Context", *,
+                           channel: discord.VoiceChannel = None) -> None:  # type: ignore[assignment]
         """Join your voice channel (or the one named) and start recording.
 
         Examples: `[p]record start` while you are in voice, or `[p]record start Standup`.
         """
-        assert ctx.guild is not None
-        if channel is None:
-            voice = getattr(ctx.author, "voice", None)
-            if voice is None or voice.channel is None:
-                raise UserError(
-                    f"Join a voice channel first, or name one: `{ctx.clean_prefix}record start <channel>`."
-                )
-            channel = voice.channel
-        await self.service.flows.start(ctx.guild, channel, author=ctx.author, reply_to=ctx,
+        # Not `Optional[...]`: to discord.py that means "skip a name that is no channel",
+        # and `[p]record start Atrium` must say it found no Atrium instead.
+        assert ctx.guild is not None and isinstance(ctx.author, discord.Member)
+        target = cast(Optional[discord.VoiceChannel], channel)
+        if target is None:
+            voice = ctx.author.voice
+            if voice is None or not isinstance(voice.channel, discord.VoiceChannel):
+                raise UserError(_("Join a voice channel first, or name one: `{command}`.").format(
+                    command=f"{ctx.clean_prefix}record start <channel>"))
+            target = voice.channel
+        await self.service.flows.start(ctx.guild, target, author=ctx.author, reply_to=ctx,
                                        text_channel_id=ctx.channel.id, prefix=ctx.clean_prefix)
 
     @record.command(name="stop")
@@ -64,9 +85,16 @@ class RecordCommands(MixinMeta):
     async def record_stop(self, ctx: "Context") -> None:
         """Stop recording and post the files."""
         assert ctx.guild is not None
-        if self.service.live(ctx.guild.id) is None:
-            raise UserError("Nothing is being recorded in this server.")
-        await self.service.flows.finish(ctx.guild, ctx.channel, reason=f"stopped by {ctx.author.display_name}")
+        live = self.service.live(ctx.guild.id)
+        if live is None:
+            raise UserError(_("Nothing is being recorded in this server."))
+        if ctx.interaction is not None:
+            # Answer the slash command at once (Discord waits 3 s for that); the progress
+            # and the files follow in the channel, as for the prefix form.
+            await ctx.send(_("⏹️ Stopping the recording of **{channel}**; the files follow here.").format(
+                channel=live.channel_name))
+        await self.service.flows.finish(ctx.guild, ctx.channel, reason=_("stopped by {member}").format(
+            member=ctx.author.display_name))
 
     @record.command(name="status")
     async def record_status(self, ctx: "Context") -> None:
@@ -74,37 +102,45 @@ class RecordCommands(MixinMeta):
         assert ctx.guild is not None
         live = self.service.live(ctx.guild.id)
         if live is None:
-            await ctx.send("Nothing is being recorded in this server.")
+            await ctx.send(_("Nothing is being recorded in this server."))
             return
         snap = live.session.snapshot()
         elapsed = snap.elapsed_s or (self.service.meetings.now() - live.started_at)
         counts = await self.service.chunk_counts(live.meeting_id)
         disk = await self.service.disk_usage(live.meeting_id)
         lines = [
-            f"🔴 Recording **{live.channel_name}** for "
-            f"{humanize_timedelta(seconds=int(elapsed)) or '0 seconds'} (meeting `{live.meeting_id}`).",
-            f"Speakers heard: {names(ctx.guild, [s for s in sorted(snap.speakers) if s])}.",
-            f"Chunks: {chunk_summary(counts)}.",
-            f"Disk used: {human_size(disk)} on disk, {human_size(snap.buffered_bytes)} in memory.",
+            _("🔴 Recording **{channel}** for {elapsed} (meeting `{meeting_id}`).").format(
+                channel=live.channel_name, elapsed=humanize_timedelta(seconds=int(elapsed)) or _("0 seconds"),
+                meeting_id=live.meeting_id),
+            _("Speakers heard: {speakers}.").format(speakers=names(ctx.guild, [s for s in sorted(snap.speakers) if s])),
+            _("Chunks: {chunks}.").format(chunks=chunk_summary(counts)),
+            _("Disk used: {disk} on disk, {memory} in memory.").format(
+                disk=human_size(disk), memory=human_size(snap.buffered_bytes)),
         ]
         if live.ending:
-            lines.append("It is stopping now.")
+            lines.append(_("It is stopping now."))
         if live.events:
-            lines.append("Events: " + "; ".join(live.events[-3:]) + ".")
-        await ctx.send("\n".join(lines))
+            lines.append(_("Events: {events}.").format(events="; ".join(str(e) for e in live.events[-3:])))
+        # Many speakers make a long list: cut between lines (or names), never drop one.
+        for page in pagify("\n".join(lines), delims=["\n", ", "], page_length=1900):
+            await ctx.send(page)
 
-    @record.command(name="optout")
+    @record.command(name="optout", with_app_command=False)
     async def record_optout(self, ctx: "Context") -> None:
         """Never record my voice in this server."""
         assert ctx.guild is not None
         await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, True)
-        live = self.service.live(ctx.guild.id)
-        now = " From now on your audio is dropped from the current recording too." if live else ""
-        await ctx.send(f"Done: I won't record your voice in this server.{now} `{ctx.clean_prefix}record optin` undoes it.")
+        optin = f"{ctx.clean_prefix}record optin"
+        if self.service.live(ctx.guild.id):
+            await ctx.send(_("Done: I won't record your voice in this server. From now on your audio is dropped "
+                             "from the current recording too. `{command}` undoes it.").format(command=optin))
+        else:
+            await ctx.send(_("Done: I won't record your voice in this server. `{command}` undoes it.").format(
+                command=optin))
 
-    @record.command(name="optin")
+    @record.command(name="optin", with_app_command=False)
     async def record_optin(self, ctx: "Context") -> None:
         """Allow recording my voice in this server again."""
         assert ctx.guild is not None
         await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, False)
-        await ctx.send("Done: your voice will be recorded again when a recording runs in this server.")
+        await ctx.send(_("Done: your voice will be recorded again when a recording runs in this server."))

@@ -6,8 +6,10 @@ reads as "not found" and nobody can reach another guild's files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import discord
+from discord import app_commands
 from redbot.core import commands
 from redbot.core.utils.chat_formatting import humanize_number, pagify
 from redbot.core.utils.views import SimpleMenu
@@ -16,17 +18,19 @@ from ..core.abc import MixinMeta
 from ..core.confirm import confirm
 from ..core.errors import UserError
 from ..core.formatting import (
-    MIXED_NOTE,
+    channel_label,
     chunk_summary,
     clock_duration,
     human_size,
     meeting_line,
     member_name,
+    mixed_note,
     recording_line,
     status_word,
     timestamp,
 )
 from ..core.permissions import is_guild_admin
+from ..i18n import _
 from ..objects.errors import NotFound
 from ..objects.records import Meeting, MeetingStatus, Recording, RecordingKind
 
@@ -43,30 +47,37 @@ CONFIRM_TIMEOUT_S = 30.0
 
 
 class RecordingsCommands(MixinMeta):
-    @commands.group(name="recordings")
+    # Hybrid: `list` and `get` are slash commands too (once the owner runs `[p]slash enable
+    # recordings` and `[p]slash sync`); the others stay prefix-only. The slash form's
+    # descriptions are what Discord shows (at most 100 characters, English: Red sets no
+    # app-command translator); the replies are translated as for the prefix form.
+    @commands.group(name="recordings", cls=commands.HybridGroup)
     @commands.guild_only()
     async def recordings(self, ctx: "Context") -> None:
         """This server's recordings."""
 
     @recordings.command(name="list")
     @commands.admin_or_permissions(manage_guild=True)
+    @app_commands.describe(page="Which page of meetings, newest first (1 is the newest).")
     async def recordings_list(self, ctx: "Context", page: int = 1) -> None:
         """Meetings and their files, newest first. Example: `[p]recordings list 2`."""
         assert ctx.guild is not None
-        _, total = await self.service.meetings_page(ctx.guild.id, limit=1)
+        _meetings, total = await self.service.meetings_page(ctx.guild.id, limit=1)
         if total == 0:
-            await ctx.send("No recordings in this server yet.")
+            await ctx.send(_("No recordings in this server yet."))
             return
         groups = -(-total // PAGE_SIZE)
         if not 1 <= page <= groups:
-            raise UserError(f"Page {page} does not exist: there {'is' if groups == 1 else 'are'} "
-                            f"{groups} page{'s' if groups != 1 else ''}.")
+            if groups == 1:
+                raise UserError(_("Page {page} does not exist: there is 1 page.").format(page=page))
+            raise UserError(_("Page {page} does not exist: there are {pages} pages.").format(page=page, pages=groups))
         # Each group of PAGE_SIZE meetings is one page, or several when its text is long:
         # pagify cuts between lines, so no speaker or id is ever dropped.
         bodies: list[str] = []
         first_of_group: list[int] = []
         for index in range(groups):
-            meetings, _ = await self.service.meetings_page(ctx.guild.id, limit=PAGE_SIZE, offset=index * PAGE_SIZE)
+            meetings, _total = await self.service.meetings_page(ctx.guild.id, limit=PAGE_SIZE,
+                                                                 offset=index * PAGE_SIZE)
             blocks = []
             for meeting in meetings:
                 channel = ctx.guild.get_channel(meeting.channel_id)
@@ -76,9 +87,11 @@ class RecordingsCommands(MixinMeta):
                 blocks.append("\n".join(lines))
             first_of_group.append(len(bodies))
             bodies.extend(pagify("\n".join(blocks), delims=["\n"], page_length=PAGE_CHARS))
-        pages = [
-            f"{body}\nPage {i + 1}/{len(bodies)} · {humanize_number(total)} meetings · "
-            f"`{ctx.clean_prefix}recordings info <id>` for details"
+        pages: list[Any] = [
+            _("{body}\nPage {page}/{pages} · {meetings} meetings · `{command}` for details").format(
+                body=body, page=i + 1, pages=len(bodies), meetings=humanize_number(total),
+                command=f"{ctx.clean_prefix}recordings info <id>",
+            )
             for i, body in enumerate(bodies)
         ]
         if len(pages) == 1:
@@ -86,7 +99,7 @@ class RecordingsCommands(MixinMeta):
             return
         await SimpleMenu(pages, timeout=120, page_start=first_of_group[page - 1]).start(ctx)
 
-    @recordings.command(name="promote")
+    @recordings.command(name="promote", with_app_command=False)
     @commands.admin_or_permissions(manage_guild=True)
     async def recordings_promote(self, ctx: "Context", meeting_id: str) -> None:
         """Finish a meeting a crash or failure left behind. Example: `[p]recordings promote 3f2a9c0d1e4b5a67`."""
@@ -94,12 +107,14 @@ class RecordingsCommands(MixinMeta):
         meeting = await self._meeting(ctx, meeting_id)
         live = self.service.live(ctx.guild.id)
         if live is not None and live.meeting_id == meeting.id:
-            raise UserError(f"Meeting `{meeting.id}` is being recorded right now; `{ctx.clean_prefix}record stop` finishes it.")
+            raise UserError(_("Meeting `{meeting_id}` is being recorded right now; `{command}` finishes it.").format(
+                meeting_id=meeting.id, command=f"{ctx.clean_prefix}record stop"))
         if meeting.status is MeetingStatus.PROMOTED:
-            raise UserError(f"Meeting `{meeting.id}` is already done; `{ctx.clean_prefix}recordings info {meeting.id}` shows its files.")
+            raise UserError(_("Meeting `{meeting_id}` is already done; `{command}` shows its files.").format(
+                meeting_id=meeting.id, command=f"{ctx.clean_prefix}recordings info {meeting.id}"))
         await self.service.flows.promote_and_post(ctx.guild, ctx.channel, meeting)
 
-    @recordings.command(name="info")
+    @recordings.command(name="info", with_app_command=False)
     @commands.admin_or_permissions(manage_guild=True)
     async def recordings_info(self, ctx: "Context", recording_or_meeting_id: str) -> None:
         """Details of a recording or a meeting. Example: `[p]recordings info 3f2a9c0d1e4b5a67`."""
@@ -109,23 +124,28 @@ class RecordingsCommands(MixinMeta):
             rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
             meeting = await self._meeting(ctx, ident)
-            await ctx.send(await self._meeting_info(ctx, meeting))
+            # A meeting of many speakers outgrows one message: cut between lines.
+            for page in pagify(await self._meeting_info(ctx, meeting), delims=["\n"], page_length=PAGE_CHARS):
+                await ctx.send(page)
             return
         meeting = await self.service.meeting(ctx.guild.id, rec.meeting_id)
         channel = ctx.guild.get_channel(meeting.channel_id)
+        speaker = _("Mixed (everyone)") if rec.kind is RecordingKind.MIXED else member_name(ctx.guild, rec.user_id)
         lines = [
-            f"**Recording `{rec.id}`**",
-            f"Speaker: {'Mixed (everyone)' if rec.kind is RecordingKind.MIXED else member_name(ctx.guild, rec.user_id)}",
-            f"Meeting: `{meeting.id}` in **{channel.name if channel else meeting.channel_id}**, "
-            f"started {timestamp(meeting.started_at)}",
-            f"Length: {clock_duration(rec.duration_in_ms)} · Size: {human_size(rec.size_bytes)} · "
-            f"Made: {timestamp(rec.created_at)}",
-            f"File: `{rec.filename}` · SHA-256: `{rec.sha256[:16]}…`",
+            _("**Recording `{recording_id}`**").format(recording_id=rec.id),
+            _("Speaker: {speaker}").format(speaker=speaker),
+            _("Meeting: `{meeting_id}` in **{channel}**, started {started}").format(
+                meeting_id=meeting.id, channel=channel.name if channel else meeting.channel_id,
+                started=timestamp(meeting.started_at)),
+            _("Length: {length} · Size: {size} · Made: {made}").format(
+                length=clock_duration(rec.duration_in_ms), size=human_size(rec.size_bytes),
+                made=timestamp(rec.created_at)),
+            _("File: `{filename}` · SHA-256: `{sha256}…`").format(filename=rec.filename, sha256=rec.sha256[:16]),
         ]
         if rec.kind is RecordingKind.MIXED:
-            lines.append(MIXED_NOTE)
+            lines.append(mixed_note())
         if await ctx.bot.is_owner(ctx.author):
-            lines.append(f"Path (owner only): `{rec.path}`")
+            lines.append(_("Path (owner only): `{path}`").format(path=rec.path))
         await ctx.send("\n".join(lines))
 
     async def _meeting_info(self, ctx: "Context", meeting: Meeting) -> str:
@@ -133,24 +153,33 @@ class RecordingsCommands(MixinMeta):
         channel = ctx.guild.get_channel(meeting.channel_id)
         recs = await self.service.recordings_of(meeting)
         counts = await self.service.chunk_counts(meeting.id)
+        where = channel.name if channel else str(meeting.channel_id)
+        if meeting.ended_at:
+            started = _("Started {started} by {member}, ended {ended}").format(
+                started=timestamp(meeting.started_at), member=member_name(ctx.guild, meeting.started_by),
+                ended=timestamp(meeting.ended_at))
+        else:
+            started = _("Started {started} by {member}").format(
+                started=timestamp(meeting.started_at), member=member_name(ctx.guild, meeting.started_by))
         lines = [
-            f"**Meeting `{meeting.id}`** in **{channel.name if channel else meeting.channel_id}** "
-            f"({status_word(meeting.status)})",
-            f"Started {timestamp(meeting.started_at)} by {member_name(ctx.guild, meeting.started_by)}"
-            + (f", ended {timestamp(meeting.ended_at)}" if meeting.ended_at else ""),
-            f"Settings: {meeting.strategy.value}, {meeting.flush_interval_s:g} s chunks, "
-            f"{meeting.bitrate // 1000} kb/s, {'stereo' if meeting.channels == 2 else 'mono'}",
+            _("**Meeting `{meeting_id}`** in **{channel}** ({status})").format(
+                meeting_id=meeting.id, channel=where, status=status_word(meeting.status)),
+            started,
+            _("Settings: {strategy}, {seconds} s chunks, {kbps} kb/s, {layout}").format(
+                strategy=meeting.strategy.value, seconds=f"{meeting.flush_interval_s:g}",
+                kbps=meeting.bitrate // 1000, layout=_("stereo") if meeting.channels == 2 else _("mono")),
         ]
         if counts.total:
-            lines.append(f"Chunks: {chunk_summary(counts)}")
-        lines += [f"• {recording_line(ctx.guild, r)}" for r in recs] or ["No files yet."]
+            lines.append(_("Chunks: {chunks}").format(chunks=chunk_summary(counts)))
+        lines += [f"• {recording_line(ctx.guild, r)}" for r in recs] or [_("No files yet.")]
         if any(r.kind is RecordingKind.MIXED for r in recs):
-            lines.append(MIXED_NOTE)
+            lines.append(mixed_note())
         if meeting.status in (MeetingStatus.INTERRUPTED, MeetingStatus.FAILED):
-            lines.append(f"`{ctx.clean_prefix}recordings promote {meeting.id}` finishes it.")
+            lines.append(_("`{command}` finishes it.").format(
+                command=f"{ctx.clean_prefix}recordings promote {meeting.id}"))
         return "\n".join(lines)
 
-    @recordings.command(name="delete")
+    @recordings.command(name="delete", with_app_command=False)
     @commands.admin_or_permissions(manage_guild=True)
     async def recordings_delete(self, ctx: "Context", recording_or_meeting_id: str) -> None:
         """Delete a recording, or a whole meeting, after you confirm. Example: `[p]recordings delete 3f2a9c0d1e4b5a67`."""
@@ -162,34 +191,49 @@ class RecordingsCommands(MixinMeta):
         except NotFound:
             rec = None
         if rec is not None:
-            what = f"the recording `{rec.id}` ({member_name(ctx.guild, rec.user_id) if rec.user_id else 'Mixed'}, " \
-                   f"{clock_duration(rec.duration_in_ms)}, {human_size(rec.size_bytes)})"
+            question = _(
+                "Delete the recording `{recording_id}` ({speaker}, {length}, {size})? This cannot be undone. "
+                "Press a button, or type `yes` to confirm or `no` to keep it."
+            ).format(recording_id=rec.id, speaker=member_name(ctx.guild, rec.user_id),
+                     length=clock_duration(rec.duration_in_ms), size=human_size(rec.size_bytes))
         else:
             meeting = await self._meeting(ctx, ident)
             live = self.service.live(ctx.guild.id)
             if live is not None and live.meeting_id == meeting.id:
-                raise UserError("That meeting is being recorded right now; stop it first.")
+                raise UserError(_("That meeting is being recorded right now; stop it first."))
             if meeting.status is MeetingStatus.STOPPING:
-                raise UserError("That meeting is being finished right now; try again when it is done.")
+                raise UserError(_("That meeting is being finished right now; try again when it is done."))
             files = await self.service.recordings_of(meeting)
-            what = f"the meeting `{meeting.id}` and its {len(files)} file{'s' if len(files) != 1 else ''}"
-        answer = await confirm(ctx, f"Delete {what}? This cannot be undone. Press a button, or type `yes` to "
-                                    f"confirm or `no` to keep it.", timeout=CONFIRM_TIMEOUT_S)
+            if len(files) == 1:
+                question = _(
+                    "Delete the meeting `{meeting_id}` and its 1 file? This cannot be undone. "
+                    "Press a button, or type `yes` to confirm or `no` to keep it."
+                ).format(meeting_id=meeting.id)
+            else:
+                question = _(
+                    "Delete the meeting `{meeting_id}` and its {files} files? This cannot be undone. "
+                    "Press a button, or type `yes` to confirm or `no` to keep it."
+                ).format(meeting_id=meeting.id, files=len(files))
+        answer = await confirm(ctx, question, timeout=CONFIRM_TIMEOUT_S)
         if answer is None:
-            await ctx.send("No answer, so nothing was deleted.")
+            await ctx.send(_("No answer, so nothing was deleted."))
             return
         if not answer:
-            await ctx.send("Kept: nothing was deleted.")
+            await ctx.send(_("Kept: nothing was deleted."))
             return
         if rec is not None:
             await self.service.delete_recording(ctx.guild.id, rec.id)
-            await ctx.send(f"Deleted the recording `{rec.id}`.")
+            await ctx.send(_("Deleted the recording `{recording_id}`.").format(recording_id=rec.id))
         else:
             removed = await self.service.delete_meeting(ctx.guild.id, ident)
-            n = removed.files
-            await ctx.send(f"Deleted the meeting `{ident}` ({n} file{'s' if n != 1 else ''}).")
+            if removed.files == 1:
+                await ctx.send(_("Deleted the meeting `{meeting_id}` (1 file).").format(meeting_id=ident))
+            else:
+                await ctx.send(_("Deleted the meeting `{meeting_id}` ({files} files).").format(
+                    meeting_id=ident, files=removed.files))
 
     @recordings.command(name="get")
+    @app_commands.describe(recording_id="The id of the recording (from /recordings list).")
     async def recordings_get(self, ctx: "Context", recording_id: str) -> None:
         """Upload a recording here when it fits. Example: `[p]recordings get 3f2a9c0d1e4b5a67`.
 
@@ -200,11 +244,13 @@ class RecordingsCommands(MixinMeta):
         try:
             rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
-            raise UserError(f"No recording `{ident}` in this server.") from None
+            raise UserError(_("No recording `{recording_id}` in this server.").format(recording_id=ident)) from None
+        assert isinstance(ctx.author, discord.Member)  # guild_only
         own = rec.kind is RecordingKind.PER_USER and rec.user_id == ctx.author.id
         if not own and not await is_guild_admin(ctx.bot, ctx.author):
-            raise UserError("You can fetch your own recordings; others need Manage Server or the bot's admin role.")
-        await self.service.flows.upload(ctx.guild, ctx.channel, [rec])
+            raise UserError(_("You can fetch your own recordings; others need Manage Server or the bot's admin role."))
+        # A slash command is answered through its interaction (the file is the answer).
+        await self.service.flows.upload(ctx.guild, ctx if ctx.interaction is not None else ctx.channel, [rec])
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -217,5 +263,5 @@ class RecordingsCommands(MixinMeta):
         try:
             return await self.service.meeting(ctx.guild.id, ident)
         except NotFound:
-            raise UserError(f"No recording or meeting `{ident}` in this server; "
-                            f"`{ctx.clean_prefix}recordings list` shows them.") from None
+            raise UserError(_("No recording or meeting `{ident}` in this server; `{command}` shows them.").format(
+                ident=ident, command=f"{ctx.clean_prefix}recordings list")) from None

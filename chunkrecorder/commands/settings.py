@@ -1,13 +1,14 @@
 """``[p]recordingset``: the guild's recording settings, kept in Red's Config.
 
-Each setter parses the text itself (``core.settings``) so a bad value gets one line
-naming the allowed range, and Config is written only after the value is known good.
-A running meeting keeps the settings it started with.
+Numbers come through Red's converters (``commands.Range``, Red's timedelta converter:
+``commands/converters.py``) and words through ``core.settings``'s parsers, so a bad value
+gets one line naming what is allowed, and Config is written only after the value is
+known good. A running meeting keeps the settings it started with.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, Optional, cast
 
 import discord
 from redbot.core import commands
@@ -16,17 +17,44 @@ from redbot.core.utils.chat_formatting import box
 from ..core.abc import MixinMeta
 from ..core.errors import UserError
 from ..core.settings import (
+    AUTOSTOP,
+    FLUSH,
+    MAX_LENGTH,
+    RECONNECT,
+    RETENTION,
+    TEMP_TTL,
     parse_bitrate,
     parse_bool,
     parse_channels,
-    parse_number,
     parse_strategy,
 )
+from ..i18n import _
+from .converters import DurationSetting, RangeSetting
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
 
 __all__ = ["SettingsCommands"]
+
+# What each number accepts: a bare number in the setting's own unit, or a duration.
+Seconds = Annotated[float, DurationSetting(FLUSH, allowed_units=["minutes", "seconds"])]
+RetentionDays = Annotated[int, DurationSetting(RETENTION, allowed_units=["weeks", "days"])]
+TempHours = Annotated[int, DurationSetting(TEMP_TTL, allowed_units=["weeks", "days", "hours"])]
+MaxMinutes = Annotated[int, DurationSetting(MAX_LENGTH, allowed_units=["days", "hours", "minutes"])]
+WaitMinutes = Annotated[int, DurationSetting(AUTOSTOP, allowed_units=["hours", "minutes"])]
+Attempts = Annotated[int, RangeSetting(RECONNECT)]
+
+
+def _strategy_words(strategy: str) -> str:
+    if strategy == "per_user":
+        return _("per speaker")
+    if strategy == "mixed":
+        return _("mixed only")
+    return _("per speaker + mixed")
+
+
+def _on_off(value: bool) -> str:
+    return _("on") if value else _("off")
 
 
 class SettingsCommands(MixinMeta):
@@ -43,110 +71,117 @@ class SettingsCommands(MixinMeta):
         ttl = await self.service.settings.temp_ttl_hours()
         role = ctx.guild.get_role(s.recorder_role) if s.recorder_role else None
         rows = [
-            ("flush", f"{s.flush_interval:g} s per chunk"),
-            ("strategy", {"per_user": "per speaker", "mixed": "mixed only", "hybrid": "per speaker + mixed"}[s.strategy]),
-            ("bitrate", f"{s.bitrate // 1000} kb/s"),
-            ("channels", "stereo" if s.channels == 2 else "mono"),
-            ("retention", f"{s.retention_days} days" if s.retention_days else "keep until deleted"),
-            ("tempttl", f"{ttl} h (bot-wide)"),
-            ("maxlength", f"{s.max_length_minutes} min"),
-            ("autostop", f"after {s.autostop_minutes} min empty" if s.autostop_minutes else "off"),
-            ("autopromote", "on" if s.auto_promote else "off"),
-            ("announce", "on" if s.announce else "off"),
-            ("role", f"@{role.name} or Manage Server" if role else "Manage Server"),
-            ("reconnect", f"{s.reconnect_attempts} attempts"),
+            ("flush", _("{seconds} s per chunk").format(seconds=f"{s.flush_interval:g}")),
+            ("strategy", _strategy_words(s.strategy)),
+            ("bitrate", _("{kbps} kb/s").format(kbps=s.bitrate // 1000)),
+            ("channels", _("stereo") if s.channels == 2 else _("mono")),
+            ("retention", _("{days} days").format(days=s.retention_days) if s.retention_days
+             else _("keep until deleted")),
+            ("tempttl", _("{hours} h (bot-wide)").format(hours=ttl)),
+            ("maxlength", _("{minutes} min").format(minutes=s.max_length_minutes)),
+            ("autostop", _("after {minutes} min empty").format(minutes=s.autostop_minutes) if s.autostop_minutes
+             else _("off")),
+            ("autopromote", _on_off(s.auto_promote)),
+            ("announce", _on_off(s.announce)),
+            ("role", _("@{role} or Manage Server").format(role=role.name) if role else _("Manage Server")),
+            ("reconnect", _("{attempts} attempts").format(attempts=s.reconnect_attempts)),
         ]
-        width = max(len(k) for k, _ in rows)
+        width = max(len(k) for k, _v in rows)
         table = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
-        return f"Recording settings for **{ctx.guild.name}**:\n{box(table)}" \
-               f"Change one with `{ctx.clean_prefix}recordingset <name> <value>`."
+        return _("Recording settings for **{guild}**:\n{table}Change one with `{command}`.").format(
+            guild=ctx.guild.name, table=box(table), command=f"{ctx.clean_prefix}recordingset <name> <value>"
+        )
 
     async def _save(self, ctx: "Context", message: str, **changes: Any) -> None:
         assert ctx.guild is not None
         await self.service.settings.save(ctx.guild.id, **changes)  # UserError before anything is written
         live = self.service.live(ctx.guild.id)
-        later = " The recording running now keeps its settings." if live is not None else ""
-        await ctx.send(message + later)
+        if live is not None:
+            message = _("{change} The recording running now keeps its settings.").format(change=message)
+        await ctx.send(message)
 
     @recordingset.command(name="flush")
-    async def set_flush(self, ctx: "Context", seconds: str) -> None:
+    async def set_flush(self, ctx: "Context", seconds: Seconds) -> None:
         """Seconds of audio per chunk (1–300): shorter loses less in a crash. Example: `[p]recordingset flush 10`."""
-        value = parse_number(seconds, what="the flush interval", unit="seconds", low=1, high=300)
-        await self._save(ctx, f"Chunks are now {value:g} seconds long.", flush_interval=float(value))
+        await self._save(ctx, _("Chunks are now {seconds} seconds long.").format(seconds=f"{seconds:g}"),
+                         flush_interval=float(seconds))
 
     @recordingset.command(name="strategy")
     async def set_strategy(self, ctx: "Context", strategy: str) -> None:
         """`per_user` (a file per speaker), `mixed` (one file) or `hybrid` (both). Example: `[p]recordingset strategy hybrid`."""
         value = parse_strategy(strategy)
-        await self._save(ctx, f"Strategy set to `{value.value}`.", strategy=value.value)
+        await self._save(ctx, _("Strategy set to `{strategy}`.").format(strategy=value.value), strategy=value.value)
 
     @recordingset.command(name="bitrate")
     async def set_bitrate(self, ctx: "Context", kbps: str) -> None:
         """MP3 bitrate in kb/s: 32, 48, 64, 96, 128, 160 or 192. Example: `[p]recordingset bitrate 96`."""
         value = parse_bitrate(kbps)
-        await self._save(ctx, f"Bitrate set to {value // 1000} kb/s.", bitrate=value)
+        await self._save(ctx, _("Bitrate set to {kbps} kb/s.").format(kbps=value // 1000), bitrate=value)
 
     @recordingset.command(name="channels")
     async def set_channels(self, ctx: "Context", layout: str) -> None:
         """`mono` or `stereo` files. Example: `[p]recordingset channels mono`."""
         value = parse_channels(layout)
-        await self._save(ctx, f"Files will be {'stereo' if value == 2 else 'mono'}.", channels=value)
+        await self._save(ctx, _("Files will be stereo.") if value == 2 else _("Files will be mono."), channels=value)
 
     @recordingset.command(name="retention")
-    async def set_retention(self, ctx: "Context", days: str) -> None:
-        """Delete recordings older than this many days (0 keeps them). Example: `[p]recordingset retention 30`."""
-        value = int(parse_number(days, what="the retention", unit="days", low=0, high=3650, integer=True))
-        msg = f"Recordings older than {value} days will be deleted." if value else "Recordings are kept until deleted."
-        await self._save(ctx, msg, retention_days=value)
+    async def set_retention(self, ctx: "Context", days: RetentionDays) -> None:
+        """Delete recordings older than this many days (0 keeps them); `30d` or `2w` work too. Example: `[p]recordingset retention 30`."""
+        msg = _("Recordings older than {days} days will be deleted.").format(days=days) if days else \
+            _("Recordings are kept until deleted.")
+        await self._save(ctx, msg, retention_days=int(days))
 
     @recordingset.command(name="tempttl")
     @commands.is_owner()
-    async def set_temp_ttl(self, ctx: "Context", hours: str) -> None:
-        """(Bot owner) Hours leftover temporary chunk files are kept, for every server. Example: `[p]recordingset tempttl 24`."""
-        value = int(parse_number(hours, what="the temp file lifetime", unit="hours", low=1, high=720, integer=True))
-        await self.service.settings.set_temp_ttl_hours(value)
-        await ctx.send(f"Leftover temporary chunks are removed after {value} hours.")
+    async def set_temp_ttl(self, ctx: "Context", hours: TempHours) -> None:
+        """(Bot owner) Hours leftover temporary chunk files are kept, for every server; `2d` works too. Example: `[p]recordingset tempttl 24`."""
+        await self.service.settings.set_temp_ttl_hours(int(hours))
+        await ctx.send(_("Leftover temporary chunks are removed after {hours} hours.").format(hours=hours))
 
     @recordingset.command(name="maxlength")
-    async def set_max_length(self, ctx: "Context", minutes: str) -> None:
-        """Stop a meeting after this many minutes (1–1440). Example: `[p]recordingset maxlength 120`."""
-        value = int(parse_number(minutes, what="the maximum length", unit="minutes", low=1, high=1440, integer=True))
-        await self._save(ctx, f"Recordings stop after {value} minutes.", max_length_minutes=value)
+    async def set_max_length(self, ctx: "Context", minutes: MaxMinutes) -> None:
+        """Stop a meeting after this many minutes (1–1440); `4h` or `1h30m` work too. Example: `[p]recordingset maxlength 120`."""
+        await self._save(ctx, _("Recordings stop after {minutes} minutes.").format(minutes=minutes),
+                         max_length_minutes=int(minutes))
 
     @recordingset.command(name="autostop")
-    async def set_autostop(self, ctx: "Context", minutes: str) -> None:
-        """Stop when the voice channel has been empty this many minutes (0 = never). Example: `[p]recordingset autostop 5`."""
-        value = int(parse_number(minutes, what="the empty-channel wait", unit="minutes", low=0, high=1440, integer=True))
-        msg = f"Recordings stop once the channel has been empty for {value} minutes." if value else \
-            "Recordings no longer stop when the channel empties."
-        await self._save(ctx, msg, autostop_minutes=value)
+    async def set_autostop(self, ctx: "Context", minutes: WaitMinutes) -> None:
+        """Stop when the voice channel has been empty this many minutes (0 = never); `5m` works too. Example: `[p]recordingset autostop 5`."""
+        msg = _("Recordings stop once the channel has been empty for {minutes} minutes.").format(minutes=minutes) \
+            if minutes else _("Recordings no longer stop when the channel empties.")
+        await self._save(ctx, msg, autostop_minutes=int(minutes))
 
     @recordingset.command(name="autopromote")
     async def set_autopromote(self, ctx: "Context", on_or_off: str) -> None:
         """Finish meetings a crash interrupted as soon as the cog loads again. Example: `[p]recordingset autopromote on`."""
-        value = parse_bool(on_or_off, what="automatic promotion after a crash")
-        await self._save(ctx, f"Automatic promotion after a crash is {'on' if value else 'off'}.", auto_promote=value)
+        value = parse_bool(on_or_off, setting="autopromote")
+        msg = _("Automatic promotion after a crash is on.") if value else _("Automatic promotion after a crash is off.")
+        await self._save(ctx, msg, auto_promote=value)
 
     @recordingset.command(name="announce")
     async def set_announce(self, ctx: "Context", on_or_off: str) -> None:
         """Announce recordings in the channel (and show [REC] in my nickname). Example: `[p]recordingset announce on`."""
-        value = parse_bool(on_or_off, what="announcements")
-        await self._save(ctx, f"Announcements are {'on' if value else 'off'}.", announce=value)
+        value = parse_bool(on_or_off, setting="announce")
+        await self._save(ctx, _("Announcements are on.") if value else _("Announcements are off."), announce=value)
 
     @recordingset.command(name="role")
-    async def set_role(self, ctx: "Context", *, role: discord.Role = None) -> None:
+    async def set_role(self, ctx: "Context", *, role: discord.Role = None) -> None:  # type: ignore[assignment]
         """Who may start and stop: members with this role (and Manage Server). No role: Manage Server only.
 
         Examples: `[p]recordingset role Scribes`, `[p]recordingset role` to clear.
         """
-        if role is not None and role.is_default():
-            raise UserError("Pick a specific role, not @everyone.")
-        msg = f"Members with **{role.name}** can now start and stop recordings." if role else \
-            "Only members with Manage Server (or the bot's admin role) can start and stop recordings now."
-        await self._save(ctx, msg, recorder_role=role.id if role else None)
+        # Not `Optional[...]`: discord.py would then clear the role for a name it cannot find.
+        chosen = cast(Optional[discord.Role], role)
+        if chosen is not None and chosen.is_default():
+            raise UserError(_("Pick a specific role, not @everyone."))
+        if chosen is not None:
+            msg = _("Members with **{role}** can now start and stop recordings.").format(role=chosen.name)
+        else:
+            msg = _("Only members with Manage Server (or the bot's admin role) can start and stop recordings now.")
+        await self._save(ctx, msg, recorder_role=chosen.id if chosen else None)
 
     @recordingset.command(name="reconnect")
-    async def set_reconnect(self, ctx: "Context", attempts: str) -> None:
+    async def set_reconnect(self, ctx: "Context", attempts: Attempts) -> None:
         """Reconnect attempts after the voice connection drops (0–10). Example: `[p]recordingset reconnect 3`."""
-        value = int(parse_number(attempts, what="reconnect attempts", unit="attempts", low=0, high=10, integer=True))
-        await self._save(ctx, f"I'll try to reconnect {value} times before finishing a recording.", reconnect_attempts=value)
+        await self._save(ctx, _("I'll try to reconnect {attempts} times before finishing a recording.")
+                         .format(attempts=attempts), reconnect_attempts=int(attempts))

@@ -14,9 +14,10 @@ from typing import Optional
 from redbot.core import commands
 from redbot.core.commands.requires import PrivilegeLevel
 
+from ..i18n import _
 from ..store import StoreError
 
-__all__ = ["ControlDenied", "UserError", "explain"]
+__all__ = ["ControlDenied", "UserError", "ValueRefused", "explain"]
 
 log = logging.getLogger("red.chunkrecorder.errors")
 
@@ -26,6 +27,11 @@ class UserError(Exception):
 
     Raised before anything is changed, so catching it never leaves half-done work.
     """
+
+
+class ValueRefused(commands.BadArgument):
+    """A converter refused an argument; ``str(exc)`` is the one line saying why and what
+    is allowed (a setting's bounds, say), shown as it is."""
 
 
 class ControlDenied(commands.CheckFailure):
@@ -42,30 +48,38 @@ async def explain(ctx: commands.Context, error: Exception) -> Optional[str]:
         if isinstance(original, (UserError, StoreError)):  # store/pipeline messages are user-fit
             return str(original)
         log.error("Error in %s", command.qualified_name if command else "?", exc_info=original)
-        return (f"Something went wrong running `{ctx.clean_prefix}{command.qualified_name if command else ''}`"
-                f" ({type(original).__name__}); the details are in the bot's log.")
+        return _(
+            "Something went wrong running `{command}` ({error}); the details are in the bot's log."
+        ).format(command=f"{ctx.clean_prefix}{command.qualified_name if command else ''}",
+                 error=type(original).__name__)
     if isinstance(error, ControlDenied):
         return str(error)
     if isinstance(error, commands.NoPrivateMessage):
-        return "Recording commands work only in a server."
+        return _("Recording commands work only in a server.")
     if isinstance(error, commands.MissingRequiredArgument):
-        return f"Missing `{error.param.name}`. Usage: {usage}"
+        return _("Missing `{argument}`. Usage: {usage}").format(argument=error.param.name, usage=usage)
+    if isinstance(error, ValueRefused):
+        return str(error)
     if isinstance(error, commands.ChannelNotFound):
-        return f"I can't find a voice channel called `{error.argument}`. Usage: {usage}"
+        return _("I can't find a voice channel called `{name}`. Usage: {usage}").format(
+            name=error.argument, usage=usage
+        )
     if isinstance(error, commands.RoleNotFound):
-        return f"I can't find a role called `{error.argument}`. Usage: {usage}"
+        return _("I can't find a role called `{name}`. Usage: {usage}").format(name=error.argument, usage=usage)
     if isinstance(error, commands.BadArgument):
         if getattr(ctx.current_parameter, "converter", None) is int and ctx.current_argument:
-            return f"`{ctx.current_argument}` is not a whole number. Usage: {usage}"
-        return f"{str(error).rstrip('.')}. Usage: {usage}"
+            return _("`{value}` is not a whole number. Usage: {usage}").format(
+                value=ctx.current_argument, usage=usage
+            )
+        return _("{problem}. Usage: {usage}").format(problem=str(error).rstrip("."), usage=usage)
     if isinstance(error, commands.UserInputError):
-        return f"That doesn't look right. Usage: {usage}"
+        return _("That doesn't look right. Usage: {usage}").format(usage=usage)
     if type(error) is commands.CheckFailure:
         # Red's privilege checks (admin, owner). Its global checks (blocklist, ignored
         # channels) fail the same way and must stay silent, as everywhere in Red.
         if not await ctx.bot.can_run(ctx, call_once=True) or not await ctx.bot.can_run(ctx):
             return ""
         if command is not None and command.requires.privilege_level is PrivilegeLevel.BOT_OWNER:
-            return "Only the bot owner can change that."
-        return "You need Manage Server (or the bot's admin role) to use that."
+            return _("Only the bot owner can change that.")
+        return _("You need Manage Server (or the bot's admin role) to use that.")
     return None

@@ -16,14 +16,17 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
 
 import discord
 
+from redbot.core.i18n import set_contextual_locales_from_guild
+
+from ..i18n import _
 from ..objects.errors import PromotionTimeout
 from ..objects.records import Meeting, Recording, Strategy
 from ..objects.results import PromotionResult
 from .config import ActiveRecord, SettingsStore
 from .errors import UserError
-from .meetings import LiveMeeting, MeetingManager
+from .meetings import LiveMeeting, MeetingManager, Reason
 from .nickname import PREFIX as NICK_PREFIX, RecNickname
-from .posting import result_text, short_error, upload_recordings
+from .posting import result_text, send_long, short_error, upload_recordings
 from .progress import ProgressMessage
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -33,8 +36,14 @@ __all__ = ["MeetingFlows", "prefix_for"]
 
 log = logging.getLogger("red.chunkrecorder.flows")
 
-_KINDS = {Strategy.PER_USER.value: "one file per speaker", Strategy.MIXED.value: "one mixed file",
-          Strategy.HYBRID.value: "per speaker and mixed"}
+
+def _kinds(strategy: str) -> str:
+    """What a strategy makes, as the start announcement says it."""
+    if strategy == Strategy.PER_USER.value:
+        return _("one file per speaker")
+    if strategy == Strategy.MIXED.value:
+        return _("one mixed file")
+    return _("per speaker and mixed")
 
 
 async def prefix_for(bot: "Red", guild: Optional[discord.Guild]) -> str:
@@ -64,14 +73,15 @@ class MeetingFlows:
         live = self.meetings.get(guild.id)
         if live is not None:
             raise UserError(
-                f"I'm already recording **{live.channel_name}** in this server; "
-                f"`{prefix}record stop` ends it first."
+                _("I'm already recording **{channel}** in this server; `{command}` ends it first.").format(
+                    channel=live.channel_name, command=f"{prefix}record stop")
             )
         perms = channel.permissions_for(guild.me)
         if not (perms.connect and perms.view_channel):
-            raise UserError(f"I need the Connect permission in **{channel.name}** to record it.")
+            raise UserError(_("I need the Connect permission in **{channel}** to record it.").format(
+                channel=channel.name))
         if channel.user_limit and len(channel.members) >= channel.user_limit and not perms.move_members:
-            raise UserError(f"**{channel.name}** is full, so I can't join it.")
+            raise UserError(_("**{channel}** is full, so I can't join it.").format(channel=channel.name))
         settings = await self.settings.guild(guild.id)
         async with reply_to.typing():
             live = await self.meetings.start(guild_id=guild.id, channel=channel, text_channel_id=text_channel_id,
@@ -83,17 +93,21 @@ class MeetingFlows:
         await self.settings.set_active(guild.id, ActiveRecord(live.meeting_id, text_channel_id, nick_before, changed))
         if settings.announce:
             await reply_to.send(
-                f"🔴 Recording **{channel.name}** ({_KINDS[settings.strategy]}). Stop with `{prefix}record stop`; "
-                f"anyone can opt out with `{prefix}record optout`."
+                _("🔴 Recording **{channel}** ({kinds}). Stop with `{stop}`; anyone can opt out with `{optout}`.")
+                .format(channel=channel.name, kinds=_kinds(settings.strategy), stop=f"{prefix}record stop",
+                        optout=f"{prefix}record optout")
             )
         else:
-            await reply_to.send(f"Recording **{channel.name}** (meeting `{live.meeting_id}`).")
+            await reply_to.send(_("Recording **{channel}** (meeting `{meeting_id}`).").format(
+                channel=channel.name, meeting_id=live.meeting_id))
         return live
 
     # ------------------------------------------------------------------ stop
-    async def auto_stop(self, live: LiveMeeting, reason: str) -> None:
-        """The manager's ``on_auto_stop``: the same stop path, posted where it started."""
+    async def auto_stop(self, live: LiveMeeting, reason: Reason) -> None:
+        """The manager's ``on_auto_stop``: the same stop path, posted where it started
+        (in that guild's language: no command set it for this task)."""
         guild = self.bot.get_guild(live.guild_id)
+        await set_contextual_locales_from_guild(self.bot, guild)
         if guild is None:
             with contextlib.suppress(UserError):
                 await self.meetings.stop(live.guild_id, reason=reason)
@@ -104,39 +118,41 @@ class MeetingFlows:
                               reason=reason)
 
     async def finish(self, guild: discord.Guild, channel: Optional[discord.abc.Messageable], *,
-                     reason: str) -> None:
+                     reason: Reason) -> None:
         """The one stop path: leave voice, show progress, promote, post the files."""
         live = self.meetings.get(guild.id)
         if live is None:
-            raise UserError("Nothing is being recorded in this server.")
+            raise UserError(_("Nothing is being recorded in this server."))
         if live.ending:
-            raise UserError("That recording is already stopping; the files are on their way.")
-        progress = ProgressMessage(channel, f"⏹️ Recording of **{live.channel_name}** ended ({reason})") \
-            if channel is not None else None
+            raise UserError(_("That recording is already stopping; the files are on their way."))
+        title = _("⏹️ Recording of **{channel}** ended ({reason})").format(channel=live.channel_name, reason=reason)
+        progress = ProgressMessage(channel, title) if channel is not None else None
         if progress is not None:
-            await progress.start("finishing the files…")
+            await progress.start(_("finishing the files…"))
         try:
             live, result = await self.meetings.stop(guild.id, progress=progress, reason=reason)
         except UserError:
             if progress is not None:
-                await progress.update("not finished, see below.")
+                await progress.update(_("not finished, see below."))
             raise
         except PromotionTimeout:
             await self._forget_active(guild)
             if channel is not None and isinstance(channel, discord.abc.Snowflake):
                 self._pending_posts[live.meeting_id] = (guild.id, channel.id)
                 with contextlib.suppress(discord.HTTPException):
-                    await channel.send("Encoding is taking longer than usual; I'll post the files here when they are ready.")
+                    await channel.send(_("Encoding is taking longer than usual; I'll post the files here when they "
+                                         "are ready."))
             return
         except Exception as exc:
             log.exception("Stopping meeting %s failed", live.meeting_id)
             await self._forget_active(guild)
             if channel is not None:
                 with contextlib.suppress(discord.HTTPException):
-                    await channel.send(
-                        f"The recording stopped, but finishing its files failed ({short_error(exc)}). Nothing is lost: "
-                        f"an admin can retry with `{await prefix_for(self.bot, guild)}recordings promote {live.meeting_id}`."
-                    )
+                    command = f"{await prefix_for(self.bot, guild)}recordings promote {live.meeting_id}"
+                    await channel.send(_(
+                        "The recording stopped, but finishing its files failed ({error}). Nothing is lost: "
+                        "an admin can retry with `{command}`."
+                    ).format(error=short_error(exc), command=command))
             return
         await self._forget_active(guild)
         recordings = list(result.recordings)
@@ -144,7 +160,7 @@ class MeetingFlows:
             await self._erase_users(live.erased)
             recordings = [r for r in recordings if r.user_id not in live.erased]
         if progress is not None:
-            await progress.update("done.")
+            await progress.update(_("done."))
         if channel is not None:
             await self.post_result(guild, channel, live.session.meeting, result, recordings)
 
@@ -169,27 +185,34 @@ class MeetingFlows:
         recorder kept them recoverable)."""
         for live in list(self.meetings.live.values()):
             guild = self.bot.get_guild(live.guild_id)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(set_contextual_locales_from_guild(self.bot, guild), 5)
             channel = guild.get_channel(live.text_channel_id) if guild and live.text_channel_id else None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.restore_nick(guild), 5)
             if isinstance(channel, discord.abc.Messageable):
                 with contextlib.suppress(Exception):
-                    await asyncio.wait_for(channel.send(
-                        f"⏸️ Recording of **{live.channel_name}** paused: the recorder was unloaded. "
-                        f"Everything so far is kept; meeting `{live.meeting_id}` is finished when it loads again."
-                    ), 5)
+                    await asyncio.wait_for(channel.send(_(
+                        "⏸️ Recording of **{channel}** paused: the recorder was unloaded. "
+                        "Everything so far is kept; meeting `{meeting_id}` is finished when it loads again."
+                    ).format(channel=live.channel_name, meeting_id=live.meeting_id)), 5)
 
     # ------------------------------------------------------------------ promote and post
     async def promote_and_post(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting, *,
-                               title: str = "Promoting") -> None:
-        progress = ProgressMessage(channel, f"🛠️ {title} `{meeting.id}`")
-        await progress.start("collecting chunks…")
+                               after_restart: bool = False) -> None:
+        if after_restart:
+            title = _("🛠️ Finishing the recording a restart interrupted: `{meeting_id}`").format(meeting_id=meeting.id)
+        else:
+            title = _("🛠️ Promoting `{meeting_id}`").format(meeting_id=meeting.id)
+        progress = ProgressMessage(channel, title)
+        await progress.start(_("collecting chunks…"))
         try:
             result = await self.meetings.recorder.promote(meeting.id, progress=progress)
         except Exception as exc:
             log.exception("Promoting meeting %s failed", meeting.id)
-            raise UserError(f"Promoting `{meeting.id}` failed: {short_error(exc)}. Its chunks are kept; try again later.") from None
-        await progress.update("done.")
+            raise UserError(_("Promoting `{meeting_id}` failed: {error}. Its chunks are kept; try again later.")
+                            .format(meeting_id=meeting.id, error=short_error(exc))) from None
+        await progress.update(_("done."))
         await self.post_result(guild, channel, meeting, result, list(result.recordings))
 
     async def promoted_in_background(self, result: PromotionResult) -> None:
@@ -199,13 +222,14 @@ class MeetingFlows:
             return
         guild = self.bot.get_guild(target[0])
         channel = guild.get_channel(target[1]) if guild is not None else None
+        await set_contextual_locales_from_guild(self.bot, guild)
         if guild is not None and isinstance(channel, discord.abc.Messageable):
             await self.post_result(guild, channel, result.meeting, result, list(result.recordings))
 
     async def post_result(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting,
                           result: PromotionResult, recordings: Sequence[Recording]) -> None:
         with contextlib.suppress(discord.HTTPException):
-            await channel.send(result_text(guild, meeting, result, recordings))
+            await send_long(channel, result_text(guild, meeting, result, recordings))
         await self.upload(guild, channel, recordings)
 
     async def upload(self, guild: discord.Guild, channel: discord.abc.Messageable,

@@ -7,11 +7,12 @@ the same way, and so tests can check the wording without a bot.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Literal, Optional, Sequence
 
 import discord
 from redbot.core.utils.chat_formatting import escape, humanize_list, humanize_number
 
+from ..i18n import _
 from ..objects.records import (
     ChunkCounts,
     Meeting,
@@ -20,31 +21,30 @@ from ..objects.records import (
     RecordingKind,
 )
 
+#: The styles of Discord's ``<t:...:style>`` timestamps.
+TimestampStyle = Literal["f", "F", "d", "D", "t", "T", "s", "S", "R"]
+
 __all__ = [
-    "MIXED_NOTE",
     "bar",
+    "channel_label",
     "clock_duration",
     "human_size",
     "member_name",
     "meeting_line",
+    "mixed_name",
+    "mixed_note",
     "recording_line",
     "status_word",
     "timestamp",
 ]
 
-#: Said wherever a mixed file is shown: why a deletion request does not remove it.
-MIXED_NOTE = (
-    "A mixed file holds everyone's voices in one track: it cannot be split per member, "
-    "so a member's data deletion request does not remove it (an admin can delete it)."
-)
 
-_STATUS_WORDS = {
-    MeetingStatus.ACTIVE: "recording",
-    MeetingStatus.STOPPING: "finishing",
-    MeetingStatus.PROMOTED: "done",
-    MeetingStatus.INTERRUPTED: "interrupted",
-    MeetingStatus.FAILED: "failed",
-}
+def mixed_note() -> str:
+    """Said wherever a mixed file is shown: why a deletion request does not remove it."""
+    return _(
+        "A mixed file holds everyone's voices in one track: it cannot be split per member, "
+        "so a member's data deletion request does not remove it (an admin can delete it)."
+    )
 
 
 def human_size(size: int) -> str:
@@ -60,59 +60,79 @@ def human_size(size: int) -> str:
 def clock_duration(ms: Optional[int | float]) -> str:
     """``m:ss`` or ``h:mm:ss``: how media players show a length."""
     if ms is None:
-        return "?"
+        return "?"  # the same in every language
     total = int(round(ms / 1000))
     hours, rest = divmod(total, 3600)
     minutes, seconds = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{seconds:02d}" if hours else f"{minutes}:{seconds:02d}"
 
 
-def timestamp(epoch: Optional[float], style: str = "f") -> str:
+def timestamp(epoch: Optional[float], style: TimestampStyle = "f") -> str:
     """A Discord timestamp: every reader sees it in their own time zone."""
     if epoch is None:
         return "?"
     return discord.utils.format_dt(dt.datetime.fromtimestamp(epoch, tz=dt.timezone.utc), style)
 
 
+def mixed_name() -> str:
+    """What the mixed track is called where a speaker's name would be."""
+    return _("Mixed")
+
+
 def member_name(guild: Optional[discord.Guild], user_id: Optional[int]) -> str:
     """Display name without a ping; ids of members who left stay recognisable."""
     if user_id is None:
-        return "Mixed"
+        return mixed_name()
     member = guild.get_member(user_id) if guild is not None else None
     if member is None:
-        return f"user {user_id}"
+        return _("user {user_id}").format(user_id=user_id)
     return escape(member.display_name, mass_mentions=True, formatting=True)
 
 
 def status_word(status: MeetingStatus) -> str:
-    return _STATUS_WORDS.get(status, status.value.lower())
+    words = {
+        MeetingStatus.ACTIVE: _("recording"),
+        MeetingStatus.STOPPING: _("finishing"),
+        MeetingStatus.PROMOTED: _("done"),
+        MeetingStatus.INTERRUPTED: _("interrupted"),
+        MeetingStatus.FAILED: _("failed"),
+    }
+    return words.get(status, status.value.lower())
+
+
+def channel_label(channel_name: Optional[str], channel_id: int) -> str:
+    """A channel's name, or its id once it is gone."""
+    return channel_name or _("channel {channel_id}").format(channel_id=channel_id)
 
 
 def recording_line(guild: Optional[discord.Guild], rec: Recording) -> str:
-    who = "**Mixed**" if rec.kind is RecordingKind.MIXED else f"**{member_name(guild, rec.user_id)}**"
-    return f"{who}: {clock_duration(rec.duration_in_ms)}, {human_size(rec.size_bytes)} (`{rec.id}`)"
+    who = mixed_name() if rec.kind is RecordingKind.MIXED else member_name(guild, rec.user_id)
+    return _("**{speaker}**: {length}, {size} (`{recording_id}`)").format(
+        speaker=who, length=clock_duration(rec.duration_in_ms), size=human_size(rec.size_bytes), recording_id=rec.id
+    )
 
 
 def meeting_line(guild: Optional[discord.Guild], meeting: Meeting,
                  channel_name: Optional[str] = None) -> str:
-    where = channel_name or f"channel {meeting.channel_id}"
-    length = ""
+    where = escape(channel_label(channel_name, meeting.channel_id), formatting=True)
+    when = timestamp(meeting.started_at, "f")
     if meeting.length_samples:
-        length = f", {clock_duration(meeting.length_samples * 1000 / meeting.sample_rate)}"
-    return (
-        f"`{meeting.id}` {timestamp(meeting.started_at, 'f')} in **{escape(where, formatting=True)}**"
-        f" ({status_word(meeting.status)}{length})"
+        return _("`{meeting_id}` {started} in **{channel}** ({status}, {length})").format(
+            meeting_id=meeting.id, started=when, channel=where, status=status_word(meeting.status),
+            length=clock_duration(meeting.length_samples * 1000 / meeting.sample_rate),
+        )
+    return _("`{meeting_id}` {started} in **{channel}** ({status})").format(
+        meeting_id=meeting.id, started=when, channel=where, status=status_word(meeting.status)
     )
 
 
 def chunk_summary(counts: ChunkCounts) -> str:
-    parts = [
-        f"{humanize_number(counts.done)} done",
-        f"{humanize_number(counts.pending)} waiting",
-    ]
+    done, pending = humanize_number(counts.done), humanize_number(counts.pending)
     if counts.failed:
-        parts.append(f"{humanize_number(counts.failed)} failed")
-    return ", ".join(parts)
+        return _("{done} done, {waiting} waiting, {failed} failed").format(
+            done=done, waiting=pending, failed=humanize_number(counts.failed)
+        )
+    return _("{done} done, {waiting} waiting").format(done=done, waiting=pending)
 
 
 def bar(done: int, total: int, width: int = 12) -> str:
@@ -124,7 +144,7 @@ def bar(done: int, total: int, width: int = 12) -> str:
 
 def names(guild: Optional[discord.Guild], user_ids: Iterable[int]) -> str:
     listed = [member_name(guild, u) for u in user_ids]
-    return humanize_list(listed) if listed else "nobody yet"
+    return humanize_list(listed) if listed else _("nobody yet")
 
 
 def batches(sizes: Sequence[int], limit: int, max_files: int = 10) -> list[list[int]]:

@@ -20,8 +20,9 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, ClassVar, Literal, Optional, Protocol, Union
 
+from ..i18n import _
 from ..objects.errors import FlushError
 from ..objects.frames import MeetingSettings
 from ..objects.results import PromotionResult
@@ -35,41 +36,93 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline.session import RecordingSession
     from ..objects.results import Progress
 
-__all__ = ["LiveMeeting", "MeetingManager", "StopReason"]
+__all__ = ["LinkEvent", "LiveMeeting", "MeetingManager", "Reason", "StopReason"]
 
 log = logging.getLogger("red.chunkrecorder.meetings")
 
 ProgressCallback = Callable[["Progress"], Awaitable[None] | None]
 
 
+@dataclass(frozen=True, slots=True)
 class StopReason:
-    """Why a meeting ended; the words appear in Discord after "Recording stopped: "."""
+    """Why a meeting ended on its own.
 
-    KICKED = "I was disconnected from the voice channel"
-    MOVED = "I was moved to another voice channel"
-    CHANNEL_GONE = "the voice channel was deleted"
+    Kept as data and worded only when shown (``str()``), so a member reads it in their
+    guild's language however it was noticed (the ticker, a gateway event); it appears
+    in Discord as "Recording of ... ended (<reason>)".
+    """
 
-    @staticmethod
-    def max_length(minutes: int) -> str:
-        return f"it reached the maximum length of {_count(minutes, 'minute')}"
+    kind: Literal["kicked", "moved", "channel_gone", "max_length", "empty", "lost"]
+    count: int = 0
 
-    @staticmethod
-    def empty(minutes: int) -> str:
-        return f"the voice channel was empty for {_count(minutes, 'minute')}"
+    KICKED: ClassVar["StopReason"]
+    MOVED: ClassVar["StopReason"]
+    CHANNEL_GONE: ClassVar["StopReason"]
 
-    @staticmethod
-    def lost(attempts: int) -> str:
-        if attempts == 0:
-            return "the voice connection was lost and reconnecting is off"
-        return f"the voice connection was lost and {_count(attempts, 'reconnect attempt')} failed"
+    @classmethod
+    def max_length(cls, minutes: int) -> "StopReason":
+        return cls("max_length", minutes)
+
+    @classmethod
+    def empty(cls, minutes: int) -> "StopReason":
+        return cls("empty", minutes)
+
+    @classmethod
+    def lost(cls, attempts: int) -> "StopReason":
+        return cls("lost", attempts)
+
+    def __str__(self) -> str:
+        n = self.count
+        if self.kind == "kicked":
+            return _("I was disconnected from the voice channel")
+        if self.kind == "moved":
+            return _("I was moved to another voice channel")
+        if self.kind == "channel_gone":
+            return _("the voice channel was deleted")
+        if self.kind == "max_length":
+            if n == 1:
+                return _("it reached the maximum length of 1 minute")
+            return _("it reached the maximum length of {minutes} minutes").format(minutes=n)
+        if self.kind == "empty":
+            if n == 1:
+                return _("the voice channel was empty for 1 minute")
+            return _("the voice channel was empty for {minutes} minutes").format(minutes=n)
+        if n == 0:
+            return _("the voice connection was lost and reconnecting is off")
+        if n == 1:
+            return _("the voice connection was lost and 1 reconnect attempt failed")
+        return _("the voice connection was lost and {attempts} reconnect attempts failed").format(attempts=n)
 
 
-def _count(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
+StopReason.KICKED = StopReason("kicked")
+StopReason.MOVED = StopReason("moved")
+StopReason.CHANNEL_GONE = StopReason("channel_gone")
+
+#: Why a meeting ends: a member's own words (worded when they asked) or a ``StopReason``.
+Reason = Union[str, StopReason]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkEvent:
+    """Something that happened to the voice link, shown in ``[p]record status``; worded
+    when shown, like ``StopReason``."""
+
+    kind: Literal["lost", "resumed", "reconnected"]
+    detail: str = ""
+    attempt: int = 0
+
+    def __str__(self) -> str:
+        if self.kind == "resumed":
+            return _("voice session resumed")
+        if self.kind == "reconnected":
+            return _("reconnected (attempt {attempt})").format(attempt=self.attempt)
+        if self.detail:
+            return _("voice connection lost ({why})").format(why=self.detail)
+        return _("voice connection lost (no reason given)")
 
 
 class AutoStop(Protocol):
-    def __call__(self, live: "LiveMeeting", reason: str) -> Awaitable[None]: ...
+    def __call__(self, live: "LiveMeeting", reason: Reason) -> Awaitable[None]: ...
 
 
 @dataclass(eq=False)
@@ -85,10 +138,10 @@ class LiveMeeting:
     link: VoiceLink
     started_at: float  # on the manager's clock
     ending: bool = False
-    end_reason: Optional[str] = None
+    end_reason: Optional[Reason] = None
     empty_since: Optional[float] = None
     reconnects: int = 0
-    events: list[str] = field(default_factory=list)
+    events: list[LinkEvent] = field(default_factory=list)
     #: Members whose data was erased while the meeting ran: their audio is refused
     #: from then on and their files are removed again once the meeting is promoted.
     erased: set[int] = field(default_factory=set)
@@ -127,7 +180,7 @@ class _LinkListener(BaseVoiceEventListener):
         await self._manager._link_dropped(self._live, self._link, reason)
 
     def on_resume(self) -> None:
-        self._live.events.append("voice session resumed")
+        self._live.events.append(LinkEvent("resumed"))
 
     def on_move(self, channel_id: int) -> None:
         if self._link is self._live.link:
@@ -164,7 +217,7 @@ class MeetingManager:
     @property
     def recorder(self) -> "Recorder":
         if self._recorder is None:
-            raise UserError("The recorder is not running; reload the cog (`[p]reload chunkrecorder`).")
+            raise UserError(_("The recorder is not running; reload the cog (`[p]reload chunkrecorder`)."))
         return self._recorder
 
     @recorder.setter
@@ -192,12 +245,14 @@ class MeetingManager:
     ) -> LiveMeeting:
         """Join ``channel`` and start recording; ``UserError`` if that cannot be done."""
         if self._closing:
-            raise UserError("The recorder is shutting down; try again once the cog is loaded again.")
+            raise UserError(_("The recorder is shutting down; try again once the cog is loaded again."))
         async with self._lock(guild_id):
             current = self.live.get(guild_id)
             if current is not None:
                 raise UserError(
-                    f"I'm already recording **{current.channel_name}** in this server; stop that first."
+                    _("I'm already recording **{channel}** in this server; stop that first.").format(
+                        channel=current.channel_name
+                    )
                 )
             meeting_settings: MeetingSettings = settings.meeting_settings()
             link = await self._connect(channel)
@@ -242,17 +297,19 @@ class MeetingManager:
         return accept
 
     async def _connect(self, channel: Any) -> VoiceLink:
-        name = getattr(channel, "name", "that channel")
+        name = getattr(channel, "name", None) or _("that channel")
         try:
             return await asyncio.wait_for(self.connector(channel), self.connect_timeout_s)
         except asyncio.TimeoutError:
-            raise UserError(f"I couldn't join **{name}**: Discord did not answer in time. Try again.") from None
+            raise UserError(
+                _("I couldn't join **{channel}**: Discord did not answer in time. Try again.").format(channel=name)
+            ) from None
         except UserError:
             raise
         except Exception as exc:  # discord.ClientException, Forbidden, OSError ...
             log.warning("Connecting to voice channel %s failed", getattr(channel, "id", "?"), exc_info=exc)
             detail = str(exc).strip().rstrip(".") or type(exc).__name__
-            raise UserError(f"I couldn't join **{name}**: {detail}.") from None
+            raise UserError(_("I couldn't join **{channel}**: {why}.").format(channel=name, why=detail)) from None
 
     def _attach(self, live: LiveMeeting, link: VoiceLink) -> None:
         live.link = link
@@ -279,7 +336,7 @@ class MeetingManager:
             if reason is not None:
                 self._request_stop(live, reason)
 
-    def due_stop(self, live: LiveMeeting) -> Optional[str]:
+    def due_stop(self, live: LiveMeeting) -> Optional[StopReason]:
         now = self.now()
         s = live.settings
         if now - live.started_at >= s.max_length_minutes * 60:
@@ -293,14 +350,14 @@ class MeetingManager:
             live.empty_since = None
         return None
 
-    def _request_stop(self, live: LiveMeeting, reason: str) -> None:
+    def _request_stop(self, live: LiveMeeting, reason: Reason) -> None:
         """Hand an automatic ending to the flows (once), off the caller's task."""
         if live.end_reason is not None or live.ending:
             return
         live.end_reason = reason
         self._tasks.spawn(self._auto_stop(live, reason), name=f"chunkrecorder-autostop-{live.guild_id}")
 
-    async def _auto_stop(self, live: LiveMeeting, reason: str) -> None:
+    async def _auto_stop(self, live: LiveMeeting, reason: Reason) -> None:
         try:
             if self.on_auto_stop is None:
                 await self.stop(live.guild_id, reason=reason)
@@ -331,7 +388,7 @@ class MeetingManager:
         """The voice connection died: reconnect (up to the guild's limit) or end cleanly."""
         if live.ending or live.end_reason is not None or link is not live.link or self._closing:
             return
-        live.events.append(f"voice connection lost ({reason or 'no reason given'})")
+        live.events.append(LinkEvent("lost", detail=reason))
         attempts = live.settings.reconnect_attempts
         while live.reconnects < attempts:
             live.reconnects += 1
@@ -344,13 +401,13 @@ class MeetingManager:
                 log.info("Reconnect %d/%d to %s failed: %s", live.reconnects, attempts, live.channel_id, exc)
                 continue
             self._attach(live, new_link)
-            live.events.append(f"reconnected (attempt {live.reconnects})")
+            live.events.append(LinkEvent("reconnected", attempt=live.reconnects))
             return
         self._request_stop(live, StopReason.lost(attempts))
 
     # ------------------------------------------------------------------ stop
     async def stop(self, guild_id: int, *, progress: Optional[ProgressCallback] = None,
-                   reason: Optional[str] = None) -> tuple[LiveMeeting, PromotionResult]:
+                   reason: Optional[Reason] = None) -> tuple[LiveMeeting, PromotionResult]:
         """End the guild's meeting: leave voice, flush, promote. Returns (meeting, result).
 
         The meeting leaves ``self.live`` whatever happens, so a failed promotion never
@@ -358,9 +415,9 @@ class MeetingManager:
         """
         live = self.live.get(guild_id)
         if live is None:
-            raise UserError("Nothing is being recorded in this server.")
+            raise UserError(_("Nothing is being recorded in this server."))
         if live.ending:
-            raise UserError("That recording is already stopping; the files are on their way.")
+            raise UserError(_("That recording is already stopping; the files are on their way."))
         live.ending = True
         if reason is not None and live.end_reason is None:
             live.end_reason = reason

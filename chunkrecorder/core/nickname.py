@@ -13,6 +13,8 @@ from typing import Optional
 
 import discord
 
+from ..i18n import _
+
 __all__ = ["PREFIX", "RecNickname"]
 
 log = logging.getLogger("red.chunkrecorder.nickname")
@@ -45,7 +47,7 @@ class RecNickname:
         if before is not None and before.startswith(PREFIX):
             return False, None  # left over from a crash: the restore will fix it
         try:
-            await me.edit(nick=self.recording_nick(before, me.name), reason="Recording started")
+            await me.edit(nick=self.recording_nick(before, me.name), reason=_("Recording started"))
         except discord.HTTPException as exc:
             log.info("Could not set the [REC] nickname in %s: %s", guild.id, exc)
             return False, None
@@ -57,7 +59,7 @@ class RecNickname:
         if me is None or me.nick is None or not me.nick.startswith(PREFIX):
             return False
         try:
-            await me.edit(nick=before, reason="Recording stopped")
+            await me.edit(nick=before, reason=_("Recording stopped"))
         except discord.HTTPException as exc:
             log.info("Could not restore the nickname in %s: %s", guild.id, exc)
             return False

@@ -14,27 +14,34 @@ from typing import Any, Callable, Optional
 
 import discord
 
+from ..i18n import _
 from .formatting import bar
 
-__all__ = ["ProgressMessage", "describe"]
+__all__ = ["ProgressMessage", "describe", "phase_words"]
 
 log = logging.getLogger("red.chunkrecorder.progress")
 
-_PHASES = {
-    "flushing": "writing the last chunks",
-    "transcoding": "encoding chunks",
-    "assembling": "assembling the files",
-    "done": "done",
-}
+
+def phase_words(phase: str) -> str:
+    """What a pipeline phase (``Progress.phase``) is doing, in words."""
+    if phase == "flushing":
+        return _("writing the last chunks")
+    if phase == "transcoding":
+        return _("encoding chunks")
+    if phase == "assembling":
+        return _("assembling the files")
+    if phase == "done":
+        return _("done")
+    return phase
 
 
 def describe(progress: Any) -> str:
-    phase = getattr(progress, "phase", "")
+    phase = str(getattr(progress, "phase", ""))
     done = int(getattr(progress, "done", 0))
     total = int(getattr(progress, "total", 0))
-    words = _PHASES.get(phase, str(phase))
+    words = phase_words(phase)
     if total > 0:
-        return f"{words} {bar(done, total)} {done}/{total}"
+        return _("{phase} {bar} {done}/{total}").format(phase=words, bar=bar(done, total), done=done, total=total)
     return words
 
 
@@ -54,11 +61,14 @@ class ProgressMessage:
 
     async def start(self, text: str) -> None:
         try:
-            self.message = await self.channel.send(f"{self.title}: {text}")
+            self.message = await self.channel.send(self._line(text))
             self._last_text = text
             self._last_edit = self.clock()
         except discord.HTTPException as exc:
             log.info("Could not send the progress message: %s", exc)
+
+    def _line(self, text: str) -> str:
+        return _("{title}: {state}").format(title=self.title, state=text)
 
     async def __call__(self, progress: Any) -> None:
         """The ``ProgressCallback`` handed to the recorder."""
@@ -75,6 +85,6 @@ class ProgressMessage:
         self._last_text = text
         self._last_edit = self.clock()
         try:
-            await self.message.edit(content=f"{self.title}: {text}")
+            await self.message.edit(content=self._line(text))
         except discord.HTTPException as exc:
             log.info("Could not edit the progress message: %s", exc)

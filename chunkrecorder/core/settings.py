@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any, Mapping, Optional
+from typing import Any, Literal, Mapping, Optional
 
+from ..i18n import _
 from ..objects.frames import MeetingSettings
 from ..objects.records import Strategy
 from .errors import UserError
@@ -23,11 +24,17 @@ __all__ = [
     "GUILD_DEFAULTS",
     "MEMBER_DEFAULTS",
     "BITRATES_KBPS",
+    "AUTOSTOP",
+    "FLUSH",
     "GuildSettings",
+    "MAX_LENGTH",
+    "NumberSetting",
+    "RECONNECT",
+    "RETENTION",
+    "TEMP_TTL",
     "parse_bool",
     "parse_bitrate",
     "parse_channels",
-    "parse_number",
     "parse_strategy",
 ]
 
@@ -103,29 +110,97 @@ _TRUE = {"on", "yes", "true", "enable", "enabled", "1", "y"}
 _FALSE = {"off", "no", "false", "disable", "disabled", "0", "n"}
 
 
-def parse_bool(text: str, *, what: str) -> bool:
+def parse_bool(text: str, *, setting: Literal["autopromote", "announce"]) -> bool:
     word = text.strip().lower()
     if word in _TRUE:
         return True
     if word in _FALSE:
         return False
-    raise UserError(f"`{text}` is not on or off: say `on` or `off` for {what}.")
+    if setting == "autopromote":
+        raise UserError(_("`{value}` is not on or off: say `on` or `off` for automatic promotion after a crash.")
+                        .format(value=text))
+    raise UserError(_("`{value}` is not on or off: say `on` or `off` for announcements.").format(value=text))
 
 
-def parse_number(text: str, *, what: str, unit: str, low: float, high: float,
-                 integer: bool = False) -> float:
-    """A number within ``[low, high]``; ``what``/``unit`` make the error message."""
-    cleaned = text.strip().lower().rstrip("s") if unit.startswith("second") else text.strip().lower()
-    try:
-        value = float(cleaned)
-    except ValueError:
-        value = math.nan
-    if math.isnan(value) or math.isinf(value) or (integer and value != int(value)):
-        kind = "a whole number of" if integer else "a number of"
-        raise UserError(f"`{text}` is not {kind} {unit}: give {what} between {_fmt(low)} and {_fmt(high)}.")
-    if not low <= value <= high:
-        raise UserError(f"{what.capitalize()} must be between {_fmt(low)} and {_fmt(high)} {unit}, not {_fmt(value)}.")
-    return int(value) if integer else value
+NumberName = Literal["flush", "retention", "tempttl", "maxlength", "autostop", "reconnect"]
+
+
+@dataclass(frozen=True, slots=True)
+class NumberSetting:
+    """A numeric setting: its bounds in its own unit and the two sentences that refuse a value.
+
+    Each sentence is whole (not pieced together from "what" and "unit"), so a translator
+    can word it as their language needs. ``unit_s`` is the unit in seconds for the
+    settings a duration can be given for (``30d``, ``4h``); 0 for plain counts.
+    """
+
+    name: NumberName
+    low: float
+    high: float
+    integer: bool = True
+    unit_s: float = 0.0
+
+    def not_a_number(self, text: str) -> str:
+        """``text`` is not a number of this setting's unit (or not a whole one)."""
+        low, high = _fmt(self.low), _fmt(self.high)
+        if self.name == "flush":
+            msg = _("`{value}` is not a number of seconds: give the flush interval between {low} and {high}.")
+        elif self.name == "retention":
+            msg = _("`{value}` is not a whole number of days: give the retention between {low} and {high}.")
+        elif self.name == "tempttl":
+            msg = _("`{value}` is not a whole number of hours: give the temp file lifetime between {low} and {high}.")
+        elif self.name == "maxlength":
+            msg = _("`{value}` is not a whole number of minutes: give the maximum length between {low} and {high}.")
+        elif self.name == "autostop":
+            msg = _(
+                "`{value}` is not a whole number of minutes: give the empty-channel wait between {low} and {high}."
+            )
+        else:
+            msg = _("`{value}` is not a whole number of attempts: give reconnect attempts between {low} and {high}.")
+        return msg.format(value=text, low=low, high=high)
+
+    def out_of_range(self, value: float) -> str:
+        """``value`` (in this setting's unit) is outside ``[low, high]``."""
+        low, high, shown = _fmt(self.low), _fmt(self.high), _fmt(value)
+        if self.name == "flush":
+            msg = _("The flush interval must be between {low} and {high} seconds, not {value}.")
+        elif self.name == "retention":
+            msg = _("The retention must be between {low} and {high} days, not {value}.")
+        elif self.name == "tempttl":
+            msg = _("The temp file lifetime must be between {low} and {high} hours, not {value}.")
+        elif self.name == "maxlength":
+            msg = _("The maximum length must be between {low} and {high} minutes, not {value}.")
+        elif self.name == "autostop":
+            msg = _("The empty-channel wait must be between {low} and {high} minutes, not {value}.")
+        else:
+            msg = _("Reconnect attempts must be between {low} and {high} attempts, not {value}.")
+        return msg.format(low=low, high=high, value=shown)
+
+    def check(self, value: float, text: str) -> float:
+        """``value`` if it is a finite (whole, for whole settings) number within bounds;
+        otherwise ``UserError`` with the sentence that says why."""
+        if math.isnan(value) or math.isinf(value) or (self.integer and value != int(value)):
+            raise UserError(self.not_a_number(text))
+        if not self.low <= value <= self.high:
+            raise UserError(self.out_of_range(value))
+        return int(value) if self.integer else value
+
+    def parse(self, text: str) -> float:
+        """A plain number in the setting's own unit (``10``, ``2.5``)."""
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise UserError(self.not_a_number(text)) from None
+        return self.check(value, text)
+
+
+#: The numeric settings of ``[p]recordingset``.
+FLUSH = NumberSetting("flush", 1, 300, integer=False, unit_s=1.0)
+RETENTION = NumberSetting("retention", 0, 3650, unit_s=86_400.0)
+TEMP_TTL = NumberSetting("tempttl", 1, 720, unit_s=3600.0)
+MAX_LENGTH = NumberSetting("maxlength", 1, 1440, unit_s=60.0)
+AUTOSTOP = NumberSetting("autostop", 0, 1440, unit_s=60.0)
+RECONNECT = NumberSetting("reconnect", 0, 10)
 
 
 def _fmt(value: float) -> str:
@@ -137,8 +212,8 @@ def parse_strategy(text: str) -> Strategy:
     aliases = {"peruser": "per_user", "per_user": "per_user", "user": "per_user", "speakers": "per_user",
                "mix": "mixed", "mixed": "mixed", "both": "hybrid", "hybrid": "hybrid"}
     if word not in aliases:
-        raise UserError(f"`{text}` is not a strategy: choose `per_user` (one file per speaker), "
-                        f"`mixed` (one file) or `hybrid` (both).")
+        raise UserError(_("`{value}` is not a strategy: choose `per_user` (one file per speaker), "
+                          "`mixed` (one file) or `hybrid` (both).").format(value=text))
     return Strategy(aliases[word])
 
 
@@ -149,9 +224,11 @@ def parse_bitrate(text: str) -> int:
     try:
         kbps = int(word)
     except ValueError:
-        raise UserError(f"`{text}` is not a bitrate: choose one of {choices} (kb/s).") from None
+        raise UserError(_("`{value}` is not a bitrate: choose one of {choices} (kb/s).")
+                        .format(value=text, choices=choices)) from None
     if kbps not in BITRATES_KBPS:
-        raise UserError(f"{kbps} kb/s is not offered: choose one of {choices} (kb/s).")
+        raise UserError(_("{kbps} kb/s is not offered: choose one of {choices} (kb/s).")
+                        .format(kbps=kbps, choices=choices))
     return kbps * 1000
 
 
@@ -161,4 +238,4 @@ def parse_channels(text: str) -> int:
         return 1
     if word in ("2", "stereo"):
         return 2
-    raise UserError(f"`{text}` is not a channel layout: say `mono` or `stereo`.")
+    raise UserError(_("`{value}` is not a channel layout: say `mono` or `stereo`.").format(value=text))

@@ -13,8 +13,10 @@ import logging
 from typing import TYPE_CHECKING
 
 import discord
+from redbot.core.i18n import set_contextual_locales_from_guild
 
 from ..core.flows import prefix_for
+from ..i18n import _
 from ..objects.results import RecoveryReport
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,21 +58,22 @@ class RestartJob:
         except Exception:
             return
         guild = self.bot.get_guild(meeting.guild_id)
+        await set_contextual_locales_from_guild(self.bot, guild)  # this task serves every guild in turn
         channel = guild.get_channel(channel_id) if guild is not None and channel_id else None
         target = channel if isinstance(channel, discord.abc.Messageable) else None
         settings = await service.settings.guild(meeting.guild_id)
         if not settings.auto_promote:
             if target is not None:
                 with contextlib.suppress(discord.HTTPException):
-                    await target.send(
-                        f"The recording `{meeting.id}` was interrupted by a restart. Its audio is kept: "
-                        f"`{await prefix_for(self.bot, guild)}recordings promote {meeting.id}` finishes it."
-                    )
+                    command = f"{await prefix_for(self.bot, guild)}recordings promote {meeting.id}"
+                    await target.send(_(
+                        "The recording `{meeting_id}` was interrupted by a restart. Its audio is kept: "
+                        "`{command}` finishes it."
+                    ).format(meeting_id=meeting.id, command=command))
             return
         try:
             if target is not None and guild is not None:
-                await service.flows.promote_and_post(guild, target, meeting,
-                                                     title="Finishing the recording a restart interrupted:")
+                await service.flows.promote_and_post(guild, target, meeting, after_restart=True)
             else:
                 await service.recorder.promote(meeting.id)
         except Exception:
