@@ -40,7 +40,10 @@ class RangeSetting(commands.Converter[float]):
         try:
             number: float = await self.range.convert(ctx, argument.strip())
         except commands.RangeError as exc:
-            raise ValueRefused(self.setting.out_of_range(float(exc.value))) from None
+            value = float(exc.value)
+            if math.isinf(value):
+                raise ValueRefused(self.setting.not_a_number(argument)) from None
+            raise ValueRefused(self.setting.out_of_range(value)) from None
         except commands.BadArgument:
             raise ValueRefused(self.setting.not_a_number(argument)) from None
         if math.isnan(number) or math.isinf(number):

@@ -73,6 +73,14 @@ async def test_each_setting_is_saved_and_shown(cog_world: RedWorld, command: str
         ("role Nobody", "I can't find a role called `Nobody`"),
         ("role @everyone", "not @everyone"),
         ("flush", "Missing `seconds`. Usage: `!recordingset flush <seconds>`"),
+        ("flush inf", "`inf` is not a number of seconds"),
+        ("flush 6m", "between 1 and 300 seconds, not 360"),
+        ("reconnect 1.5", "`1.5` is not a whole number of attempts"),
+        ("maxlength 2d", "The maximum length must be between 1 and 1440 minutes, not 2880."),
+        ("autostop 90s", "`seconds` is not a valid unit of time for this command"),
+        ("retention 36h", "`hours` is not a valid unit of time for this command"),
+        ("retention 2y", "`years` is not a valid unit of time for this command"),
+        ("retention -2d", "between 0 and 3650 days, not -2"),
     ],
 )
 async def test_bad_values_get_one_line_and_change_nothing(cog_world: RedWorld, command: str, says: str) -> None:
@@ -80,6 +88,34 @@ async def test_bad_values_get_one_line_and_change_nothing(cog_world: RedWorld, c
     line = await one_line(cog_world, ADMIN_ID, f"!recordingset {command}")
     assert says in line, line
     assert await stored(cog_world) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "key", "value", "says"),
+    [
+        ("retention 30d", "retention_days", 30, "Recordings older than 30 days will be deleted."),
+        ("retention 2w", "retention_days", 14, "Recordings older than 14 days will be deleted."),
+        ("maxlength 4h", "max_length_minutes", 240, "Recordings stop after 240 minutes."),
+        ("maxlength 1h30m", "max_length_minutes", 90, "Recordings stop after 90 minutes."),
+        ("autostop 5m", "autostop_minutes", 5, "Recordings stop once the channel has been empty for 5 minutes."),
+        ("autostop 1h", "autostop_minutes", 60, "Recordings stop once the channel has been empty for 60 minutes."),
+        ("flush 30s", "flush_interval", 30.0, "Chunks are now 30 seconds long."),
+        ("flush 2m", "flush_interval", 120.0, "Chunks are now 120 seconds long."),
+    ],
+)
+async def test_durations_read_as_in_every_red_command(cog_world: RedWorld, command: str, key: str, value,
+                                                       says: str) -> None:
+    """Red's timedelta syntax works, and a bare number keeps the setting's own unit."""
+    assert await one_line(cog_world, ADMIN_ID, f"!recordingset {command}") == says
+    assert (await stored(cog_world))[key] == value
+
+
+async def test_temp_ttl_takes_a_duration_too(cog_world: RedWorld) -> None:
+    assert await one_line(cog_world, OWNER_ID, "!recordingset tempttl 2d") == \
+        "Leftover temporary chunks are removed after 48 hours."
+    assert await cog_world.cog.config.temp_ttl_hours() == 48
+    assert "between 1 and 720 hours, not 744" in await one_line(cog_world, OWNER_ID, "!recordingset tempttl 31d")
+    assert await cog_world.cog.config.temp_ttl_hours() == 48
 
 
 async def test_only_admins_change_settings(cog_world: RedWorld) -> None:

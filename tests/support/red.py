@@ -501,8 +501,12 @@ class RedWorld:
     async def invoke(self, author_id: int, content: str, *, channel_id: int = TEXT_ID,
                      guild_id: int = GUILD_ID) -> list[Sent]:
         """Type a command as ``author_id`` and return what the bot sent in reply."""
+        from redbot.core.i18n import set_contextual_locales_from_guild
+
         before = set(self.rest.messages)
         msg = self.message(author_id, content, channel_id=channel_id, guild_id=guild_id)
+        # As Red's on_message does first: the guild's language (`[p]set locale server`).
+        await set_contextual_locales_from_guild(self.bot, msg.guild)
         ctx = await self.bot.get_context(msg)
         assert ctx.valid, f"not a command: {content!r}"
         await self.bot.invoke(ctx)
