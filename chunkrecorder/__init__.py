@@ -2,26 +2,21 @@
 
 ``setup`` checks its requirements before importing the cog so that a missing package
 or codec becomes one sentence in ``[p]load`` (a ``CogLoadError``) instead of an
-``ImportError`` traceback; the heavy imports therefore live inside it.
+``ImportError`` traceback; the heavy imports therefore live inside it (Red itself is
+always there: the data statement is read with its helper at import).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from redbot.core.utils import get_end_user_data_statement
+
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.bot import Red
 
-__red_end_user_data_statement__ = (
-    "This cog stores voice audio of the members it records: one audio file per speaker "
-    "and one mixed file per meeting, with the Discord user ids of the speakers, the id of "
-    "whoever started the meeting, and each member's choice to opt out of recording. "
-    "Audio is kept until an admin deletes it or the server's retention period ends. "
-    "A member's own per-speaker recordings, unfinished chunks and opt-out choice are "
-    "deleted on a data deletion request (a member's own request keeps the opt-out, so "
-    "they are not recorded again); the mixed file of a meeting holds everyone's "
-    "voices together and cannot be separated, so it is kept until an admin deletes it."
-)
+#: Read from info.json, where Red's `[p]cog info` shows it before installing: written once.
+__red_end_user_data_statement__ = get_end_user_data_statement(__file__)
 
 
 async def setup(bot: "Red") -> None:

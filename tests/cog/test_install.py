@@ -92,6 +92,32 @@ def test_manifests_are_what_reds_downloader_reads() -> None:
         assert info["disabled"] is True and info["hidden"] is True, folder
 
 
+def test_install_message_says_what_the_cog_costs_and_what_it_hooks() -> None:
+    """What a bot owner reads after `[p]cog install`, before loading anything."""
+    from chunkrecorder.core.settings import GuildSettings
+    from chunkrecorder.pipeline.transcoder import default_workers
+
+    msg = _info()["install_msg"]
+    assert len(msg) < 2000, "Red sends it as one message"
+    assert "one per CPU core" in msg and default_workers() == (os.cpu_count() or 1)
+    assert "50 CPU-seconds" in msg  # README: 52.7 s per speaker-hour, pipeline and Opus decode
+    mib_per_hour = GuildSettings().bitrate / 8 * 3600 / 2**20  # CBR MP3 at the default bitrate
+    assert f"about {mib_per_hour:.1f} MiB of MP3 (at the default {GuildSettings().bitrate // 1000} kb/s)" in msg
+    assert "discord.py 2.7.1's private voice state" in msg
+    assert "[p]slash enable record" in msg
+
+
+def test_max_bot_version_is_the_red_the_tests_run_on() -> None:
+    """The bridge reads discord.py's private voice state: only a tested Red may install it.
+    Testing with a newer Red fails here until info.json is raised to it on purpose."""
+    import discord
+    import redbot
+
+    info = _info()
+    assert info["max_bot_version"] == redbot.__version__
+    assert discord.__version__ == "2.7.1" and "2.7.1" in info["install_msg"]
+
+
 def test_end_user_data_statement_matches_the_cog() -> None:
     import chunkrecorder
 
