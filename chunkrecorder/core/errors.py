@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+from discord import app_commands
 from redbot.core import commands
 from redbot.core.commands.requires import PrivilegeLevel
 
@@ -41,6 +42,14 @@ class ControlDenied(commands.CheckFailure):
 async def explain(ctx: commands.Context, error: Exception) -> Optional[str]:
     """One line for ``error``; ``""`` for silence (as Red keeps for global checks);
     ``None`` to leave it to Red's handler."""
+    if isinstance(error, commands.HybridCommandError):
+        # The slash form of a hybrid command: discord.py wraps what the command raised in
+        # app_commands' errors, which Red's handler leaves unanswered.
+        inner = error.original
+        if isinstance(inner, app_commands.CommandInvokeError):
+            error = commands.CommandInvokeError(inner.original)
+        elif isinstance(inner, app_commands.TransformerError):
+            error = commands.BadArgument(str(inner))
     command = ctx.command
     usage = f"`{ctx.clean_prefix}{command.qualified_name} {command.signature}`".replace(" `", "`") if command else ""
     if isinstance(error, commands.CommandInvokeError):

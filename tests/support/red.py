@@ -22,6 +22,7 @@ import datetime as dt
 import itertools
 import json
 import logging
+import re
 import sys
 import urllib.parse
 import weakref
@@ -230,6 +231,12 @@ class Sent:
     history: list[Optional[str]] = field(default_factory=list)
     deleted: bool = False
     reactions: list[str] = field(default_factory=list)
+    #: The slash command this message answers (its response or a follow-up), if any.
+    interaction_id: Optional[int] = None
+    #: Only the member who used the slash command sees it.
+    ephemeral: bool = False
+    #: A deferred response still showing "<bot> is thinking…".
+    loading: bool = False
 
     @property
     def text(self) -> str:
@@ -252,13 +259,108 @@ class _Response:
         self.reason = reason
 
 
+@dataclass
+class InteractionRecord:
+    """One slash command a member used, as Discord tracks its answer."""
+
+    id: int
+    token: str
+    channel_id: int
+    command: str
+    #: 4: answered with a message; 5: deferred ("thinking…"); None: never answered, which
+    #: the member sees as "The application did not respond".
+    response_type: Optional[int] = None
+    original_id: Optional[int] = None
+    followup_ids: list[int] = field(default_factory=list)
+
+
+def _bad_request(errors: dict[str, Any], code: int = 50035, message: str = "Invalid Form Body") -> discord.HTTPException:
+    return discord.HTTPException(_Response(400, "Bad Request"), {"code": code, "message": message, "errors": errors})
+
+
+#: Discord's rules for a command's or an option's name and description.
+_NAME_RE = re.compile(r"^[-_\w]{1,32}$")
+#: Option types Discord knows (1 SUB_COMMAND ... 11 ATTACHMENT).
+_OPTION_TYPES = set(range(1, 12))
+
+
+def _check_option_list(options: list[dict[str, Any]], where: str, *, depth: int) -> None:
+    """What Discord checks in a synced command's options, answering 400 as it does."""
+    if len(options) > 25:
+        raise _bad_request({where: "Must be 25 or fewer in length."})
+    names = [o.get("name") for o in options]
+    if len(set(names)) != len(names):
+        raise _bad_request({where: "Application command option names must be unique"})
+    seen_optional = False
+    kinds = {o.get("type") for o in options}
+    if kinds & {1, 2} and kinds - {1, 2}:
+        raise _bad_request({where: "Sub-commands and groups cannot be mixed with other options"})
+    for i, opt in enumerate(options):
+        at = f"{where}.{i}"
+        kind = opt.get("type")
+        if kind not in _OPTION_TYPES:
+            raise _bad_request({at: f"Unknown option type {kind!r}"})
+        name = opt.get("name") or ""
+        if not _NAME_RE.match(name) or name != name.lower():
+            raise _bad_request({f"{at}.name": "Invalid application command option name"})
+        description = opt.get("description") or ""
+        if not 1 <= len(description) <= 100:
+            raise _bad_request({f"{at}.description": "Must be between 1 and 100 in length."})
+        if kind == 2:
+            if depth > 0:
+                raise _bad_request({at: "Sub-command groups cannot be nested"})
+            if not all(o.get("type") == 1 for o in opt.get("options") or []):
+                raise _bad_request({at: "A group holds sub-commands only"})
+            _check_option_list(opt.get("options") or [], f"{at}.options", depth=depth + 1)
+        elif kind == 1:
+            _check_option_list(opt.get("options") or [], f"{at}.options", depth=2)
+        else:
+            if opt.get("required"):
+                if seen_optional:
+                    raise _bad_request({at: "Required options must be placed before non-required options"})
+            else:
+                seen_optional = True
+            if "channel_types" in opt and kind != 7:
+                raise _bad_request({f"{at}.channel_types": "Only channel options have channel types"})
+            if len(opt.get("choices") or []) > 25:
+                raise _bad_request({f"{at}.choices": "Must be 25 or fewer in length."})
+
+
+def _check_command(cmd: dict[str, Any], index: int) -> None:
+    at = str(index)
+    name = cmd.get("name") or ""
+    if cmd.get("type", 1) == 1:
+        if not _NAME_RE.match(name) or name != name.lower():
+            raise _bad_request({f"{at}.name": "Invalid application command name"})
+        if not 1 <= len(cmd.get("description") or "") <= 100:
+            raise _bad_request({f"{at}.description": "Must be between 1 and 100 in length."})
+    _check_option_list(cmd.get("options") or [], f"{at}.options", depth=0)
+
+
+def _check_message(payload: dict[str, Any], files: list[tuple[str, bytes]], *, editing: bool = False) -> None:
+    """Discord refuses an empty message and content over 2,000 characters."""
+    content = payload.get("content")
+    if content is not None and len(content) > 2000:
+        raise _bad_request({"content": "Must be 2000 or fewer in length."})
+    if not editing and not content and not payload.get("embeds") and not files:
+        raise _bad_request({}, code=50006, message="Cannot send an empty message")
+
+
 class FakeDiscordREST:
-    """Discord's REST API as far as a recording cog uses it, enforcing its limits."""
+    """Discord's REST API as far as a recording cog uses it, enforcing its limits.
+
+    That includes slash commands: syncing them (checked as Discord checks them) and
+    answering an interaction (the callback, follow-ups, the original response), which
+    discord.py sends through its webhook adapter rather than the bot's HTTP client.
+    """
 
     def __init__(self, world: "RedWorld") -> None:
         self.world = world
         self.messages: dict[int, Sent] = {}
         self.calls: list[tuple[str, str]] = []
+        #: The global commands as last synced (what Discord offers members).
+        self.synced: list[dict[str, Any]] = []
+        self.interactions: dict[int, InteractionRecord] = {}
 
     def _message_payload(self, sent: Sent) -> dict[str, Any]:
         channel = self.world.bot.get_channel(sent.channel_id)
@@ -286,10 +388,13 @@ class FakeDiscordREST:
             ],
             "embeds": sent.embeds,
             "pinned": False,
-            "type": 0,
-            "flags": 0,
+            "type": 0 if sent.interaction_id is None else 20,  # 20: CHAT_INPUT_COMMAND's reply
+            "flags": (64 if sent.ephemeral else 0) | (128 if sent.loading else 0),
             "components": [],
         }
+        if sent.interaction_id is not None:
+            payload["webhook_id"] = str(BOT_ID)
+            payload["application_id"] = str(BOT_ID)
         if guild_id is not None:
             payload["guild_id"] = str(guild_id)
         return payload
@@ -325,6 +430,7 @@ class FakeDiscordREST:
         if method == "POST" and path == "/channels/{channel_id}/messages":
             payload, read = self._payload_and_files(files, form, kwargs)
             self._require(channel_id, send_messages=True)
+            _check_message(payload, read)
             if read:
                 self._require(channel_id, attach_files=True)
                 channel = self.world.bot.get_channel(channel_id)
@@ -338,6 +444,7 @@ class FakeDiscordREST:
         if method == "PATCH" and path == "/channels/{channel_id}/messages/{message_id}":
             payload, read = self._payload_and_files(files, form, kwargs)
             sent = self.messages[int(params["message_id"])]
+            _check_message(payload, read, editing=True)
             if "content" in payload:
                 sent.content = payload["content"]
             if "embeds" in payload:
@@ -367,11 +474,109 @@ class FakeDiscordREST:
             self.world.bot._connection.parse_guild_member_update(dict(data))
             self.world.nick_changes.append(body.get("nick") or None)
             return data
+        if method == "PUT" and path == "/applications/{application_id}/commands":
+            commands = kwargs.get("json") or []
+            if len(commands) > 100:
+                raise _bad_request({"_errors": "Must be 100 or fewer in length."})
+            for i, cmd in enumerate(commands):
+                _check_command(cmd, i)
+            self.synced = [dict(cmd, id=str(snowflake()), application_id=str(BOT_ID), version=str(snowflake()),
+                                default_member_permissions=cmd.get("default_member_permissions"))
+                           for cmd in commands]
+            return self.synced
         raise NotImplementedError(f"FakeDiscordREST has no answer for {method} {path}")
+
+    # ---- interactions (discord.py sends these through its webhook adapter)
+    async def webhook_request(self, route: discord.http.Route, session: Any = None, *, payload: Any = None,
+                              multipart: Any = None, files: Any = None, params: Any = None, **_: Any) -> Any:
+        await asyncio.sleep(0)
+        method, path = route.method, route.path
+        self.calls.append((method, path))
+        values = _route_params(route)
+        token = values.get("webhook_token", "")
+        record = next((r for r in self.interactions.values() if r.token == token), None)
+        if record is None:
+            raise discord.NotFound(_Response(404, "Not Found"), {"code": 10015, "message": "Unknown Webhook"})
+        body, read = self._payload_and_files(files, multipart, {"json": payload})
+        if method == "POST" and path == "/interactions/{webhook_id}/{webhook_token}/callback":
+            if record.response_type is not None:
+                raise _bad_request({}, code=40060, message="Interaction has already been acknowledged.")
+            kind, data = body.get("type"), body.get("data") or {}
+            if kind not in (4, 5):
+                raise NotImplementedError(f"FakeDiscordREST has no answer for callback type {kind}")
+            if kind == 4:
+                _check_message(data, read)
+                self._check_upload(record.channel_id, read)
+            sent = Sent(snowflake(), record.channel_id, data.get("content") if kind == 4 else None,
+                        (data.get("embeds") or []) if kind == 4 else [], read if kind == 4 else [],
+                        interaction_id=record.id, ephemeral=bool((data.get("flags") or 0) & 64),
+                        loading=kind == 5)
+            sent.history.append(sent.content)
+            self.messages[sent.id] = sent
+            record.response_type, record.original_id = kind, sent.id
+            return {"interaction": {"id": str(record.id), "type": 2, "response_message_id": str(sent.id),
+                                    "response_message_loading": kind == 5,
+                                    "response_message_ephemeral": sent.ephemeral},
+                    "resource": {"type": kind, "message": self._message_payload(sent)}}
+        if record.response_type is None:  # nothing to follow up or edit before the answer
+            raise discord.NotFound(_Response(404, "Not Found"), {"code": 10015, "message": "Unknown Webhook"})
+        if method == "POST" and path == "/webhooks/{webhook_id}/{webhook_token}":
+            _check_message(body, read)
+            self._check_upload(record.channel_id, read)
+            original = self.messages[record.original_id] if record.original_id else None
+            if original is not None and original.loading:
+                # The first follow-up after a deferral takes the place of "thinking…".
+                sent = original
+                sent.loading = False
+                sent.content, sent.embeds, sent.files = body.get("content"), body.get("embeds") or [], read
+                sent.ephemeral = bool((body.get("flags") or 0) & 64)
+            else:
+                sent = Sent(snowflake(), record.channel_id, body.get("content"), body.get("embeds") or [], read,
+                            interaction_id=record.id, ephemeral=bool((body.get("flags") or 0) & 64))
+                self.messages[sent.id] = sent
+                record.followup_ids.append(sent.id)
+            sent.history.append(sent.content)
+            return self._message_payload(sent)
+        message_id = values.get("message_id")
+        target = record.original_id if message_id in (None, "@original") else int(message_id)
+        sent = self.messages.get(target) if target else None
+        if sent is None or sent.interaction_id != record.id:
+            raise discord.NotFound(_Response(404, "Not Found"), {"code": 10008, "message": "Unknown Message"})
+        if method == "GET":
+            return self._message_payload(sent)
+        if method == "PATCH":
+            _check_message(body, read, editing=True)
+            if "content" in body:
+                sent.content = body["content"]
+            if "embeds" in body:
+                sent.embeds = body["embeds"] or []
+            if read:
+                sent.files = read
+            sent.loading = False
+            sent.history.append(sent.content)
+            return self._message_payload(sent)
+        if method == "DELETE":
+            sent.deleted = True
+            return None
+        raise NotImplementedError(f"FakeDiscordREST has no answer for {method} {path}")
+
+    def _check_upload(self, channel_id: int, read: list[tuple[str, bytes]]) -> None:
+        channel = self.world.bot.get_channel(channel_id)
+        limit = channel.guild.filesize_limit if getattr(channel, "guild", None) else 10 * 2**20
+        if sum(len(d) for _, d in read) > limit:
+            raise discord.HTTPException(_Response(413, "Payload Too Large"),
+                                        {"code": 40005, "message": "Request entity too large"})
 
     # ---- what a test reads
     def in_channel(self, channel_id: int = TEXT_ID) -> list[Sent]:
         return [m for m in self.messages.values() if m.channel_id == channel_id]
+
+
+def _webhook_adapter() -> Any:
+    """discord.py's webhook adapter (the one interactions answer through)."""
+    from discord.webhook.async_ import async_context
+
+    return async_context.get()
 
 
 def _route_params(route: discord.http.Route) -> dict[str, str]:
@@ -415,10 +620,13 @@ class RedWorld:
         bot = Red(cli_flags=flags, description="test", dm_help=None, owner_ids={OWNER_ID})
         world = cls(data_path, bot)
         bot.http.request = world.rest.request  # the network edge
+        # Interaction answers go through discord.py's webhook adapter (its own HTTP session).
+        _webhook_adapter().request = world.rest.webhook_request
         await bot._async_setup_hook()
         await bot._pre_login()
         state = bot._connection
         state.user = discord.ClientUser(state=state, data=_user_payload(BOT_ID, "recbot", bot=True))
+        state.application_id = BOT_ID  # what READY says; syncing slash commands needs it
         await bot._pre_connect()
         state._add_guild_from_data(guild_payload(bot_perms=bot_perms))
         state._add_guild_from_data(other_guild_payload())
@@ -431,6 +639,8 @@ class RedWorld:
                 with contextlib.suppress(Exception):
                     await self.bot.remove_cog(name)
         await settle()
+        with contextlib.suppress(AttributeError):
+            del _webhook_adapter().request
         _reset_red_globals()
 
     # ---- objects
@@ -558,6 +768,96 @@ class RedWorld:
 
     def sent(self, channel_id: int = TEXT_ID) -> list[Sent]:
         return self.rest.in_channel(channel_id)
+
+    # ---- slash commands
+    async def slash(self, author_id: int, command: str, *, channel_id: int = TEXT_ID,
+                    guild_id: int = GUILD_ID, **options: Any) -> list[Sent]:
+        """Use a slash command as Discord's client does, and return what the bot showed.
+
+        The interaction is built from the commands the bot last synced (``[p]slash sync``):
+        Discord offers only what was synced, sends each option with its synced type (a
+        channel option only with a channel of an allowed type) and refuses a missing
+        required one. discord.py's ``CommandTree`` then dispatches it as it would a gateway
+        INTERACTION_CREATE. Returns the messages the bot created or changed meanwhile:
+        the answer and its follow-ups, and anything posted in channels.
+        """
+        path = command.split()
+        top = next((c for c in self.rest.synced if c["name"] == path[0] and c.get("type", 1) == 1), None)
+        assert top is not None, f"/{path[0]} was never synced: Discord would not offer it"
+        guild = self.bot.get_guild(guild_id)
+        channel = guild.get_channel(channel_id)
+        member = guild.get_member(author_id)
+        resolved: dict[str, dict[str, Any]] = {}
+        schema, chain = top, []
+        for name in path[1:]:
+            sub = next((o for o in schema.get("options") or [] if o["name"] == name and o["type"] in (1, 2)), None)
+            assert sub is not None, f"/{command}: no synced sub-command {name!r}"
+            chain.append(sub)
+            schema = sub
+        assert not any(o["type"] in (1, 2) for o in schema.get("options") or []), f"/{command} needs a sub-command"
+        given = []
+        for opt in schema.get("options") or []:
+            if opt["name"] not in options:
+                assert not opt.get("required"), f"/{command}: Discord requires {opt['name']!r}"
+                continue
+            value = options.pop(opt["name"])
+            if opt["type"] == 7:  # CHANNEL
+                target = guild.get_channel(int(value))
+                allowed = opt.get("channel_types")
+                assert allowed is None or target.type.value in allowed, \
+                    f"/{command}: Discord offers only channel types {allowed} for {opt['name']!r}"
+                resolved.setdefault("channels", {})[str(target.id)] = {
+                    "id": str(target.id), "name": target.name, "type": target.type.value,
+                    "permissions": str(target.permissions_for(member).value),
+                }
+                value = str(target.id)
+            elif opt["type"] == 4:
+                value = int(value)
+            elif opt["type"] == 3:
+                value = str(value)
+            given.append({"name": opt["name"], "type": opt["type"], "value": value})
+        assert not options, f"/{command} has no synced options {sorted(options)}"
+        data_options: list[dict[str, Any]] = given
+        for sub in reversed(chain):
+            data_options = [{"name": sub["name"], "type": sub["type"], "options": data_options}]
+        interaction_id = snowflake()
+        token = f"token-{interaction_id}"
+        self.rest.interactions[interaction_id] = InteractionRecord(interaction_id, token, channel_id, command)
+        payload = {
+            "id": str(interaction_id),
+            "application_id": str(BOT_ID),
+            "type": 2,  # APPLICATION_COMMAND
+            "data": {"id": top["id"], "name": top["name"], "type": 1, "options": data_options,
+                     "resolved": resolved, "guild_id": str(guild_id)},
+            "guild_id": str(guild_id),
+            "channel_id": str(channel_id),
+            "channel": _channel_payload(channel_id, guild_id, channel.name, channel.type.value, channel.position),
+            "member": dict(_member_payload(author_id, member.name, [r.id for r in member.roles if not r.is_default()],
+                                           bot=member.bot, nick=member.nick),
+                           permissions=str(channel.permissions_for(member).value)),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(channel.permissions_for(guild.me).value),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild_id)},
+            "context": 0,
+            "attachment_size_limit": guild.filesize_limit,
+        }
+        before = {i: (m.content, m.loading, len(m.history)) for i, m in self.rest.messages.items()}
+        running = asyncio.all_tasks()
+        self.bot._connection.parse_interaction_create(payload)
+        invoked = [t for t in asyncio.all_tasks() - running if t.get_name() == "CommandTree-invoker"]
+        assert invoked, f"/{command}: discord.py's CommandTree did not take the interaction"
+        await asyncio.gather(*invoked)
+        await settle()  # error handlers run as tasks of their own
+        return [m for i, m in self.rest.messages.items()
+                if i not in before or before[i] != (m.content, m.loading, len(m.history))]
+
+    def interaction(self, command: str) -> InteractionRecord:
+        """The last use of ``/command`` (to see whether and how it was answered)."""
+        return [r for r in self.rest.interactions.values() if r.command == command][-1]
 
 
 async def settle(rounds: int = 20) -> None:
