@@ -17,6 +17,7 @@ from redbot.core.utils.chat_formatting import humanize_timedelta, pagify
 
 from ..core.abc import MixinMeta
 from ..core.errors import ControlDenied, UserError
+from ..core.flows import text_prefix
 from ..core.formatting import chunk_summary, human_size, names
 from ..core.permissions import may_control
 from ..i18n import _
@@ -78,7 +79,7 @@ class RecordCommands(MixinMeta):
                     command=f"{ctx.clean_prefix}record start <channel>"))
             target = voice.channel
         await self.service.flows.start(ctx.guild, target, author=ctx.author, reply_to=ctx,
-                                       text_channel_id=ctx.channel.id, prefix=ctx.clean_prefix)
+                                       text_channel_id=ctx.channel.id, prefix=await text_prefix(ctx))
 
     @record.command(name="stop")
     @can_control()

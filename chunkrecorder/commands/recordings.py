@@ -17,6 +17,7 @@ from redbot.core.utils.views import SimpleMenu
 from ..core.abc import MixinMeta
 from ..core.confirm import confirm
 from ..core.errors import UserError
+from ..core.flows import text_prefix
 from ..core.formatting import (
     channel_label,
     chunk_summary,
@@ -87,10 +88,10 @@ class RecordingsCommands(MixinMeta):
                 blocks.append("\n".join(lines))
             first_of_group.append(len(bodies))
             bodies.extend(pagify("\n".join(blocks), delims=["\n"], page_length=PAGE_CHARS))
+        info = f"{await text_prefix(ctx)}recordings info <id>"  # a prefix command only
         pages: list[Any] = [
             _("{body}\nPage {page}/{pages} · {meetings} meetings · `{command}` for details").format(
-                body=body, page=i + 1, pages=len(bodies), meetings=humanize_number(total),
-                command=f"{ctx.clean_prefix}recordings info <id>",
+                body=body, page=i + 1, pages=len(bodies), meetings=humanize_number(total), command=info,
             )
             for i, body in enumerate(bodies)
         ]

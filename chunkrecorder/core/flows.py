@@ -30,9 +30,10 @@ from .posting import result_text, send_long, short_error, upload_recordings
 from .progress import ProgressMessage
 
 if TYPE_CHECKING:  # pragma: no cover
+    from redbot.core import commands
     from redbot.core.bot import Red
 
-__all__ = ["MeetingFlows", "prefix_for"]
+__all__ = ["MeetingFlows", "prefix_for", "text_prefix"]
 
 log = logging.getLogger("red.chunkrecorder.flows")
 
@@ -50,6 +51,15 @@ async def prefix_for(bot: "Red", guild: Optional[discord.Guild]) -> str:
     """The prefix members of ``guild`` type, for messages sent outside a command."""
     prefixes = await bot.get_valid_prefixes(guild)
     return prefixes[0] if prefixes else "[p]"
+
+
+async def text_prefix(ctx: "commands.Context") -> str:
+    """The prefix to cite a command with: the one the member typed, or for a slash
+    command (whose ``clean_prefix`` is "/") the guild's text prefix, since only some
+    commands have a slash form."""
+    if ctx.interaction is None:
+        return ctx.clean_prefix
+    return await prefix_for(ctx.bot, ctx.guild)
 
 
 class MeetingFlows:

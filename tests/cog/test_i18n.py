@@ -20,7 +20,7 @@ import polib
 import pytest
 
 from chunkrecorder.i18n import _ as translator
-from tests.support.red import ADMIN_ID, MEMBER_ID, OWNER_ID, RedWorld
+from tests.support.red import ADMIN_ID, GUILD_ID, MEMBER_ID, OWNER_ID, RedWorld, VoiceWorld, wait_for_sent
 
 ROOT = Path(__file__).resolve().parents[2]
 COG = ROOT / "chunkrecorder"
@@ -138,6 +138,25 @@ async def test_command_help_comes_from_the_translation(pseudo_locale: RedWorld) 
     assert "!record start Standup" in text  # Red still fills in the prefix
     text = "\n".join(m.text for m in await pseudo_locale.invoke(ADMIN_ID, "!help ChunkRecorder"))
     assert "⟪Record voice channels per speaker and mixed, in sync and crash-safe.⟫" in text, text
+
+
+async def test_a_meeting_and_its_automatic_end_come_from_the_translation(voice_world: VoiceWorld,
+                                                                       pseudo_locale: RedWorld) -> None:
+    """Start, status, and an ending nobody typed (the maximum length, noticed by the
+    ticker): the progress, the reason and the summary are in the guild's language too."""
+    voice, world = voice_world, pseudo_locale
+    await world.invoke(ADMIN_ID, "!recordingset maxlength 1")
+    await world.cog.config.guild_from_id(GUILD_ID).flush_interval.set(10.0)
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(1.5)
+    await world.invoke(MEMBER_ID, "!record status")
+    voice.net.clock.advance(70)
+    await wait_for_sent(world, lambda m: "✅" in m.text)
+    await wait_for_sent(world, lambda m: bool(m.files))
+    said = [m for m in world.sent() if m.text]
+    assert any("⟪it reached the maximum length of 1 minute⟫" in m.text for m in said), [m.text for m in said]
+    for m in said:
+        assert not _untranslated_lines(m.text), m.text
 
 
 async def test_english_stays_english(cog_world: RedWorld) -> None:

@@ -10,11 +10,24 @@ the answer to their command.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.red import ADMIN_ID, MEMBER_ID, OWNER_ID, VOICE_ID, RedWorld, Sent
+from chunkrecorder.audio import mp3
+from tests.cog.test_record import DELAY, TOLERANCE, best_lag, files_of, mono
+from tests.support.red import (
+    ADMIN_ID,
+    GUILD_ID,
+    MEMBER_ID,
+    OWNER_ID,
+    SPEAKER_ID,
+    VOICE_ID,
+    RedWorld,
+    Sent,
+    VoiceWorld,
+)
 
 
 async def enable_slash(world: RedWorld) -> None:
@@ -98,12 +111,64 @@ async def test_slash_answers_are_the_prefix_replies(cog_world: RedWorld, author:
     assert replies == [reply]  # nothing else appeared anywhere
 
 
-async def test_slash_start_names_a_channel_that_is_not_voice_only_through_the_list(cog_world: RedWorld) -> None:
-    """Discord's client offers only voice channels for `channel` (the synced type)."""
-    world = cog_world
+# --------------------------------------------------------------------------- with voice
+async def test_a_meeting_run_with_slash_commands(voice_world: VoiceWorld) -> None:
+    """Start, status and stop as slash commands: each is answered, the announcement and
+    the files are what the prefix form gives, and the files hold the speakers' voices."""
+    voice, world = voice_world, voice_world.world
     await enable_slash(world)
-    from tests.support.red import TEXT_ID
+    replies = await world.slash(ADMIN_ID, "record start", channel=VOICE_ID)
+    start = answer(world, replies, "record start")
+    # Cited with the text prefix: `record optout` has no slash form.
+    assert start.text == ("🔴 Recording **Standup** (per speaker and mixed). Stop with `!record stop`; "
+                          "anyone can opt out with `!record optout`.")
+    assert voice.live is not None and voice.live.channel_id == VOICE_ID
+    assert world.guild.me.nick == "[REC] Minutes"
+    await voice.run(2.0)
 
-    with pytest.raises(AssertionError, match="channel types"):
-        await world.slash(ADMIN_ID, "record start", channel=TEXT_ID)
-    assert VOICE_ID  # the voice channel is what the list offers (used in the voice tests)
+    status = answer(world, await world.slash(MEMBER_ID, "record status"), "record status")
+    assert "Recording **Standup** for 2 seconds" in status.text
+    assert "Speakers heard: Member and Speaker." in status.text
+
+    replies = await world.slash(ADMIN_ID, "record stop")
+    ack = answer(world, replies, "record stop")
+    assert ack.text == "⏹️ Stopping the recording of **Standup**; the files follow here."
+    progress, result, uploads = [m for m in replies if m.interaction_id is None]
+    assert progress.text.startswith("⏹️ Recording of **Standup** ended (stopped by Admin)")
+    assert progress.text.endswith("done.")
+    assert result.text.startswith("✅ **Standup**: 0:02 recorded, 3 files")
+    assert world.guild.me.nick == "Minutes"
+    files = files_of([uploads])
+    speaker = next(d for n, d in files.items() if n.endswith(f"_{SPEAKER_ID}.mp3"))
+    decoded = mono(mp3.decode(speaker))
+    lag, corr = best_lag(decoded, mono(voice.net.expected(SPEAKER_ID, len(decoded))))
+    assert corr > 0.9 and abs(lag - DELAY) <= TOLERANCE, (lag, corr)
+
+
+async def test_recordings_list_and_get_as_slash_commands(voice_world: VoiceWorld) -> None:
+    voice, world = voice_world, voice_world.world
+    await world.invoke(ADMIN_ID, "!record start")
+    meeting_id = voice.live.meeting_id
+    await voice.run(2.0)
+    await world.invoke(ADMIN_ID, "!record stop")
+    await enable_slash(world)
+
+    (typed,) = await world.invoke(ADMIN_ID, "!recordings list")
+    listing = answer(world, await world.slash(ADMIN_ID, "recordings list"), "recordings list")
+    assert listing.text == typed.text and f"`{meeting_id}`" in listing.text
+    assert "`!recordings info <id>` for details" in listing.text  # a prefix-only command, cited as one
+    refused = answer(world, await world.slash(ADMIN_ID, "recordings list", page=3), "recordings list")
+    assert refused.text == "Page 3 does not exist: there is 1 page."
+    denied = answer(world, await world.slash(MEMBER_ID, "recordings list"), "recordings list")
+    assert denied.text == "You need Manage Server (or the bot's admin role) to use that."
+
+    recs = {r.user_id: r for r in await world.cog.service.recordings_of(await world.cog.service.meeting(GUILD_ID, meeting_id))}
+    own = recs[SPEAKER_ID]
+    replies = await world.slash(SPEAKER_ID, "recordings get", recording_id=own.id)
+    got = answer(world, replies, "recordings get")
+    assert got.files == [(own.filename, Path(own.path).read_bytes())]  # the file is the answer
+    assert replies == [got]
+    other = answer(world, await world.slash(MEMBER_ID, "recordings get", recording_id=own.id), "recordings get")
+    assert other.text.startswith("You can fetch your own recordings") and not other.files
+    missing = answer(world, await world.slash(ADMIN_ID, "recordings get", recording_id="0123abcd"), "recordings get")
+    assert missing.text == "No recording `0123abcd` in this server."
