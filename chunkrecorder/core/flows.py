@@ -16,7 +16,13 @@ from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
 
 import discord
 
-from redbot.core.i18n import set_contextual_locales_from_guild
+from redbot.core.i18n import (
+    get_locale,
+    get_regional_format,
+    set_contextual_locale,
+    set_contextual_locales_from_guild,
+    set_contextual_regional_format,
+)
 
 from ..i18n import _
 from ..objects.errors import PromotionTimeout
@@ -193,19 +199,29 @@ class MeetingFlows:
     async def pause_all(self) -> None:
         """Unload with meetings running: say in each channel that nothing is lost (after the
         recorder kept them recoverable)."""
-        for live in list(self.meetings.live.values()):
-            guild = self.bot.get_guild(live.guild_id)
+        # Each message in its guild's language; the unload command's own reply after this
+        # keeps the language it had.
+        locale, regional = get_locale(), get_regional_format()
+        try:
+            for live in list(self.meetings.live.values()):
+                await self._pause_one(live)
+        finally:
+            set_contextual_locale(locale)
+            set_contextual_regional_format(regional)
+
+    async def _pause_one(self, live: LiveMeeting) -> None:
+        guild = self.bot.get_guild(live.guild_id)
+        with contextlib.suppress(Exception):
+            await set_contextual_locales_from_guild(self.bot, guild)  # not in wait_for: its own task
+        channel = guild.get_channel(live.text_channel_id) if guild and live.text_channel_id else None
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.restore_nick(guild), 5)
+        if isinstance(channel, discord.abc.Messageable):
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(set_contextual_locales_from_guild(self.bot, guild), 5)
-            channel = guild.get_channel(live.text_channel_id) if guild and live.text_channel_id else None
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(self.restore_nick(guild), 5)
-            if isinstance(channel, discord.abc.Messageable):
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(channel.send(_(
-                        "⏸️ Recording of **{channel}** paused: the recorder was unloaded. "
-                        "Everything so far is kept; meeting `{meeting_id}` is finished when it loads again."
-                    ).format(channel=live.channel_name, meeting_id=live.meeting_id)), 5)
+                await asyncio.wait_for(channel.send(_(
+                    "⏸️ Recording of **{channel}** paused: the recorder was unloaded. "
+                    "Everything so far is kept; meeting `{meeting_id}` is finished when it loads again."
+                ).format(channel=live.channel_name, meeting_id=live.meeting_id)), 5)
 
     # ------------------------------------------------------------------ promote and post
     async def promote_and_post(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting, *,

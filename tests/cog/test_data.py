@@ -172,6 +172,33 @@ async def test_list_pages_with_reds_menu(cog_world: RedWorld) -> None:
     assert reply.text == "Missing `meeting_id`. Usage: `!recordings promote <meeting_id>`"
 
 
+async def test_a_meeting_of_many_speakers_is_shown_whole_in_several_messages(cog_world: RedWorld) -> None:
+    """60 speakers' files do not fit one message (Discord refuses over 2,000 characters):
+    the info is cut between lines and every file is listed."""
+    from chunkrecorder.store import NewRecording
+
+    world = cog_world
+    store = world.cog.store
+    meeting = await store.create_meeting(guild_id=GUILD_ID, channel_id=VOICE_ID, started_by=ADMIN_ID)
+    folder = world.cog.data_dir / "recordings"
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = []
+    for n in range(60):
+        path = folder / f"recording_{meeting.id}_{n + 1}.mp3"
+        path.write_bytes(b"\xff" * 10)
+        rec = await store.insert_persistent_recording(meeting.id, NewRecording(
+            kind=RecordingKind.PER_USER, user_id=n + 1, filename=path.name, path=str(path),
+            duration_in_ms=60_000, sha256="0" * 64, size_bytes=10))
+        ids.append(rec.id)
+    replies = await world.invoke(ADMIN_ID, f"!recordings info {meeting.id}")
+    assert len(replies) > 1
+    text = "\n".join(m.text for m in replies)
+    assert text.startswith(f"**Meeting `{meeting.id}`**")
+    assert all(f"(`{i}`)" in text for i in ids)
+    (listing,) = await world.invoke(ADMIN_ID, "!recordings list")  # a menu of pages, first one shown
+    assert f"`{meeting.id}`" in listing.text and len(listing.text) <= 2000
+
+
 async def test_retention_deletes_old_recordings_of_that_guild_only(cog_world: RedWorld) -> None:
     from freezegun import freeze_time
 
