@@ -50,8 +50,9 @@ CONFIRM_TIMEOUT_S = 30.0
 class RecordingsCommands(MixinMeta):
     # Hybrid: `list` and `get` are slash commands too (once the owner runs `[p]slash enable
     # recordings` and `[p]slash sync`); the others stay prefix-only. The slash form's
-    # descriptions are what Discord shows (at most 100 characters, English: Red sets no
-    # app-command translator); the replies are translated as for the prefix form.
+    # description is the help's first line (so no `[p]` example there) and the options'
+    # come from `app_commands.describe`: what Discord shows, at most 100 characters, in
+    # English (Red sets no app-command translator); the replies are translated as always.
     @commands.group(name="recordings", cls=commands.HybridGroup)
     @commands.guild_only()
     async def recordings(self, ctx: "Context") -> None:
@@ -61,7 +62,10 @@ class RecordingsCommands(MixinMeta):
     @commands.admin_or_permissions(manage_guild=True)
     @app_commands.describe(page="Which page of meetings, newest first (1 is the newest).")
     async def recordings_list(self, ctx: "Context", page: int = 1) -> None:
-        """Meetings and their files, newest first. Example: `[p]recordings list 2`."""
+        """Meetings and their files, newest first.
+
+        Example: `[p]recordings list 2`.
+        """
         assert ctx.guild is not None
         _meetings, total = await self.service.meetings_page(ctx.guild.id, limit=1)
         if total == 0:
@@ -236,8 +240,9 @@ class RecordingsCommands(MixinMeta):
     @recordings.command(name="get")
     @app_commands.describe(recording_id="The id of the recording (from /recordings list).")
     async def recordings_get(self, ctx: "Context", recording_id: str) -> None:
-        """Upload a recording here when it fits. Example: `[p]recordings get 3f2a9c0d1e4b5a67`.
+        """Upload a recording here when it fits.
 
+        Example: `[p]recordings get 3f2a9c0d1e4b5a67`.
         Admins can fetch any of this server's recordings; members their own.
         """
         assert ctx.guild is not None

@@ -78,6 +78,14 @@ async def test_sync_offers_the_hybrid_commands_with_what_discord_needs(cog_world
     assert ident["type"] == 3 and ident["required"] is True
     for option in (channel, page, ident):
         assert option["description"] and option["description"] != "…"
+
+    def descriptions(node: dict[str, Any]) -> list[str]:
+        return [node["description"]] + [d for o in node.get("options") or [] for d in descriptions(o)]
+
+    for command in (record, recordings):
+        assert command["dm_permission"] is False  # offered in servers only, as the prefix form works
+        for text in descriptions(command):
+            assert "[p]" not in text, text  # Discord shows it as it is
     assert sub(record, "start")["description"] == "Join your voice channel (or the one named) and start recording."
 
 
