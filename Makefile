@@ -17,7 +17,9 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/python -m harness simulate
 
+# Types first (mypy --strict on chunkrecorder/ and harness/, configured in pyproject.toml), then the tests.
 test: $(STAMP)
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each bench prints its figures and ratios; the README quotes them. Full runs take

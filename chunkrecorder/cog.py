@@ -58,7 +58,7 @@ class ChunkRecorder(
     __author__ = "chunkrecorder developers"
 
     def __init__(self, bot: Red) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]  # Red's Cog declares no types
         self.bot = bot
         self.settings = SettingsStore(self)
         self.data_dir = cog_data_path(self)

@@ -150,7 +150,7 @@ class FakeVoiceLink:
         if self._connected:
             self.receiver.on_datagram(data)
 
-    def _ws_message(self, msg: dict) -> None:
+    def _ws_message(self, msg: dict[str, Any]) -> None:
         if self._connected:
             self._ws.handle(msg)
 
@@ -251,10 +251,10 @@ class _Client:
         else:
             self.fates[frame] = fate
 
-    def step(self, k: int) -> tuple[list[dict], list[bytes]]:
+    def step(self, k: int) -> tuple[list[dict[str, Any]], list[bytes]]:
         """Frame ``k``: voice-websocket messages the server relays, then datagrams sent."""
         plan = self.plan
-        ws: list[dict] = []
+        ws: list[dict[str, Any]] = []
         out: list[bytes] = []
         if not self.joined:
             if k < plan.join_frame:
@@ -307,11 +307,11 @@ class _Client:
         return self.joined and not self.left and not self.away
 
 
-def _clients_connect(user_id: int) -> dict:
+def _clients_connect(user_id: int) -> dict[str, Any]:
     return {"op": 11, "d": {"user_ids": [str(user_id)]}}
 
 
-def _client_disconnect(user_id: int) -> dict:
+def _client_disconnect(user_id: int) -> dict[str, Any]:
     return {"op": 13, "d": {"user_id": str(user_id)}}
 
 
@@ -798,7 +798,8 @@ class FakeVoiceNetwork:
 
     def delivered(self, user_id: int) -> np.ndarray:
         """Frames of this user that reached the bot intact."""
-        return self.fates(user_id) == Fate.DELIVERED
+        delivered: np.ndarray = self.fates(user_id) == Fate.DELIVERED
+        return delivered
 
     def ssrcs(self, user_id: int) -> list[tuple[int, int]]:
         """(first frame, ssrc) for each connection of this user's client."""

@@ -496,7 +496,7 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
             counts: dict[str, int] = {}
             pipeline_progress = _progress_adapter(on_progress)
 
-            async def progress(p: Any, _mid: str = meeting_id, _counts: dict = counts) -> None:
+            async def progress(p: Any, _mid: str = meeting_id, _counts: dict[str, int] = counts) -> None:
                 if getattr(p, "phase", None) in ("assembling", "done") and not _counts:
                     _counts.update((await store.chunk_counts(_mid)).as_dict())
                 if pipeline_progress is not None:

@@ -197,7 +197,8 @@ class Source:
         n = len(self.audio)
         if self.loop:
             idx = (np.arange(start, start + count) % n) if count > 0 else np.zeros(0, dtype=int)
-            return self.audio[idx]
+            looped: np.ndarray = self.audio[idx]
+            return looped
         out = np.zeros((count, CHANNELS), dtype=np.int16)
         a, b = max(0, start), min(n, start + count)
         if b > a:
@@ -224,7 +225,7 @@ class Source:
 
 
 # --------------------------------------------------------------------------- generators
-class Sweep(SignalGenerator):
+class Sweep(SignalGenerator):  # type: ignore[misc]  # pydub ships no types
     """A linear chirp from ``f0`` to ``f1`` over ``period`` seconds, repeating.
 
     Used instead of a pure tone wherever alignment is measured: a tone correlates
@@ -245,7 +246,7 @@ class Sweep(SignalGenerator):
             n += 1
 
 
-class SeededNoise(SignalGenerator):
+class SeededNoise(SignalGenerator):  # type: ignore[misc]  # pydub ships no types
     """pydub's WhiteNoise draws from the global ``random``; this one is reproducible."""
 
     def __init__(self, seed: int, **kwargs: object) -> None:
@@ -268,13 +269,13 @@ def _segment_to_stereo(seg: AudioSegment) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=64)
-def _render(kind: str, params: tuple, seconds: float, volume_db: float) -> np.ndarray:
+def _render(kind: str, params: tuple[float, ...], seconds: float, volume_db: float) -> np.ndarray:
     if kind == "sine":
         gen: SignalGenerator = Sine(params[0], sample_rate=SAMPLE_RATE)
     elif kind == "sweep":
         gen = Sweep(*params, sample_rate=SAMPLE_RATE)
     elif kind == "noise":
-        gen = SeededNoise(params[0], sample_rate=SAMPLE_RATE)
+        gen = SeededNoise(int(params[0]), sample_rate=SAMPLE_RATE)  # the seed, kept whole by the caller
     else:  # pragma: no cover - internal
         raise ValueError(kind)
     audio = _segment_to_stereo(gen.to_audio_segment(duration=seconds * 1000.0, volume=volume_db))
@@ -361,7 +362,7 @@ def from_file(path: Path | str, *, name: Optional[str] = None,
             stream = container.streams.audio[0]
             resampler = av.AudioResampler(format="s16", layout="stereo", rate=SAMPLE_RATE)
 
-            def take(frames: list) -> None:
+            def take(frames: list[av.AudioFrame]) -> None:
                 nonlocal have
                 for f in frames:
                     arr = f.to_ndarray().reshape(-1, CHANNELS)

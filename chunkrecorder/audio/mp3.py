@@ -23,7 +23,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import av
 import numpy as np
@@ -152,7 +152,7 @@ def decode(data: bytes, *, channels: Optional[int] = None) -> np.ndarray:
     out: list[np.ndarray] = []
     resampler: Optional[av.AudioResampler] = None
 
-    def take(frames: list) -> None:
+    def take(frames: list[Any]) -> None:
         nonlocal resampler
         for frame in frames:
             if resampler is None:

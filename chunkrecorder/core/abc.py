@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, ABCMeta
 from typing import TYPE_CHECKING
 
-from redbot.core import commands
+from discord.ext.commands import CogMeta
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.bot import Red
@@ -29,5 +29,5 @@ class MixinMeta(ABC):
     service: "RecordingService"
 
 
-class CompositeMetaClass(type(commands.Cog), ABCMeta):  # type: ignore[misc]
+class CompositeMetaClass(CogMeta, ABCMeta):
     """Lets ``commands.Cog``'s metaclass and ``ABC``'s work on one class."""

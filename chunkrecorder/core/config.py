@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from redbot.core import Config
+from redbot.core.config import Group, Value
 
 from .settings import CONFIG_IDENTIFIER, GLOBAL_DEFAULTS, GUILD_DEFAULTS, MEMBER_DEFAULTS, GuildSettings
 
@@ -42,11 +43,18 @@ class ActiveRecord:
                 "nick": self.nick_before, "nick_changed": self.nick_changed}
 
 
+def _value(attr: Group | Value) -> Value:
+    """A Config value reached by attribute. Red types that as "a group or a value"
+    (a ``Group`` is a ``Value``); this lets the type checker see ``set``/``clear`` as Red's."""
+    assert isinstance(attr, Value), attr
+    return attr
+
+
 class SettingsStore:
     """The cog's Config: guild settings, the bot-wide temp TTL, opt-outs, active meetings."""
 
     def __init__(self, cog_instance: object) -> None:
-        self.config = Config.get_conf(cog_instance, identifier=CONFIG_IDENTIFIER, force_registration=True)
+        self.config: Config = Config.get_conf(cog_instance, identifier=CONFIG_IDENTIFIER, force_registration=True)
         self.config.register_global(**GLOBAL_DEFAULTS)
         self.config.register_guild(**GUILD_DEFAULTS, active={})
         self.config.register_member(**MEMBER_DEFAULTS)
@@ -76,7 +84,7 @@ class SettingsStore:
         return int(await self.config.temp_ttl_hours())
 
     async def set_temp_ttl_hours(self, hours: int) -> None:
-        await self.config.temp_ttl_hours.set(hours)
+        await _value(self.config.temp_ttl_hours).set(hours)
 
     # ---- opt-outs
     def accepts(self, guild_id: int, user_id: int) -> bool:
@@ -84,7 +92,7 @@ class SettingsStore:
         return user_id not in self._opted_out.get(guild_id, frozenset())
 
     async def set_opt_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
-        await self.config.member_from_ids(guild_id, user_id).opted_out.set(opted_out)
+        await _value(self.config.member_from_ids(guild_id, user_id).opted_out).set(opted_out)
         self._swap(guild_id, user_id, opted_out)
 
     async def forget_member(self, user_id: int) -> None:
@@ -105,10 +113,10 @@ class SettingsStore:
         return ActiveRecord.from_config(raw) if raw else None
 
     async def set_active(self, guild_id: int, record: ActiveRecord) -> None:
-        await self.config.guild_from_id(guild_id).active.set(record.as_config())
+        await _value(self.config.guild_from_id(guild_id).active).set(record.as_config())
 
     async def clear_active(self, guild_id: int) -> None:
-        await self.config.guild_from_id(guild_id).active.clear()
+        await _value(self.config.guild_from_id(guild_id).active).clear()
 
     async def all_active(self) -> dict[int, ActiveRecord]:
         return {gid: ActiveRecord.from_config(data["active"])

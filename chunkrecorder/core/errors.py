@@ -16,7 +16,7 @@ from redbot.core import commands
 from redbot.core.commands.requires import PrivilegeLevel
 
 from ..i18n import _
-from ..store import StoreError
+from ..objects.errors import StoreError
 
 __all__ = ["ControlDenied", "UserError", "ValueRefused", "explain"]
 

@@ -384,16 +384,20 @@ class MeetingManager:
         if live is not None and live.channel_id == channel_id:
             self._request_stop(live, StopReason.CHANNEL_GONE)
 
+    def _settled(self, live: LiveMeeting) -> bool:
+        """Whether the meeting's end is already decided (nothing more to try for it)."""
+        return live.ending or live.end_reason is not None or self._closing
+
     async def _link_dropped(self, live: LiveMeeting, link: VoiceLink, reason: str) -> None:
         """The voice connection died: reconnect (up to the guild's limit) or end cleanly."""
-        if live.ending or live.end_reason is not None or link is not live.link or self._closing:
+        if self._settled(live) or link is not live.link:
             return
         live.events.append(LinkEvent("lost", detail=reason))
         attempts = live.settings.reconnect_attempts
         while live.reconnects < attempts:
             live.reconnects += 1
             await asyncio.sleep(self.reconnect_delay_s * live.reconnects)
-            if live.ending or live.end_reason is not None or self._closing:
+            if self._settled(live):  # stopped, or the cog unloading, while we waited
                 return
             try:
                 new_link = await asyncio.wait_for(self.connector(live.channel), self.connect_timeout_s)

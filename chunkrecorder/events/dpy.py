@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any, cast
 
 import discord
+from discord.ext import commands as dpy_commands
 from redbot.core import commands
 
 from ..core.abc import MixinMeta
@@ -26,11 +28,14 @@ class DiscordEvents(MixinMeta):
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:
         self.service.meetings.channel_deleted(channel.guild.id, channel.id)
 
-    async def cog_command_error(self, ctx: commands.Context, error: Exception) -> None:
+    async def cog_command_error(self, ctx: dpy_commands.Context[Any], error: Exception) -> None:
         """Every error a user can cause becomes one line; the rest goes to the log."""
+        ctx = cast(commands.Context, ctx)  # every context of a Red bot is Red's
         line = await explain(ctx, error)
         if line is None:
-            await self.bot.on_command_error(ctx, error, unhandled_by_cog=True)  # type: ignore[arg-type]
+            # Red's own handler takes ``unhandled_by_cog``; discord.py's declaration does not.
+            await self.bot.on_command_error(  # type: ignore[call-arg]
+                ctx, cast(commands.CommandError, error), unhandled_by_cog=True)
             return
         if line:
             with contextlib.suppress(discord.HTTPException):
