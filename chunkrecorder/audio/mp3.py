@@ -14,6 +14,16 @@ header mid-stream and no drift, whatever the number of chunks. The bit reservoir
 off, so no kept frame refers to bytes of a frame we dropped. Measured (see
 tests/pipeline/test_mp3.py): the SNR around joins equals the SNR mid-chunk and equals a
 single continuous encode.
+
+The encoder is LAME, called through ctypes (``audio.lame``: the ``lameenc`` wheel's
+build, about a quarter of the CPU of PyAV's); where no LAME library can be loaded,
+PyAV's ``libmp3lame`` codec does the same work with the same settings. Either way a
+chunk is verified by walking its frame headers before it is written: the count must
+be exactly the body's frames, the stream must end on a frame boundary and carry
+nothing but MPEG-1 Layer III frames. A full decode used to follow; it cost 10 % of
+the encode and caught nothing the walk does not (bench/engines.py tries truncated,
+missing, repeated and corrupted frames: the decode passes every corruption the walk
+passes, because an MP3 decoder turns any payload into 1152 samples).
 """
 
 from __future__ import annotations
@@ -23,10 +33,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-import av
-import numpy as np
+from . import lame
+
+if TYPE_CHECKING:
+    import av
+    import numpy as np
 
 #: Samples per MPEG-1 Layer III frame.
 FRAME = 1152
@@ -70,7 +83,16 @@ def _layout(channels: int) -> str:
     return "mono" if channels == 1 else "stereo"
 
 
-def _open_encoder(sample_rate: int, channels: int, bitrate: int, quality: int) -> av.AudioCodecContext:
+def engine() -> str:
+    """What encodes MP3 in this process: "lame <version> (<source>)" or "pyav"."""
+    lib = lame.load()
+    return f"lame {lib.version} ({lib.source})" if lib is not None else "pyav"
+
+
+def _open_encoder(sample_rate: int, channels: int, bitrate: int, quality: int) -> "av.AudioCodecContext":
+    """PyAV's libmp3lame with the pipeline's settings: the fallback engine (and the tests' reference)."""
+    import av
+
     ctx = av.CodecContext.create("libmp3lame", "w")
     ctx.sample_rate = sample_rate
     ctx.layout = _layout(channels)
@@ -83,11 +105,17 @@ def _open_encoder(sample_rate: int, channels: int, bitrate: int, quality: int) -
 
 @functools.lru_cache(maxsize=None)
 def codec_delay(sample_rate: int = 48_000, channels: int = 1) -> int:
-    """The installed LAME's decoded-output delay, read off a probe encode once per process.
+    """The engine's decoded-output delay, read off the codec once per process.
 
-    FFmpeg reports it as the first packet's negative pts; the priming arithmetic
-    depends on it, so it is measured rather than trusted.
+    LAME reports its encoder delay (plus the decoder's fixed 529); through PyAV it is
+    the first packet's negative pts. The priming arithmetic depends on it, so it is
+    measured rather than trusted.
     """
+    if lame.load() is not None:
+        return lame.encoder_delay(sample_rate=sample_rate, channels=channels)
+    import av
+    import numpy as np
+
     ctx = _open_encoder(sample_rate, channels, DEFAULT_BITRATE, DEFAULT_QUALITY)
     silence = av.AudioFrame.from_ndarray(
         np.zeros((channels, 4 * FRAME), dtype=np.int16), format="s16p", layout=_layout(channels)
@@ -100,8 +128,57 @@ def codec_delay(sample_rate: int = 48_000, channels: int = 1) -> int:
     return -int(packets[0].pts)
 
 
+@dataclass(frozen=True, slots=True)
+class _Cut:
+    """Which input samples to encode and which output frames are the body's."""
+
+    start: int  # first input sample handed to the encoder
+    skip: int  # output frames before the body's first
+    want: int  # the body's frames
+    end: int  # input samples needed at least (zeros past the input's end); the tail follows
+
+
+def _cut(length: int, prime: int, body: int, sample_rate: int, channels: int) -> _Cut:
+    if prime + body > length:
+        raise ValueError(f"pcm has {length} samples, fewer than prime {prime} + body {body}")
+    delay = codec_delay(sample_rate, channels)
+    # Use as much of the priming as keeps the body on the output frame grid.
+    usable = prime - ((prime + delay) % FRAME)
+    if usable < 0:
+        raise EncodeError(f"prime {prime} is too short for an encoder delay of {delay}")
+    want = frames_for(body)
+    return _Cut(start=prime - usable, skip=(usable + delay) // FRAME, want=want, end=prime + want * FRAME)
+
+
+def _encode_stream(pcm: Any, samples: int, *, offset: int, sample_rate: int, channels: int,
+                   bitrate: int, quality: int) -> bytes:
+    """Every frame the engine makes of ``samples`` interleaved s16le samples, flushed."""
+    if lame.load() is not None:
+        return lame.encode(pcm, offset=offset, samples=samples, sample_rate=sample_rate,
+                           channels=channels, bitrate=bitrate, quality=quality)
+    import av
+    import numpy as np
+
+    src = np.frombuffer(memoryview(pcm).cast("B"), dtype="<i2", count=samples * channels,
+                        offset=offset).reshape(-1, channels)
+    ctx = _open_encoder(sample_rate, channels, bitrate, quality)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(src.T), format="s16p", layout=_layout(channels))
+    frame.sample_rate = sample_rate
+    frame.pts = 0
+    return b"".join(bytes(p) for p in [*ctx.encode(frame), *ctx.encode(None)])
+
+
+def _body_frames(stream: bytes, cut: _Cut) -> bytes:
+    """The body's frames out of a chunk's whole stream, checked by walking every header."""
+    offsets = frame_offsets(stream)
+    if len(offsets) - 1 < cut.skip + cut.want:
+        raise EncodeError(f"encoder gave {max(0, len(offsets) - 1 - cut.skip)} frames for the body, "
+                          f"expected {cut.want}")
+    return stream[offsets[cut.skip] : offsets[cut.skip + cut.want]]
+
+
 def encode_frames(
-    pcm: np.ndarray,
+    pcm: "np.ndarray",
     *,
     prime: int,
     body: int,
@@ -115,39 +192,31 @@ def encode_frames(
     ``body`` need not be a multiple of the frame: the last frame is completed with
     the tail (or zeros), which is how the final chunk of a meeting ends.
     """
+    import numpy as np
+
     if pcm.ndim != 2 or pcm.shape[1] != channels or pcm.dtype != np.int16:
         raise ValueError(f"pcm must be int16 of shape (n, {channels}), got {pcm.dtype} {pcm.shape}")
-    if prime + body > len(pcm):
-        raise ValueError(f"pcm has {len(pcm)} samples, fewer than prime {prime} + body {body}")
-    delay = codec_delay(sample_rate, channels)
-    # Use as much of the priming as keeps the body on the output frame grid.
-    usable = prime - ((prime + delay) % FRAME)
-    if usable < 0:
-        raise EncodeError(f"prime {prime} is too short for an encoder delay of {delay}")
-    skip_frames = (usable + delay) // FRAME
-    want = frames_for(body)
-    start = prime - usable
-    needed_end = prime + want * FRAME
-    src = pcm[start:]
-    if needed_end > len(pcm):
-        pad = np.zeros((needed_end - len(pcm), channels), dtype=np.int16)
-        src = np.concatenate([src, pad])
-    ctx = _open_encoder(sample_rate, channels, bitrate, quality)
-    frame = av.AudioFrame.from_ndarray(
-        np.ascontiguousarray(src.T), format="s16p", layout=_layout(channels)
-    )
-    frame.sample_rate = sample_rate
-    frame.pts = 0
-    packets = [bytes(p) for p in ctx.encode(frame)]
-    packets += [bytes(p) for p in ctx.encode(None)]
-    kept = packets[skip_frames : skip_frames + want]
-    if len(kept) != want:
-        raise EncodeError(f"encoder gave {len(kept)} frames for the body, expected {want}")
-    return kept
+    cut = _cut(len(pcm), prime, body, sample_rate, channels)
+    # Everything from the usable prime on, tail included: the last kept frame's MDCT
+    # overlaps into the next chunk's first samples, so it must see the real continuation.
+    src = np.ascontiguousarray(pcm[cut.start :])
+    if len(pcm) < cut.end:
+        src = np.concatenate([src, np.zeros((cut.end - len(pcm), channels), dtype=np.int16)])
+    stream = _encode_stream(src, len(src), offset=0, sample_rate=sample_rate, channels=channels,
+                            bitrate=bitrate, quality=quality)
+    data = _body_frames(stream, cut)
+    step = len(data) // cut.want if cut.want else 0
+    if step * cut.want == len(data):  # constant-size frames (always so at 48 kHz CBR)
+        return [data[i : i + step] for i in range(0, len(data), step)]
+    offsets = frame_offsets(data)
+    return [data[a:b] for a, b in zip(offsets, offsets[1:])]
 
 
-def decode(data: bytes, *, channels: Optional[int] = None) -> np.ndarray:
+def decode(data: bytes, *, channels: Optional[int] = None) -> "np.ndarray":
     """Decode MP3 bytes to int16 (n, channels), no trimming: what a player hears."""
+    import av
+    import numpy as np
+
     ctx = av.CodecContext.create("mp3", "r")
     out: list[np.ndarray] = []
     resampler: Optional[av.AudioResampler] = None
@@ -173,12 +242,13 @@ def decode(data: bytes, *, channels: Optional[int] = None) -> np.ndarray:
 
 
 def decoded_samples(data: bytes) -> int:
-    """Samples FFmpeg's decoder gets out of ``data``: the verification's full decode.
+    """Samples FFmpeg's decoder gets out of ``data``: the full decode the chunks no longer get.
 
-    Every frame is decoded, but nothing is converted or kept, which halves the
-    cost of the check (measured: 6.7 ms instead of 13.6 ms for a 10 s chunk, next
-    to the 79 ms the encode takes).
+    Kept for bench/engines.py, which shows what it would catch beyond the frame walk
+    (nothing) and what it would cost.
     """
+    import av
+
     ctx = av.CodecContext.create("mp3", "r")
     n = 0
     for packet in ctx.parse(data):
@@ -189,9 +259,13 @@ def decoded_samples(data: bytes) -> int:
     return n
 
 
-def count_frames(data: bytes) -> int:
-    """Frames in an MP3 byte stream, by walking headers: a cheap integrity check."""
-    n = pos = 0
+def frame_offsets(data: bytes) -> list[int]:
+    """Byte offset of every MPEG-1 Layer III frame in ``data``, then its end.
+
+    Raises :class:`EncodeError` unless ``data`` is nothing but whole frames.
+    """
+    offsets = []
+    pos = 0
     size = len(data)
     while pos + 4 <= size:
         h = int.from_bytes(data[pos : pos + 4], "big")
@@ -201,15 +275,22 @@ def count_frames(data: bytes) -> int:
         rate_idx = (h >> 10) & 0x3
         padding = (h >> 9) & 0x1
         version = (h >> 19) & 0x3
-        if version != 3 or bitrate_idx in (0, 15) or rate_idx == 3:
+        layer = (h >> 17) & 0x3
+        if version != 3 or layer != 1 or bitrate_idx in (0, 15) or rate_idx == 3:
             raise EncodeError(f"unsupported MP3 frame header at byte {pos}")
         bitrate = _MPEG1_L3_KBPS[bitrate_idx] * 1000
         rate = (44_100, 48_000, 32_000)[rate_idx]
+        offsets.append(pos)
         pos += 144 * bitrate // rate + padding
-        n += 1
     if pos != size:
         raise EncodeError("MP3 stream ends inside a frame")
-    return n
+    offsets.append(pos)
+    return offsets
+
+
+def count_frames(data: bytes) -> int:
+    """Frames in an MP3 byte stream, by walking headers: a cheap integrity check."""
+    return len(frame_offsets(data)) - 1
 
 
 _MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)
@@ -239,37 +320,30 @@ def encode_chunk_file(
 ) -> ChunkMp3:
     """Encode one PCM chunk file (s16le interleaved) to its MP3 chunk file.
 
-    Runs in a worker process or thread: it touches no event loop and no database.
-    The MP3 is verified (frame walk, and a decode that must give exactly the frames'
-    samples) before it is written, so a DONE row never points at a broken file.
+    Runs in a worker process or thread: it touches no event loop and no database,
+    and (with LAME loaded) imports neither numpy nor PyAV. The MP3 is verified (every
+    frame header walked, exactly the body's frames, nothing else in the stream) before
+    it is written, so a DONE row never points at a broken file. ``verify`` is kept for
+    callers of the old signature; the walk is how the body is cut, so it always runs.
     """
-    raw = Path(pcm_path).read_bytes()
+    path = Path(pcm_path)
+    with open(path, "rb") as fh:
+        raw = bytearray(os.fstat(fh.fileno()).st_size)
+        got = fh.readinto(raw)
     bytes_per_sample = 2 * channels
-    if len(raw) % bytes_per_sample:
-        raise EncodeError(f"{pcm_path} is {len(raw)} bytes, not whole {channels}-channel samples")
-    pcm = np.frombuffer(raw, dtype="<i2").reshape(-1, channels)
-    frames = encode_frames(
-        pcm,
-        prime=prime,
-        body=body,
-        sample_rate=sample_rate,
-        channels=channels,
-        bitrate=bitrate,
-        quality=quality,
-    )
-    data = b"".join(frames)
-    if verify:
-        if count_frames(data) != len(frames):
-            raise EncodeError("encoded chunk does not walk as whole MP3 frames")
-        decoded = decoded_samples(data)
-        if decoded != len(frames) * FRAME:
-            raise EncodeError(
-                f"encoded chunk decodes to {decoded} samples, expected {len(frames) * FRAME}"
-            )
+    if got != len(raw) or len(raw) % bytes_per_sample:
+        raise EncodeError(f"{pcm_path} is {got} bytes, not whole {channels}-channel samples")
+    cut = _cut(len(raw) // bytes_per_sample, prime, body, sample_rate, channels)
+    end = cut.end * bytes_per_sample
+    if end > len(raw):
+        raw.extend(bytes(end - len(raw)))  # the meeting's last chunk: zeros after its end
+    stream = _encode_stream(raw, len(raw) // bytes_per_sample - cut.start, offset=cut.start * bytes_per_sample,
+                            sample_rate=sample_rate, channels=channels, bitrate=bitrate, quality=quality)
+    data = _body_frames(stream, cut)  # walks every frame; exactly the body's count
     write_atomic(Path(mp3_path), data)
-    samples = len(frames) * FRAME
+    samples = cut.want * FRAME
     return ChunkMp3(
-        frames=len(frames),
+        frames=cut.want,
         samples=samples,
         duration_ms=round(samples * 1000 / sample_rate),
         sha256=hashlib.sha256(data).hexdigest(),

@@ -1,25 +1,55 @@
 """What runs inside an encoder process: one chunk file in, one MP3 chunk file out.
 
-This module imports nothing of the cog but ``audio.mp3`` (PyAV and numpy), because a
-worker process must be able to import it without the cog's package ``__init__``
-(which pulls in Red and discord.py): Red loads cogs through an import spec from a
-folder that is not on ``sys.path``, so :func:`bootstrap_source` gives the worker a
-stand-in package whose ``__path__`` points at the cog folder. Measured: PyAV holds
-the GIL while LAME encodes (a spinning thread ran at 30 % speed and the encode took
-8x longer), so encoding in threads would starve the event loop and the voice
-receive thread; processes do not.
+This module imports nothing of the cog but ``audio.mp3`` and ``audio.lame`` (LAME
+through ctypes; numpy and PyAV only if no LAME library loads), because a worker
+process must be able to import it without the cog's package ``__init__`` (which
+pulls in Red and discord.py): Red loads cogs through an import spec from a folder
+that is not on ``sys.path``, so :func:`bootstrap_source` gives the worker a stand-in
+package whose ``__path__`` points at the cog folder. An encoder process then holds
+about 12 MiB.
+
+Why processes at all, now that LAME runs through ctypes (which releases the GIL)?
+PyAV, the fallback engine, holds the GIL while LAME encodes (a spinning thread ran at
+30 % speed and the encode took 8x longer); a process runs at nice +10 so the voice
+receive thread keeps its turns, which a thread cannot portably do; and a crash in
+native code takes one encoder down, not the bot.
 """
 
 from __future__ import annotations
 
 import os
+import pickle
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Any, Callable
 
 from ..audio import mp3
 
-__all__ = ["EncodeJob", "encode", "bootstrap_source"]
+__all__ = ["EncodeJob", "encode", "bootstrap_source", "serve", "read_message", "write_message"]
+
+#: Pipe messages (see encoder_pool): a little-endian length, then a pickle.
+_HEADER = struct.Struct("<I")
+
+
+def write_message(stream: IO[bytes], obj: object) -> None:
+    """One length-prefixed pickle, flushed."""
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def read_message(stream: IO[bytes]) -> Any:
+    """The next message, or raises EOFError when the other side has gone."""
+    head = stream.read(_HEADER.size)
+    if len(head) < _HEADER.size:
+        raise EOFError
+    size = _HEADER.unpack(head)[0]
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +81,13 @@ def encode(job: EncodeJob) -> mp3.ChunkMp3:
 
 
 def bootstrap_source() -> str:
-    """Python source a fresh worker process runs first (as its pool initializer).
+    """Python source an encoder process runs (``python -c``): set up, then serve jobs.
 
     It appends the parent's ``sys.path`` (Red adds the Downloader's library folder,
-    where PyAV and numpy may live, at run time), then registers empty package modules for this cog's package and sub-packages,
-    pointing at the cog's folders (unless that process imported them already). Then
-    ``<pkg>.pipeline.encode_worker`` imports without running any package ``__init__``.
+    where lameenc, PyAV and numpy may live, at run time), then registers empty package
+    modules for this cog's package and sub-packages, pointing at the cog's folders.
+    Then ``<pkg>.pipeline.encode_worker`` imports without running any package
+    ``__init__``, lowers its priority and serves jobs until its stdin closes.
     """
     here = Path(__file__).resolve()
     root = here.parent.parent
@@ -76,8 +107,8 @@ def bootstrap_source() -> str:
         "        _m.__package__ = _name\n"
         "        sys.modules[_name] = _m\n"
         f"import {__name__}\n"
-        f"sys.modules[{__name__!r}].watch_parent()\n"
         f"sys.modules[{__name__!r}].lower_priority()\n"
+        f"sys.modules[{__name__!r}].serve()\n"
     )
 
 
@@ -96,26 +127,35 @@ def lower_priority(increment: int = 10) -> None:
             pass
 
 
-def watch_parent() -> None:
-    """Exit this worker as soon as the process that started it is gone.
+def serve(stdin: IO[bytes] | None = None, stdout: IO[bytes] | None = None) -> None:
+    """Answer ``(fn, args, kwargs)`` jobs from the parent until it closes the pipe.
 
-    A pool worker blocks reading its call queue, whose write end it holds itself, so
-    it would outlive a bot killed with SIGKILL for ever (and keep the fork server and
-    anything waiting on their pipes alive). The parent's sentinel becomes readable
-    when the parent dies; a daemon thread waits on it and ends the process.
+    The protocol gets a private copy of stdout and fd 1 is pointed at stderr, so
+    whatever a library prints cannot corrupt an answer. Returns (and the process
+    ends) at end-of-file: when the parent closes the pool, or dies.
     """
-    import multiprocessing
-    import os
-    import threading
-    from multiprocessing.connection import wait
+    if stdin is None:
+        stdin = sys.stdin.buffer
+    if stdout is None:
+        sys.stdout.flush()
+        stdout = os.fdopen(os.dup(1), "wb")
+        os.dup2(2, 1)
+    while True:
+        try:
+            fn, args, kwargs = read_message(stdin)
+        except EOFError:
+            return
+        try:
+            reply: tuple[bool, Any] = (True, _call(fn, args, kwargs))
+        except BaseException as exc:  # noqa: BLE001 - the parent decides what an error means
+            reply = (False, exc)
+        try:
+            write_message(stdout, reply)
+        except BrokenPipeError:
+            return
+        except Exception as exc:  # noqa: BLE001 - an unpicklable result or error
+            write_message(stdout, (False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
-    parent = multiprocessing.parent_process()
-    if parent is None or parent.sentinel is None:
-        return
-    sentinel = parent.sentinel
 
-    def watch() -> None:
-        wait([sentinel])
-        os._exit(0)
-
-    threading.Thread(target=watch, name="chunkrecorder-parent-watch", daemon=True).start()
+def _call(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    return fn(*args, **kwargs)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures as cf
 import logging
-import multiprocessing
 import os
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -29,6 +28,7 @@ from ..utils.background import BackgroundTasks
 from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .encode_worker import EncodeJob, bootstrap_source, encode
+from .encoder_pool import EncoderPool
 from .paths import remove_files
 
 __all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
@@ -100,44 +100,39 @@ class Transcoder:
     def _make_pool(self) -> cf.Executor:
         if self._kind == "thread":
             return cf.ThreadPoolExecutor(self.workers, thread_name_prefix="chunkrecorder-encode")
-        # forkserver: the bot has threads, and fork() of a threaded process is unsafe.
-        # No preloading: by default the fork server imports the parent's __main__
-        # (the bot's, the harness's, a test runner's), which is slow at best and at
-        # worst runs a script again; our initializer brings what a worker needs.
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload([])
-        return cf.ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=exec, initargs=(bootstrap_source(), {})
-        )
+        # Our own small processes, not multiprocessing's: see encoder_pool for why.
+        return EncoderPool(self.workers, bootstrap_source())
 
     async def start(self) -> None:
         if self._tasks:
             return
-        self._pool = self._make_pool()
         if self._kind == "process":
             await self._check_processes()
+        else:
+            self._pool = self._make_pool()
         self._tasks = [
             self._background.spawn(self._worker(i), name=f"chunkrecorder-transcode-{i}")
             for i in range(self.workers)
         ]
 
     async def _check_processes(self) -> None:
-        """Start one encoder process now; if processes cannot start here, encode in threads.
+        """Have an encoder process answer now; if processes cannot run here, encode in threads.
 
-        Like every multiprocessing user, the workers re-import the parent's main
-        script; a parent whose main cannot be imported again (an unguarded script,
-        code fed on stdin) breaks the pool. Recording then still works, in threads,
-        at the cost of GIL contention, and the log says why.
+        A host where ``sys.executable`` cannot be started as Python (an embedded
+        interpreter) or where the cog's folder cannot be imported from a child breaks
+        the pool. Recording then still works, in threads (LAME through ctypes releases
+        the GIL), and the log says why.
         """
-        assert self._pool is not None
         loop = asyncio.get_running_loop()
         try:
+            self._pool = await run_blocking(self._make_pool)
             await asyncio.wait_for(loop.run_in_executor(self._pool, os.getpid), 60)
         except (BrokenProcessPool, OSError, asyncio.TimeoutError) as exc:
             log.error("encoder processes cannot start here (%s: %s); encoding in threads instead",
                       type(exc).__name__, exc)
             broken, self._pool = self._pool, None
-            await run_blocking(broken.shutdown, wait=False, cancel_futures=True)
+            if broken is not None:
+                await run_blocking(broken.shutdown, wait=False, cancel_futures=True)
             self._kind = "thread"
             self._pool = self._make_pool()
 
@@ -161,8 +156,8 @@ class Transcoder:
 
     def worker_pids(self) -> list[int]:
         """PIDs of the encoder processes running now (diagnostics and the crash tests)."""
-        procs = getattr(self._pool, "_processes", None) or {}
-        return sorted(int(p) for p in procs)
+        pool = self._pool
+        return pool.pids() if isinstance(pool, EncoderPool) else []
 
     def owns(self, task: "asyncio.Task[Any]") -> bool:
         """Whether ``task`` is one of the workers (which never end by themselves)."""
@@ -252,11 +247,10 @@ class Transcoder:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._pool, self._encoder, job)
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): replace the pool, report this job.
-            log.error("encoder process died; restarting the pool")
-            old, self._pool = self._pool, self._make_pool()
-            old.shutdown(wait=False, cancel_futures=True)
+        except BrokenProcessPool as exc:
+            # A worker died (killed, out of memory): the pool starts a new one for the
+            # next job; this one is retried like any failure.
+            log.error("%s; a new one takes over", exc)
             raise
 
     async def _failed(self, row: TempRecording, exc: BaseException) -> None:
