@@ -89,6 +89,20 @@ def engine() -> str:
     return f"lame {lib.version} ({lib.source})" if lib is not None else "pyav"
 
 
+#: What the owner reads at load when the ``lameenc`` wheel's LAME is not there.
+SLOW_ENGINE_NOTICE = (
+    "chunkrecorder: the Python package `lameenc` (the fast MP3 encoder) is missing or unusable here, "
+    "so MP3s are encoded with PyAV's LAME at about 4x the CPU; run `[p]cog reinstallreqs` or "
+    '`pip install "lameenc>=1.9,<2"` and reload the cog.'
+)
+
+
+def engine_notice() -> Optional[str]:
+    """One sentence for the bot owner if encoding runs on a slower engine than it should, else None."""
+    lib = lame.load()
+    return None if lib is not None and lib.source == "lameenc" else SLOW_ENGINE_NOTICE
+
+
 def _open_encoder(sample_rate: int, channels: int, bitrate: int, quality: int) -> "av.AudioCodecContext":
     """PyAV's libmp3lame with the pipeline's settings: the fallback engine (and the tests' reference)."""
     import av

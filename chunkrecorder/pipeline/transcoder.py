@@ -106,6 +106,9 @@ class Transcoder:
     async def start(self) -> None:
         if self._tasks:
             return
+        notice = await run_blocking(mp3.engine_notice)
+        if notice:
+            log.warning(notice)
         if self._kind == "process":
             await self._check_processes()
         else:
