@@ -39,9 +39,16 @@ def soft_limit(total: np.ndarray) -> np.ndarray:
 
 
 def mix(tracks: Sequence[np.ndarray]) -> np.ndarray:
-    """Limited sum of equally shaped int16 arrays (an empty list gives an empty array)."""
+    """Limited sum of equally shaped int16 arrays (an empty list gives an empty array).
+
+    One track is its own mix, unlimited: it fits by construction, and a one-speaker
+    window's mix must be that speaker's chunk sample for sample (the pipeline then
+    encodes it once and uses it for both files).
+    """
     if not tracks:
         return np.zeros((0, 1), dtype=np.int16)
+    if len(tracks) == 1:
+        return np.array(tracks[0], dtype=np.int16, copy=True)
     total = np.zeros(tracks[0].shape, dtype=np.int32)
     for t in tracks:
         if t.shape != total.shape:

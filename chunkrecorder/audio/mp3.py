@@ -310,6 +310,28 @@ def count_frames(data: bytes) -> int:
 _MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)
 
 
+def existing_chunk(mp3_path: Path | str, *, body: int, sample_rate: int = 48_000) -> Optional[ChunkMp3]:
+    """The chunk MP3 already at ``mp3_path`` if it is exactly ``body``'s frames, else None."""
+    try:
+        data = Path(mp3_path).read_bytes()
+    except OSError:
+        return None
+    want = frames_for(body)
+    try:
+        if count_frames(data) != want:
+            return None
+    except EncodeError:
+        return None
+    samples = want * FRAME
+    return ChunkMp3(
+        frames=want,
+        samples=samples,
+        duration_ms=round(samples * 1000 / sample_rate),
+        sha256=hashlib.sha256(data).hexdigest(),
+        size_bytes=len(data),
+    )
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Write, fsync, rename: a reader sees the old file or the whole new one."""
     tmp = path.with_name(path.name + ".part")

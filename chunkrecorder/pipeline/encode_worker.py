@@ -67,8 +67,20 @@ class EncodeJob:
 
 
 def encode(job: EncodeJob) -> mp3.ChunkMp3:
-    """Encode and verify one chunk (the MP3 is written atomically, or not at all)."""
-    return mp3.encode_chunk_file(
+    """Encode and verify one chunk (the MP3 is written atomically, or not at all).
+
+    No chunk is encoded twice. An MP3 already under the chunk's name is its encode (an
+    MP3 only ever appears whole and verified, by rename, and a chunk's name always
+    holds the same audio), so it is checked and reused: that is how the mix of a
+    one-speaker window gets its MP3, and how a job re-run after a crash between the
+    write and the row update is finished. After an encode, every other name of the
+    chunk's PCM file (the session hard-links a one-speaker window's mix to the
+    speaker's chunk) gets the MP3 under its own name too.
+    """
+    reused = mp3.existing_chunk(job.mp3_path, body=job.body, sample_rate=job.sample_rate)
+    if reused is not None:
+        return reused
+    result = mp3.encode_chunk_file(
         job.pcm_path,
         job.mp3_path,
         prime=job.prime,
@@ -78,6 +90,50 @@ def encode(job: EncodeJob) -> mp3.ChunkMp3:
         bitrate=job.bitrate,
         quality=job.quality,
     )
+    share_with_other_names(job.pcm_path, job.mp3_path)
+    return result
+
+
+def share_with_other_names(pcm_path: str, mp3_path: str) -> int:
+    """Link ``mp3_path`` as the MP3 of every other chunk name of the same PCM file.
+
+    Other names are hard links in the same folder with the same seq (``<user>_<seq>``).
+    Returns how many names got it. Best effort: a name that cannot get it is encoded
+    when its own job comes.
+    """
+    try:
+        st = os.stat(pcm_path)
+    except OSError:
+        return 0
+    if st.st_nlink < 2:
+        return 0
+    folder, own = os.path.split(pcm_path)
+    suffix = "_" + own.split("_", 1)[-1]  # "_<seq>.pcm"
+    shared = 0
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return 0
+    for name in names:
+        if name == own or not name.endswith(suffix) or not name.split("_", 1)[0].isdigit():
+            continue
+        other = os.path.join(folder, name)
+        try:
+            ost = os.stat(other)
+            if (ost.st_ino, ost.st_dev) != (st.st_ino, st.st_dev):
+                continue
+            target = other[: -len(".pcm")] + ".mp3"
+            tmp = target + ".tmp"
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            os.link(mp3_path, tmp)
+            os.replace(tmp, target)
+            shared += 1
+        except OSError:
+            continue
+    return shared
 
 
 def bootstrap_source() -> str:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..objects.records import MIX_USER_ID
 
-__all__ = ["Layout", "ChunkName", "write_atomic", "fsync_dir", "remove_files", "clear_folder", "folder_size"]
+__all__ = ["Layout", "ChunkName", "write_atomic", "link_atomic", "fsync_dir", "remove_files", "clear_folder", "folder_size"]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.paths")
 
@@ -128,6 +128,33 @@ def write_atomic(path: Path, data: bytes | np.ndarray) -> None:
             fh.write(data.tobytes() if isinstance(data, np.ndarray) else data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    fsync_dir(path.parent)
+
+
+def link_atomic(source: Path, path: Path) -> None:
+    """``path`` becomes another name of ``source``'s file (same bytes, no copy), atomically.
+
+    Where the file system has no hard links, the bytes are copied instead (the same
+    guarantee as :func:`write_atomic`, without the saving).
+    """
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        os.link(source, tmp)
+    except OSError:
+        write_atomic(path, Path(source).read_bytes())
+        return
+    try:
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -39,7 +39,7 @@ from ..objects.results import SessionSnapshot
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .errors import FlushError
-from .paths import Layout, write_atomic
+from .paths import Layout, link_atomic, write_atomic
 from .recovery import adopt_orphans
 from .timeline import Grid, SpeakerClock, TrackBuffer
 
@@ -360,6 +360,9 @@ class RecordingSession:
         A chunk that is all zeros, prime and tail included, is not written: the
         assembler stands in a cached encoding of silence, which decodes to the same
         zeros. Quiet speakers and late joiners therefore cost no disk and no encoding.
+        The mix of a window where one speaker alone was heard is that speaker's chunk
+        (``mix`` of one track is the track): it gets its own name and row, but the same
+        file, and one encode serves both (see ``encode_worker``).
         """
         start, end = self.grid.span(k, length)
         pieces: dict[int, np.ndarray] = {}
@@ -372,9 +375,13 @@ class RecordingSession:
             if pcm is not None:
                 pieces[user_id] = pcm
         tracks: dict[int, np.ndarray] = {}
-        if self.settings.strategy.wants_per_user:
+        strategy = self.settings.strategy
+        if strategy.wants_per_user:
             tracks.update(pieces)
-        if self.settings.strategy.wants_mix and pieces:
+        # One speaker alone: the mix is their chunk, so it is that file under a second
+        # name (a hard link), encoded once (the transcoder shares the MP3 the same way).
+        solo = strategy.wants_mix and strategy.wants_per_user and len(pieces) == 1
+        if strategy.wants_mix and pieces and not solo:
             mixed = mix(list(pieces.values()))
             if mixed.any():
                 tracks[MIX_USER_ID] = mixed
@@ -383,6 +390,11 @@ class RecordingSession:
             path = self._layout.pcm_path(self.meeting.id, user_id, k)
             write_atomic(path, np.ascontiguousarray(pcm))
             written.append((user_id, path))
+        if solo:
+            (speaker,) = pieces
+            path = self._layout.pcm_path(self.meeting.id, MIX_USER_ID, k)
+            link_atomic(self._layout.pcm_path(self.meeting.id, speaker, k), path)
+            written.insert(0, (MIX_USER_ID, path))
         return written
 
     def _release(self, k: int) -> None:

@@ -59,6 +59,15 @@ class _Params:
     sample_rate: int
 
 
+def _shared_file(path: str) -> Optional[tuple[int, int]]:
+    """``(device, inode)`` of a file with more than one name, else None."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if st.st_nlink > 1 else None
+
+
 def default_workers() -> int:
     return max(1, os.cpu_count() or 1)
 
@@ -92,6 +101,8 @@ class Transcoder:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake = asyncio.Event()
         self._params: dict[str, _Params] = {}
+        #: PCM files with several names (dev, inode) being encoded now: see _encode_once
+        self._shared: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._busy = 0
         self.completed = 0
         self.failed = 0
@@ -222,7 +233,7 @@ class Transcoder:
             sample_rate=params.sample_rate,
         )
         try:
-            result = await self._encode(job)
+            result = await self._encode_once(job)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
@@ -244,6 +255,29 @@ class Transcoder:
             return
         self.completed += 1
         self._settled(done)
+
+    async def _encode_once(self, job: EncodeJob) -> mp3.ChunkMp3:
+        """Encode, unless another name of the same PCM file is being encoded right now.
+
+        A one-speaker window's mix chunk is a hard link of the speaker's (see
+        ``session``); their rows are queued together and two workers would claim
+        them together. The second waits for the first, whose job links the MP3 under
+        its name too, and its own job then only checks and reuses that file.
+        """
+        key = await run_blocking(_shared_file, job.pcm_path)
+        if key is None:
+            return await self._encode(job)
+        first = self._shared.get(key)
+        if first is not None:
+            await asyncio.wait([first])  # its outcome is its own row's business
+            return await self._encode(job)
+        mine: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._shared[key] = mine
+        try:
+            return await self._encode(job)
+        finally:
+            del self._shared[key]
+            mine.set_result(None)
 
     async def _encode(self, job: EncodeJob) -> mp3.ChunkMp3:
         assert self._pool is not None

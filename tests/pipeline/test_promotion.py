@@ -262,3 +262,36 @@ async def test_two_promotions_of_one_meeting_give_one_result(recorder: Recorder)
     stopped = await stop
     assert [r.id for r in admin.recordings] == [r.id for r in stopped.recordings]
     assert len(await recorder.store.recordings_for_meeting(mid)) == 2
+
+
+@pytest.mark.parametrize("executor", ["process", "thread"])
+async def test_a_one_speaker_meetings_mix_is_the_speakers_file_encoded_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, executor: str) -> None:
+    encodes: list[int] = []
+    real = mp3.encode_chunk_file
+
+    def counted(*args, **kwargs):
+        encodes.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mp3, "encode_chunk_file", counted)  # seen by the thread executor only
+    async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as store:
+        rec = Recorder(store=store, data_dir=tmp_path, workers=2, tick_s=0, cleanup_interval_s=None,
+                       executor=executor)
+        await rec.start()
+        try:
+            speaker = Speaker(7, speech_like(4.2, seed=21, peak=30_000))  # loud: no limiter on one voice
+            session, result = await record(rec, [speaker], seconds=4.2)
+        finally:
+            await rec.close()
+    (mine,) = [r for r in result.recordings if r.kind is RecordingKind.PER_USER]
+    (mixed,) = [r for r in result.recordings if r.kind is RecordingKind.MIXED]
+    assert mixed.id != mine.id and mixed.path != mine.path and mixed.user_id is None
+    assert Path(mixed.path).read_bytes() == Path(mine.path).read_bytes()
+    assert (mixed.sha256, mixed.size_bytes, mixed.duration_in_ms) == (mine.sha256, mine.size_bytes, mine.duration_in_ms)
+    assert Path(mixed.path).stat().st_ino != Path(mine.path).stat().st_ino  # its own file
+    windows = session.grid.windows_for(int(4.2 * RATE))
+    if executor == "thread":
+        assert len(encodes) == windows  # one encode per window, not one per track
+    decoded = decode_file(mixed.path)
+    assert snr_db(decoded[: int(4.2 * RATE)], speaker.expected(int(4.2 * RATE))) > 15
