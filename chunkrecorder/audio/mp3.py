@@ -278,6 +278,9 @@ def frame_offsets(data: bytes) -> list[int]:
 
     Raises :class:`EncodeError` unless ``data`` is nothing but whole frames.
     """
+    fast = _constant_frames(data)
+    if fast is not None:
+        return fast
     offsets = []
     pos = 0
     size = len(data)
@@ -300,6 +303,31 @@ def frame_offsets(data: bytes) -> list[int]:
         raise EncodeError("MP3 stream ends inside a frame")
     offsets.append(pos)
     return offsets
+
+
+def _constant_frames(data: bytes) -> Optional[list[int]]:
+    """The walk's answer when every frame has the first one's header and size, else None.
+
+    LAME's CBR frames at 48 kHz never carry a padding byte, so all of a mono chunk's
+    headers are the same four bytes: a comparison at each frame's offset finds that in
+    a tenth of the time the general walk takes (which still runs when this says no).
+    """
+    if len(data) < 4:
+        return None
+    h = int.from_bytes(data[:4], "big")
+    if (h >> 21) & 0x7FF != 0x7FF or (h >> 19) & 0x3 != 3 or (h >> 17) & 0x3 != 1:
+        return None
+    bitrate_idx, rate_idx = (h >> 12) & 0xF, (h >> 10) & 0x3
+    if bitrate_idx in (0, 15) or rate_idx == 3:
+        return None
+    size = 144 * _MPEG1_L3_KBPS[bitrate_idx] * 1000 // (44_100, 48_000, 32_000)[rate_idx] + ((h >> 9) & 1)
+    if len(data) % size:
+        return None
+    head = data[:4]
+    ends = range(0, len(data), size)
+    if not all(data.startswith(head, i) for i in ends):
+        return None
+    return [*ends, len(data)]
 
 
 def count_frames(data: bytes) -> int:

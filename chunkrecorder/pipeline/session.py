@@ -107,7 +107,7 @@ class RecordingSession:
         self._inbox: collections.deque[VoiceFrame] = collections.deque()
         self._clocks: dict[tuple[int, int], SpeakerClock] = {}
         #: a new stream's first frames, waiting to anchor its clock (see _release_held)
-        self._held: dict[tuple[int, int], list[tuple[VoiceFrame, int, np.ndarray]]] = {}
+        self._held: dict[tuple[int, int], list[tuple[VoiceFrame, int]]] = {}
         self._erased: set[int] = set()
         self._buffers: dict[int, TrackBuffer] = {}
         self._next = 0
@@ -239,27 +239,38 @@ class RecordingSession:
         self._drain(release_all=release_all)
 
     def _drain(self, *, release_all: bool = False) -> None:
+        """Place every queued frame, then write them per speaker in contiguous runs.
+
+        Placing is per frame (each moves its speaker's clock); writing is per run of
+        frames that follow each other on a speaker's timeline, one conversion to the
+        meeting's channels and one buffer write per run instead of per 20 ms frame
+        (measured with bench/pipeline.py: the per-frame numpy calls were most of the
+        event loop's CPU). Within a speaker the runs are written in arrival order, so
+        a frame that overlaps an earlier one still wins, as it did frame by frame.
+        """
+        placed: dict[int, list[tuple[int, bytes]]] = {}
+        frame_bytes = 2 * DISCORD_CHANNELS
         while self._inbox:
             frame = self._inbox.popleft()
             self._stats.received += 1
             pcm = frame.pcm
-            if not pcm or len(pcm) % (2 * DISCORD_CHANNELS) or frame.user_id == MIX_USER_ID:
+            if not pcm or len(pcm) % frame_bytes or frame.user_id == MIX_USER_ID:
                 self._stats.invalid += 1
                 continue
             if frame.user_id in self._erased:
                 self._stats.erased += 1
                 continue
-            stereo = np.frombuffer(pcm, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
-            heard = self.sample_at(frame.arrival) - len(stereo)
+            heard = self.sample_at(frame.arrival) - len(pcm) // frame_bytes
             key = (frame.user_id, frame.ssrc)
             clock = self._clocks.get(key)
             if clock is None:
-                self._held.setdefault(key, []).append((frame, heard, stereo))
+                self._held.setdefault(key, []).append((frame, heard))
                 continue
-            self._place(clock, frame, heard, stereo)
-        self._release_held(force=release_all)
+            self._place(clock, frame, heard, placed)
+        self._release_held(placed, force=release_all)
+        self._write(placed)
 
-    def _release_held(self, *, force: bool) -> None:
+    def _release_held(self, placed: dict[int, list[tuple[int, bytes]]], *, force: bool) -> None:
         """Anchor a new stream on its first frames' smallest delay, then place them.
 
         A stream's first frames are held until ``HOLD_FRAMES`` have come or the first
@@ -272,12 +283,15 @@ class RecordingSession:
                 continue
             del self._held[key]
             clock = self._clocks[key] = SpeakerClock()
-            clock.anchor_on([(frame.timestamp, heard) for frame, heard, _ in items])
-            for frame, heard, stereo in items:
-                self._place(clock, frame, heard, stereo)
+            clock.anchor_on([(frame.timestamp, heard) for frame, heard in items])
+            for frame, heard in items:
+                self._place(clock, frame, heard, placed)
 
-    def _place(self, clock: SpeakerClock, frame: VoiceFrame, heard: int, stereo: np.ndarray) -> None:
-        n = len(stereo)
+    def _place(self, clock: SpeakerClock, frame: VoiceFrame, heard: int,
+               placed: dict[int, list[tuple[int, bytes]]]) -> None:
+        frame_bytes = 2 * DISCORD_CHANNELS
+        pcm = frame.pcm
+        n = len(pcm) // frame_bytes
         pos = clock.place(frame.timestamp, heard)
         if pos is None:
             self._stats.duplicate += 1
@@ -285,14 +299,33 @@ class RecordingSession:
         if pos + n <= 0 or pos >= self._max_len:
             self._stats.late += 1
             return
-        samples = to_channels(stereo, self.settings.channels)
         if pos < 0:
-            samples, pos = samples[-pos:], 0
+            pcm, pos = pcm[-pos * frame_bytes :], 0
         buf = self._buffers.get(frame.user_id)
         if buf is None:
             buf = self._buffers[frame.user_id] = TrackBuffer(self.grid, self.settings.channels)
-        if buf.write(pos, samples):
-            self._stats.late += 1
+        if pos < buf.floor:
+            self._stats.late += 1  # (its samples below the floor are dropped by the write)
+        placed.setdefault(frame.user_id, []).append((pos, pcm))
+
+    def _write(self, placed: dict[int, list[tuple[int, bytes]]]) -> None:
+        frame_bytes = 2 * DISCORD_CHANNELS
+        for user_id, items in placed.items():
+            buf = self._buffers.get(user_id)
+            if buf is None:
+                continue
+            i = 0
+            while i < len(items):
+                pos, pcm = items[i]
+                end = pos + len(pcm) // frame_bytes
+                j = i + 1
+                while j < len(items) and items[j][0] == end:
+                    end += len(items[j][1]) // frame_bytes
+                    j += 1
+                data = pcm if j == i + 1 else b"".join(p for _, p in items[i:j])
+                stereo = np.frombuffer(data, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
+                buf.write(pos, to_channels(stereo, self.settings.channels))
+                i = j
 
     # ------------------------------------------------------------------ flushing
     async def _flush_or_hold(self, k: int, length: Optional[int]) -> bool:
