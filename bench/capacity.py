@@ -1,43 +1,37 @@
-"""How many people talking at once the whole stack records in real time on this machine.
+"""How many people talking at once the whole stack records in real time, sustained.
 
 Each trial runs one meeting of N speakers, all talking the whole time (the worst case
 for a meeting: a hundred open microphones), at wall-clock pace through everything a
 bot runs: datagrams into the real ``VoiceReceiver`` on a reader thread (transport
 decrypt, real DAVE, Opus decode), the session's placing and flushing on the event
-loop, the transcoder's process pool encoding MP3 chunks, the store, then stop and
-promotion. It passes if, over the whole window:
+loop, the transcoder's encoder processes, the store, then stop and promotion. A
+trial is a sustained window (default 10 minutes) and passes if:
 
 * no frame was dropped: every datagram sent became a frame on the timeline (receiver
   ``delivered`` = sent, no ``late``/``lost``/``unknown_ssrc``; the session saw no late
   or invalid frame);
-* the reader thread kept up: no datagram was handed over later than the session's 0.5 s
-  jitter margin, and in the window's last second the median one within 100 ms (a
-  reader that cannot keep up falls further behind every second; a loaded machine's
-  scheduling hiccups do not);
-* the transcode backlog stayed bounded: chunks waiting at the end of the window are at
-  most two windows' worth (the workers keep up instead of falling ever further behind);
-* the event loop stayed responsive (99th percentile of a 50 ms sleep's overshoot < 100 ms).
+* the transcode backlog stayed within two windows at every moment (sampled each
+  second: chunks waiting <= 2 x (N + 1), the N speakers' chunks and the mix's);
+* stop took at most 2 s (``stop_meeting``: the last window flushed, encoded,
+  assembled, the files renamed and the rows written);
+* the reader thread kept up (no datagram handed over later than the session's 0.5 s
+  jitter margin; in the window's last second the median within 100 ms), and the event
+  loop stayed responsive (99th percentile of a 50 ms sleep's overshoot < 100 ms).
 
-The fake clients' work is done before the window: each distinct signal is Opus-encoded
-once (``harness.network.OpusCache``) and every datagram (DAVE-encrypted, sealed,
-impaired) is pre-rendered (``FakeVoiceNetwork.prerender``), then replayed at wall-clock
-pace from a reader thread into the real receiver (``replay``). On Discord that work
-happens on the users' computers; here it would otherwise take the bot's GIL.
-``--live-clients`` does it live instead (its CPU is reported apart).
+All CPU is counted, the encoder processes' too, from the window's start until stop has
+drained the queue and promoted the meeting: CPU per speaker-hour is that total over
+N x the window. The fake clients' work is done before the window: each distinct
+signal is Opus-encoded once (``harness.network.OpusCache``) and every datagram
+(DAVE-encrypted, sealed) is pre-rendered (``FakeVoiceNetwork.prerender``), then
+replayed at wall-clock pace from a reader thread into the real receiver (on Discord
+that work happens on the users' computers).
 
-N is found by doubling from ``--start`` until a trial fails, then bisecting. Printed:
-each trial's figures (CPU split into the reader thread, the event loop, other threads
-of the bot's process and the encoder processes; the machine's load average, since
-other work on a shared machine moves every figure), then the largest N that passed,
-with CPU per speaker-hour (the stack's share, from the largest passing trial) and the
-ratio to the goal of 100. The pipeline's encoder processes already run at nice +10
-(``encode_worker.lower_priority``: 88 speakers at equal priority, 115 with it);
-``--nice-encoders N`` lowers them further and ``--switch-interval`` changes the GIL's
-switch interval, as experiments.
+Printed: each trial as it ends, then the curve (speakers against the largest backlog,
+stop time, CPU per speaker-hour, cores busy) and where it breaks, with the machine's
+load average (other work on a shared machine moves every figure).
 
-    python bench/capacity.py [--seconds 20] [--flush-interval 5] [--start 32] [--max 512]
-                             [--precision 8] [--no-dave] [--workers N] [--live-clients]
-                             [--nice-encoders N] [--switch-interval S] [--json]
+    python bench/capacity.py [--seconds 600] [--speakers 100,150,200,250] [--all]
+                             [--flush-interval 5] [--no-dave] [--workers N] [--json]
 """
 
 from __future__ import annotations
@@ -66,7 +60,9 @@ from harness.scenario import SpeakerPlan  # noqa: E402
 from harness.simulate import _CpuMeter  # noqa: E402
 from harness.sources import synthetic_speaker  # noqa: E402
 
-GOAL = 100
+GOAL = 200
+#: Stop, from stop_meeting to the recordings' rows, at most this.
+MAX_STOP_S = 2.0
 #: The reader keeps up: over the window's last second, the median datagram is handed to
 #: the receiver within this of its arrival instant (a reader falling behind grows without bound)...
 MAX_END_LAG_S = 0.1
@@ -82,9 +78,10 @@ class Trial:
     passed: bool
     reasons: list[str]
     cpu_s: float  # whole process tree during the streaming window
+    drained_cpu_s: float  # whole process tree from the window's start until stop drained the queue
     harness_cpu_s: float  # the fake clients (DAVE encrypt + seal), not the bot's
     stack_cpu_s: float
-    cpu_per_speaker_hour_s: float  # the stack's CPU-seconds per speaker-hour
+    cpu_per_speaker_hour_s: float  # CPU-seconds per speaker-hour, everything until the queue drained
     cores_used: float
     sent: int
     delivered: int
@@ -175,9 +172,9 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
                 await net.replay(schedule, on_tick=recorder.tick, tick_s=0.1)
             cpu_s = cpu.elapsed()
             own_s, loop_s = time.process_time() - own0, time.thread_time() - loop0
+            stop.set()  # (the backlog sampler keeps its samples)
             load_1m = os.getloadavg()[0]
             backlog_end = len(await store.pending_temp_recordings(session.meeting.id))
-            stop.set()
             await asyncio.gather(*samplers)
             await net.drain(on_tick=recorder.tick)
             await asyncio.to_thread(link.receiver.flush)
@@ -185,6 +182,7 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
             t0 = time.perf_counter()
             await recorder.stop_meeting(session.meeting.id, timeout_s=600)
             stop_s = time.perf_counter() - t0
+            drained_cpu_s = cpu.elapsed()
             await link.disconnect()
         finally:
             await recorder.close()
@@ -205,16 +203,20 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
                        f"max {ns.max_lag_s * 1000:.0f} ms)")
     windows = max(1, round(flush_interval * 48_000 / 1152)) * 1152 / 48_000
     limit = 2 * (n + 1)
-    if backlog_end > limit:
-        reasons.append(f"transcode backlog {backlog_end} chunks > {limit} (two windows of {windows:.1f} s)")
+    backlog_max = max([*backlog, backlog_end], default=0)
+    if backlog_max > limit:
+        reasons.append(f"transcode backlog reached {backlog_max} chunks > {limit} (two windows of {windows:.1f} s)")
+    if stop_s > MAX_STOP_S:
+        reasons.append(f"stop took {stop_s:.1f} s > {MAX_STOP_S:.0f} s")
     p99 = statistics.quantiles(loop_lag, n=100)[98] if len(loop_lag) >= 2 else 0.0
     if p99 > MAX_LOOP_LAG_S:
         reasons.append(f"event loop lag p99 {p99 * 1000:.0f} ms")
     stack = max(0.0, cpu_s - ns.send_cpu_s)
+    drained = max(0.0, drained_cpu_s - ns.send_cpu_s)
     return Trial(
         speakers=n, seconds=seconds, passed=not reasons, reasons=reasons,
-        cpu_s=round(cpu_s, 2), harness_cpu_s=round(ns.send_cpu_s, 2), stack_cpu_s=round(stack, 2),
-        cpu_per_speaker_hour_s=round(stack / (n * seconds) * 3600, 1),
+        cpu_s=round(cpu_s, 2), drained_cpu_s=round(drained, 2), harness_cpu_s=round(ns.send_cpu_s, 2),
+        stack_cpu_s=round(stack, 2), cpu_per_speaker_hour_s=round(drained / (n * seconds) * 3600, 1),
         cores_used=round(stack / seconds, 2),
         sent=ns.sent, delivered=rs.delivered, dropped=dropped,
         sender_lag_p99_ms=round(lag_p99 * 1000, 1), sender_end_lag_ms=round(end_lag * 1000, 1),
@@ -222,68 +224,43 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
         receive_cpu_s=round(ns.receive_cpu_s, 2), loop_cpu_s=round(loop_s, 2),
         other_threads_cpu_s=round(max(0.0, own_s - loop_s - ns.receive_cpu_s - ns.send_cpu_s), 2),
         workers_cpu_s=round(max(0.0, cpu_s - own_s), 2), loop_lag_p99_ms=round(p99 * 1000, 1),
-        backlog_max=max(backlog, default=0), backlog_end=backlog_end, backlog_limit=limit,
+        backlog_max=backlog_max, backlog_end=backlog_end, backlog_limit=limit,
         stop_s=round(stop_s, 2), setup_s=round(setup_s, 1), load_avg_1m=round(load_1m, 2),
     )
 
 
 def _line(t: Trial) -> str:
     verdict = "pass" if t.passed else "FAIL: " + "; ".join(t.reasons)
-    return (f"N={t.speakers:4d}  stack CPU {t.stack_cpu_s:6.1f} s ({t.cores_used:.2f} cores)  "
-            f"[receive {t.receive_cpu_s:.1f} + loop {t.loop_cpu_s:.1f} + threads "
-            f"{t.other_threads_cpu_s:.1f} + encoders {t.workers_cpu_s:.1f}]  harness {t.harness_cpu_s:4.1f} s  "
-            f"{t.cpu_per_speaker_hour_s:6.1f} CPU-s/speaker-h  "
+    return (f"N={t.speakers:4d}  {t.seconds:.0f} s  window CPU {t.stack_cpu_s:6.1f} s ({t.cores_used:.2f} cores: "
+            f"receive {t.receive_cpu_s:.1f} + loop {t.loop_cpu_s:.1f} + threads {t.other_threads_cpu_s:.1f} + "
+            f"encoders {t.workers_cpu_s:.1f})  until drained {t.drained_cpu_s:.1f} s = "
+            f"{t.cpu_per_speaker_hour_s:.1f} CPU-s/speaker-h  "
             f"lag p99/max/end {t.sender_lag_p99_ms:.0f}/{t.sender_max_lag_ms:.0f}/{t.sender_end_lag_ms:.0f} ms  "
-            f"loop p99 {t.loop_lag_p99_ms:5.1f} ms  "
-            f"backlog max {t.backlog_max}/end {t.backlog_end} (limit {t.backlog_limit})  "
-            f"stop {t.stop_s:.1f} s  load {t.load_avg_1m:.1f}  {verdict}")
+            f"loop p99 {t.loop_lag_p99_ms:.0f} ms  backlog max {t.backlog_max}/end {t.backlog_end} "
+            f"(limit {t.backlog_limit})  stop {t.stop_s:.2f} s  load {t.load_avg_1m:.1f}  {verdict}")
 
 
-async def search(args: argparse.Namespace) -> dict:
+async def curve(args: argparse.Namespace) -> dict:
     cache = OpusCache()
     trials: list[Trial] = []
-
-    async def run(n: int) -> bool:
+    out = sys.stderr if args.json else sys.stdout
+    for n in sorted(args.speakers):
         t = await trial(n, seconds=args.seconds, flush_interval=args.flush_interval, dave=not args.no_dave,
                         workers=args.workers, cache=cache, nice=args.nice_encoders,
                         live_clients=args.live_clients)
         trials.append(t)
-        print(_line(t), file=sys.stderr if args.json else sys.stdout, flush=True)
-        return t.passed
-
-    lo, hi = 0, None
-    n = args.start
-    while n <= args.max:
-        if await run(n):
-            lo = n
-            n *= 2
-        else:
-            hi = n
+        print(_line(t), file=out, flush=True)
+        if not t.passed and not args.all:
             break
-    if hi is None:
-        hi = args.max + 1
-    if lo == 0:
-        n = args.start // 2
-        while n >= 1:
-            if await run(n):
-                lo = n
-                break
-            hi = n
-            n //= 2
-    while hi - lo > args.precision and lo > 0:
-        mid = (lo + hi) // 2
-        if await run(mid):
-            lo = mid
-        else:
-            hi = mid
-    best = max((t for t in trials if t.passed), key=lambda t: t.speakers, default=None)
+    passed = [t for t in trials if t.passed]
+    failed = [t for t in trials if not t.passed]
+    best = max(passed, key=lambda t: t.speakers, default=None)
     return {
-        "max_speakers": lo,
-        "upper_bound": hi if hi <= args.max else None,
+        "max_speakers": best.speakers if best else 0,
+        "first_failure": min((t.speakers for t in failed), default=None),
         "goal": GOAL,
-        "goal_ratio": round(lo / GOAL, 2),
+        "goal_ratio": round((best.speakers if best else 0) / GOAL, 2),
         "cpu_per_speaker_hour_s": best.cpu_per_speaker_hour_s if best else None,
-        "cpu_per_speaker_hour_min": round(best.cpu_per_speaker_hour_s / 60, 2) if best else None,
         "cores_at_max": best.cores_used if best else None,
         "seconds": args.seconds,
         "flush_interval_s": args.flush_interval,
@@ -294,17 +271,17 @@ async def search(args: argparse.Namespace) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=20.0, help="real-time window per trial")
+    parser.add_argument("--seconds", type=float, default=600.0, help="sustained real-time window per trial")
+    parser.add_argument("--speakers", type=lambda v: [int(x) for x in v.split(",")], default=[100, 150, 200, 250],
+                        help="the curve's points, comma-separated (default 100,150,200,250)")
+    parser.add_argument("--all", action="store_true", help="run every point, not only up to the first failure")
     parser.add_argument("--flush-interval", type=float, default=5.0)
-    parser.add_argument("--start", type=int, default=32)
-    parser.add_argument("--max", type=int, default=512)
-    parser.add_argument("--precision", type=int, default=8, help="stop bisecting at this gap")
-    parser.add_argument("--workers", type=int, default=None, help="transcode processes (default: cores)")
+    parser.add_argument("--workers", type=int, default=None, help="encoder processes (default: cores)")
     parser.add_argument("--no-dave", action="store_true", help="a call without end-to-end encryption")
     parser.add_argument("--switch-interval", type=float, default=None,
                         help="sys.setswitchinterval for the run (default: Python's 5 ms, as a bot runs)")
     parser.add_argument("--nice-encoders", type=int, default=None, metavar="N",
-                        help="experiment: renice transcode worker processes to N (default: as shipped)")
+                        help="experiment: renice encoder processes to N (default: as shipped, +10)")
     parser.add_argument("--live-clients", action="store_true",
                         help="the fake clients encrypt and seal live, in the bot's process")
     parser.add_argument("--json", action="store_true")
@@ -312,19 +289,24 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.switch_interval:
         sys.setswitchinterval(args.switch_interval)
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
-    result = asyncio.run(search(args))
+    print(f"capacity: everyone talking, {args.seconds:.0f} s sustained per point, {args.flush_interval:g} s chunks, "
+          f"hybrid, DAVE {'off' if args.no_dave else 'on'}, {os.cpu_count()} cores, load average "
+          f"{os.getloadavg()[0]:.2f} at the start", file=sys.stderr if args.json else sys.stdout, flush=True)
+    result = asyncio.run(curve(args))
     if args.json:
         print(json.dumps(result))
         return 0
-    lo = result["max_speakers"]
     print()
-    print(f"Sustained in real time: {lo} concurrent speakers "
-          f"(first failure at {result['upper_bound'] or 'none up to --max'}); goal {GOAL}: "
+    print(f"{'speakers':>8s} {'result':>6s} {'backlog max/limit':>18s} {'stop':>7s} {'CPU-s/spk-h':>12s} "
+          f"{'cores':>6s} {'dropped':>8s} {'load':>5s}")
+    for t in result["trials"]:
+        print(f"{t['speakers']:8d} {'pass' if t['passed'] else 'FAIL':>6s} "
+              f"{t['backlog_max']:>9d}/{t['backlog_limit']:<8d} {t['stop_s']:6.2f}s {t['cpu_per_speaker_hour_s']:12.1f} "
+              f"{t['cores_used']:6.2f} {t['dropped']:8d} {t['load_avg_1m']:5.1f}")
+    first = result["first_failure"]
+    print(f"\nSustained {args.seconds:.0f} s: {result['max_speakers']} concurrent speakers"
+          f" (first failure at {first if first is not None else 'none of the points run'}); goal {GOAL}: "
           f"ratio {result['goal_ratio']:.2f}")
-    if result["cpu_per_speaker_hour_s"] is not None:
-        print(f"CPU per speaker-hour (stack, at N={lo}): {result['cpu_per_speaker_hour_s']:.0f} CPU-s "
-              f"= {result['cpu_per_speaker_hour_min']:.1f} CPU-min; {result['cores_at_max']:.2f} of "
-              f"2 cores busy")
     return 0
 
 
