@@ -23,7 +23,8 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # Each bench prints its figures and ratios; the README quotes them. Full runs take
-# minutes (capacity: 10-20 min); `bench/pipeline.py --quick` is faster.
+# minutes to an hour (capacity: 10 minutes sustained per point, up to four points);
+# `bench/pipeline.py --quick` and `bench/capacity.py --seconds 60` are faster.
 bench: $(STAMP)
 	$(BIN)/python bench/store.py
 	$(BIN)/python bench/engines.py
