@@ -39,7 +39,7 @@ from ..objects.results import SessionSnapshot
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .errors import FlushError
-from .paths import Layout, link_atomic, write_atomic
+from .paths import Layout, link_atomic, write_all_atomic
 from .recovery import adopt_orphans
 from .timeline import Grid, SpeakerClock, TrackBuffer
 
@@ -419,10 +419,12 @@ class RecordingSession:
             if mixed.any():
                 tracks[MIX_USER_ID] = mixed
         written: list[tuple[int, Path]] = []
+        files: list[tuple[Path, np.ndarray]] = []
         for user_id, pcm in sorted(tracks.items()):
             path = self._layout.pcm_path(self.meeting.id, user_id, k)
-            write_atomic(path, np.ascontiguousarray(pcm))
+            files.append((path, np.ascontiguousarray(pcm)))
             written.append((user_id, path))
+        write_all_atomic(files)  # all durable before any row is inserted
         if solo:
             (speaker,) = pieces
             path = self._layout.pcm_path(self.meeting.id, MIX_USER_ID, k)
