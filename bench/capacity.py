@@ -121,7 +121,7 @@ async def _sample_backlog(store: SqlRecordingService, meeting_id: str, out: list
     while not stop.is_set():
         if nice:
             _renice_workers(nice)
-        out.append(len(await store.pending_temp_recordings(meeting_id)))
+        out.append((await store.chunk_counts(meeting_id)).pending)  # a count, not the rows
         try:
             await asyncio.wait_for(stop.wait(), 1.0)
         except asyncio.TimeoutError:
@@ -181,7 +181,7 @@ async def trial(n: int, *, seconds: float, flush_interval: float, dave: bool, wo
             own_s, loop_s = time.process_time() - own0, time.thread_time() - loop0
             stop.set()  # (the backlog sampler keeps its samples)
             load_1m = os.getloadavg()[0]
-            backlog_end = len(await store.pending_temp_recordings(session.meeting.id))
+            backlog_end = (await store.chunk_counts(session.meeting.id)).pending
             await asyncio.gather(*samplers)
             await net.drain(on_tick=recorder.tick)
             await asyncio.to_thread(link.receiver.flush)
