@@ -276,7 +276,7 @@ async def test_a_one_speaker_meetings_mix_is_the_speakers_file_encoded_once(
 
     monkeypatch.setattr(mp3, "encode_chunk_file", counted)  # seen by the thread executor only
     async with SqlRecordingService(tmp_path / "chunkrecorder.sqlite3") as store:
-        rec = Recorder(store=store, data_dir=tmp_path, workers=2, tick_s=0, cleanup_interval_s=None,
+        rec = Recorder(store=store, data_dir=tmp_path, workers=2,
                        executor=executor)
         await rec.start()
         try:
