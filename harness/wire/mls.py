@@ -3,7 +3,8 @@
 On real Discord the voice gateway is the MLS *external sender*: it hands every client
 its ExternalSender package (op 25) and sends signed Add proposals (op 27) that one
 member commits. To build a real ``davey`` group locally the harness plays that part:
-it signs Add proposals for each speaker's key package with its own P-256 key. Only
+it signs Add proposals for each speaker's key package (and Remove proposals for members
+who leave, for the fake voice server) with its own P-256 key. Only
 the few structures of RFC 9420 this needs are encoded here (TLS presentation language
 with MLS variable-length vectors), and signing is plain ECDSA over P-256 in Python
 (the harness signs a handful of proposals per meeting, so speed does not matter and
@@ -138,6 +139,7 @@ _WIRE_PUBLIC_MESSAGE = 1
 _SENDER_EXTERNAL = 2
 _CONTENT_PROPOSAL = 2
 _PROPOSAL_ADD = 1
+_PROPOSAL_REMOVE = 3
 _CREDENTIAL_BASIC = 1
 
 
@@ -155,14 +157,20 @@ class ExternalSender:
 
     def add_proposal(self, group_id: bytes, epoch: int, key_package: bytes) -> bytes:
         """One MLSMessage(PublicMessage) with an external Add proposal for ``key_package``."""
+        return self._proposal(group_id, epoch, struct.pack(">H", _PROPOSAL_ADD) + key_package)
+
+    def remove_proposal(self, group_id: bytes, epoch: int, leaf_index: int) -> bytes:
+        """An external Remove proposal for the member at ``leaf_index`` (a client that left)."""
+        return self._proposal(group_id, epoch, struct.pack(">HI", _PROPOSAL_REMOVE, leaf_index))
+
+    def _proposal(self, group_id: bytes, epoch: int, proposal: bytes) -> bytes:
         content = (
             vl(group_id)
             + struct.pack(">Q", epoch)
             + struct.pack(">BI", _SENDER_EXTERNAL, 0)
             + vl(b"")
             + bytes([_CONTENT_PROPOSAL])
-            + struct.pack(">H", _PROPOSAL_ADD)
-            + key_package
+            + proposal
         )
         header = struct.pack(">HH", _MLS10, _WIRE_PUBLIC_MESSAGE)
         to_sign = vl(b"MLS 1.0 FramedContentTBS") + vl(header + content)
@@ -172,3 +180,7 @@ class ExternalSender:
     def proposals_payload(self, group_id: bytes, epoch: int, key_packages: list[bytes]) -> bytes:
         """The ``proposals`` argument of ``DaveSession.process_proposals`` (op 27, append)."""
         return vl(b"".join(self.add_proposal(group_id, epoch, kp) for kp in key_packages))
+
+    def removals_payload(self, group_id: bytes, epoch: int, leaf_indices: list[int]) -> bytes:
+        """Op 27's ``proposals`` removing the members at ``leaf_indices``."""
+        return vl(b"".join(self.remove_proposal(group_id, epoch, i) for i in leaf_indices))

@@ -69,3 +69,9 @@ class RtpSealer:
         counter = struct.pack(">I", nonce & 0xFFFFFFFF)
         sealed = self._box.encrypt(plaintext, header, counter + bytes(20)).ciphertext
         return header + sealed + counter
+
+    def seal_rtcp(self, header: bytes, body: bytes, *, nonce: int) -> bytes:
+        """An RTCP packet in the rtpsize modes: ``header`` (8 bytes) in the clear as AAD,
+        the report body encrypted, the nonce counter appended."""
+        counter = struct.pack(">I", nonce & 0xFFFFFFFF)
+        return header + self._box.encrypt(body, header, counter + bytes(20)).ciphertext + counter
