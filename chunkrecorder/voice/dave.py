@@ -9,7 +9,9 @@ through ``session.decrypt(user_id, MediaType.audio, frame)``.
 
 What passes through untouched, as libdave/davey define it:
 
-* everything while the connection has no session or protocol version 0;
+* everything while the connection has no session or protocol version 0 (except a
+  frame with the DAVE trailer the session can still open: one encrypted just before a
+  downgrade executed, still in flight);
 * the Opus silence frame ``F8 FF FE``, which senders never encrypt;
 * unencrypted frames while davey's per-user decryptor is in passthrough mode (during
   protocol transitions, for ~10 s after an upgrade); davey decides that itself;
@@ -87,6 +89,13 @@ class DaveyDecryptor:
         if session is None:
             return frame
         if self._protocol_version is not None and self._protocol_version() == 0:
+            # Downgraded: frames are plain Opus, except those a sender encrypted just
+            # before the transition executed, still in flight; open those if we can.
+            if looks_encrypted(frame):
+                try:
+                    return bytes(session.decrypt(user_id, self._audio, frame))
+                except Exception:
+                    pass
             return frame
         if frame == OPUS_SILENCE:
             return frame

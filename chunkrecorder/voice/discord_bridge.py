@@ -1,31 +1,33 @@
 """A :class:`~.link.VoiceLink` on discord.py 2.7.1's real ``VoiceClient``.
 
-discord.py receives nothing itself, but its voice connection already has the three
-things a receiver needs, and this module only plugs into them:
+discord.py receives nothing itself, but its voice connection already has what a
+receiver needs, and this module only plugs into it, from the first message on (the
+link is built together with the client's connection state, see :mod:`.discord_client`):
 
 * **Datagrams**: ``VoiceConnectionState.add_socket_listener(cb)`` registers ``cb``
   with the connection's ``SocketReader`` thread, which calls it with every datagram
-  read from the UDP socket (and keeps it registered across discord.py's own
-  reconnects; a full disconnect clears it). ``cb`` is ``VoiceReceiver.on_datagram``.
-* **Websocket events**: every JSON message of the voice websocket is passed, after
-  discord.py handled it, to ``await ws._hook(ws, msg)``. New websockets (reconnects)
-  get their hook from ``VoiceConnectionState.hook``, so both are set, chaining any
-  hook already there. The hook feeds :class:`~.ws_events.VoiceWsEvents` (SPEAKING and
-  client connect/disconnect for SSRC mapping, SESSION_DESCRIPTION for a new key).
-* **Keys**: the transport key is ``VoiceConnectionState.secret_key`` (a list of 32
-  ints); DAVE state is ``dave_session`` and ``dave_protocol_version`` on the same
-  object, read on every frame by :class:`~.dave.DaveyDecryptor` because discord.py
-  replaces/re-initialises the session on transitions.
+  read from the UDP socket and keeps it across discord.py's own reconnects (a new
+  socket is read by the same thread). ``cb`` is ``VoiceReceiver.on_datagram``,
+  registered when the first transport key arrives.
+* **Websocket events**: every JSON message of the voice websocket reaches
+  :meth:`DiscordVoiceLink.ws_message` (the connection state's hook, which discord.py
+  hands to every websocket it makes). SPEAKING and client connect/disconnect map SSRCs
+  (:class:`~.ws_events.VoiceWsEvents`); those that arrive before the receiver exists
+  (between READY and SESSION_DESCRIPTION) are kept and replayed into it.
+* **Keys**: the transport key reaches the receiver the moment discord.py stores it;
+  DAVE state is ``dave_session`` and ``dave_protocol_version`` on the connection state,
+  read on every frame by :class:`~.dave.DaveyDecryptor` because discord.py replaces or
+  re-initialises the session on reconnects and transitions.
+* **The connection's fate**: :class:`~.reconnects.ConnectionTracker` turns what the
+  connection state reports into the link's events (``on_reconnecting``, ``on_resume``
+  with the outage, ``on_move``, ``on_disconnect`` with a reason) and answers
+  :meth:`DiscordVoiceLink.classify_voice_state`. A reconnect that takes longer than
+  ``give_up_after_s`` is ended by the link (discord.py would retry forever) and
+  reported as ``GAVE_UP``, so the cog's own reconnect policy can take over.
 
-These are underscore attributes of discord.py (``_connection``, ``_hook``); the
-version is pinned to 2.7.1, and :func:`check_voice_client` fails with one sentence
-if a future discord.py moved them, instead of recording silence.
-
-Connection changes are watched by polling the connection state twice a second on
-the event loop (discord.py has no callback for them): a channel change is a move, a
-drop that comes back is a resume, and it is a disconnect when discord.py has let go of
-the client (removed it from ``client.voice_clients``, as after a kick) or the state stays
-``disconnected`` past a grace period (its own reconnect attempts included).
+These are underscore internals of discord.py; the version is pinned to 2.7.1, and
+:func:`check_discord_voice` refuses, in one sentence, a discord.py that moved them,
+instead of recording silence.
 """
 
 from __future__ import annotations
@@ -33,34 +35,50 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
 from ..objects.frames import VoiceFrame
 from .dave import DaveyDecryptor
+from .link import DisconnectReason, VoiceStateVerdict
 from .receiver import VoiceReceiver
+from .reconnects import ConnectionTracker, LinkState, Outage
 from .ws_events import VoiceWsEvents, notify
+
+if TYPE_CHECKING:
+    from .discord_client import RecordingVoiceClient
 
 log = logging.getLogger("red.chunkrecorder.voice.bridge")
 
-WATCH_INTERVAL_S = 0.5
-#: How long the connection may stay down (discord.py reconnecting) before we give up.
-DISCONNECT_GRACE_S = 45.0
+#: How often the link looks at the connection (DAVE readiness after a reconnect, the
+#: give-up deadline); everything else is reported the moment it happens.
+WATCH_INTERVAL_S = 0.25
+#: A reconnect taking longer than this is given up (discord.py itself never stops).
+GIVE_UP_AFTER_S = 45.0
+
+#: What this module and :mod:`.discord_client` use of discord.py's connection state.
+_NEEDED = ("add_socket_listener", "remove_socket_listener", "voice_state_update", "voice_server_update",
+           "disconnect", "_connect_websocket", "is_connected")
+_NEEDED_IN_INSTANCE = ("_expecting_disconnect", "hook", "_socket_reader", "_runner", "_connector",
+                       "dave_session", "dave_protocol_version")
 
 
 class BridgeError(RuntimeError):
     """discord.py's voice client does not look like 2.7.1's; one sentence for the owner."""
 
 
-def check_voice_client(voice_client: Any) -> Any:
-    """The client's ``VoiceConnectionState``, after checking it has what we hook into."""
-    state = getattr(voice_client, "_connection", None)
-    needed = ("add_socket_listener", "remove_socket_listener", "secret_key", "dave_session", "hook")
-    if state is None or not all(hasattr(state, name) for name in needed):
+def check_discord_voice(state: Any = None) -> None:
+    """Refuse a discord.py whose voice connection state lacks what the link hooks into."""
+    ok = all(hasattr(VoiceConnectionState, name) for name in _NEEDED) and isinstance(
+        getattr(VoiceConnectionState, "state", None), property)
+    if state is not None:
+        ok = ok and all(hasattr(state, name) for name in _NEEDED_IN_INSTANCE)
+    if not ok:
         raise BridgeError(
             "This discord.py version does not expose the voice connection hooks chunkrecorder "
             "needs (it is built for discord.py 2.7.1)."
         )
-    return state
 
 
 def _drop(frame: VoiceFrame) -> None:
@@ -68,44 +86,48 @@ def _drop(frame: VoiceFrame) -> None:
 
 
 class DiscordVoiceLink:
-    """Records from a connected ``discord.VoiceClient``."""
+    """Records from a ``RecordingVoiceClient``; built by the client itself (see the module doc)."""
 
-    def __init__(
-        self,
-        voice_client: Any,
-        *,
-        sink: Callable[[VoiceFrame], None] = _drop,
-        clock: Callable[[], float] = time.monotonic,
-        watch: bool = True,
-        disconnect_grace_s: float = DISCONNECT_GRACE_S,
-    ) -> None:
+    def __init__(self, voice_client: "RecordingVoiceClient", *, clock: Callable[[], float] = time.monotonic,
+                 give_up_after_s: float = GIVE_UP_AFTER_S) -> None:
         self.voice_client = voice_client
-        self._state = check_voice_client(voice_client)
         self.channel_id: int = int(voice_client.channel.id)
-        state = self._state
-        self.receiver = VoiceReceiver(
-            secret_key=bytes(state.secret_key),
-            sink=sink,
-            dave=DaveyDecryptor(lambda: state.dave_session, lambda: state.dave_protocol_version),
-            clock=clock,
-        )
-        self.events = VoiceWsEvents(self.receiver)
+        self.give_up_after_s = give_up_after_s
+        self._clock = clock
+        self.tracker = ConnectionTracker(self.channel_id, emit=self._emit)
+        self.events = VoiceWsEvents(None, report_resumed=False)
+        self._receiver: Optional[VoiceReceiver] = None
         self._listener: Any = None
-        self._closed = False
-        self._grace = disconnect_grace_s
-        self._previous_hook: Optional[Callable[..., Awaitable[Any]]] = state.hook
-        state.hook = self._hook
-        ws = getattr(state, "ws", None)
-        if ws is not None and hasattr(ws, "_hook"):
-            ws._hook = self._hook  # the live websocket was made before our hook existed
-        state.add_socket_listener(self.receiver.on_datagram)
         self._watcher: Optional[asyncio.Task[None]] = None
-        if watch:
-            self._watcher = asyncio.get_running_loop().create_task(self._watch(), name="chunkrecorder-voice-watch")
+        self._cause: Optional[str] = None
+        self._closed = False
+        self._down_ws: Any = None  # the websocket a reconnect began on: "up" needs a new one
+        self._last_ws_message: Optional[float] = None
 
     # ---- VoiceLink -------------------------------------------------------------
+    @property
+    def receiver(self) -> VoiceReceiver:
+        if self._receiver is None:
+            raise BridgeError("The voice connection has no transport key yet, so nothing can be received.")
+        return self._receiver
+
+    @property
+    def reconnects(self) -> int:
+        return self.tracker.reconnects
+
+    @property
+    def outages(self) -> list[Outage]:
+        """Every reconnect so far: start, end (on the link's clock) and cause."""
+        return list(self.tracker.outages)
+
     def is_connected(self) -> bool:
-        return not self._closed and bool(self.voice_client.is_connected())
+        return not self._closed and self.tracker.state is LinkState.CONNECTED and self.voice_client.is_connected()
+
+    def is_reconnecting(self) -> bool:
+        return self.tracker.is_reconnecting(self._clock())
+
+    def classify_voice_state(self, channel_id: Optional[int]) -> VoiceStateVerdict:
+        return self.tracker.classify(channel_id, self._clock())
 
     def set_listener(self, listener: Any) -> None:
         self._listener = listener
@@ -115,95 +137,144 @@ class DiscordVoiceLink:
         """Leave the channel; what the receiver holds is released to the sink first."""
         if self._closed:
             return
-        self._close()
+        self.tracker.leaving = True
         try:
             await self.voice_client.disconnect(force=True)
         except Exception:  # already gone: nothing more to do
             log.debug("Ignoring error while disconnecting from voice", exc_info=True)
+        self._close()
 
-    # ---- hooks -----------------------------------------------------------------
-    async def _hook(self, ws: Any, msg: dict[str, Any]) -> None:
+    # ---- what the connection state reports (RecordingConnectionState) -----------
+    async def ws_message(self, ws: Any, msg: dict[str, Any]) -> None:
         """discord.py awaits this after handling each voice-websocket JSON message."""
         if not self._closed:
+            self._last_ws_message = self._clock()
             self.events.handle(msg)
-        previous = self._previous_hook
-        if previous is not None and previous is not self._hook:
-            try:
-                await previous(ws, msg)
-            except Exception:
-                log.exception("A previously installed voice websocket hook failed")
+            self._check_up()
 
-    def _close(self) -> None:
-        self._closed = True
-        if self._watcher is not None and self._watcher is not _current_task():
-            self._watcher.cancel()
-        try:
-            self._state.remove_socket_listener(self.receiver.on_datagram)
-        except Exception:
-            log.debug("Socket listener already gone", exc_info=True)
-        if self._state.hook == self._hook:
-            self._state.hook = self._previous_hook
-        self.receiver.flush()
+    def transport_key(self, key: list[int]) -> None:
+        if self._closed:
+            return
+        if self._receiver is None:
+            state = self.voice_client._connection
+            receiver = VoiceReceiver(
+                secret_key=bytes(key),
+                sink=_drop,
+                dave=DaveyDecryptor(lambda: state.dave_session, lambda: state.dave_protocol_version),
+                clock=self._clock,
+            )
+            self._receiver = receiver
+            self.events.attach(receiver)
+            state.add_socket_listener(receiver.on_datagram)
+            self._start_watching()
+        else:
+            self._receiver.set_secret_key(bytes(key))
 
-    # ---- watching the connection ---------------------------------------------------
-    def check(self, now: float) -> Optional[str]:
-        """One look at the connection; returns the event it implies, if any.
+    def flow_state(self, old: ConnectionFlowState, new: ConnectionFlowState) -> None:
+        if new is ConnectionFlowState.connected:
+            self._check_up()
+        elif old is ConnectionFlowState.connected:
+            self._down(self._cause or "the voice connection was reset")
 
-        Split out of the watcher loop so tests can drive it with a fake client and a
-        fake time. Events: "move", "resume", "disconnect".
-        """
-        vc = self.voice_client
-        channel = getattr(vc, "channel", None)
-        connected = bool(vc.is_connected())
-        if connected:
-            event = None
-            if channel is not None and int(channel.id) != self.channel_id:
-                self.channel_id = int(channel.id)
-                event = "move"
-            elif self._down_since is not None:
-                event = "resume"
-            self._down_since = None
-            if event == "resume":
-                key = getattr(self._state, "secret_key", None)
-                if key and len(key) == 32:
-                    self.receiver.set_secret_key(bytes(key))
-            return event
-        if self._abandoned() or channel is None:
-            return "disconnect"  # discord.py cleaned up: kicked, channel deleted, gave up
-        if self._down_since is None:
-            self._down_since = now
-            return None
-        if now - self._down_since >= self._grace:
-            return "disconnect"
-        return None
+    def ws_lost(self, cause: str) -> None:
+        self._down(self._cause or cause)
 
-    def _abandoned(self) -> bool:
-        """discord.py drops a voice client from ``client.voice_clients`` only when it is
-        finished with it; while it reconnects the client stays listed."""
-        clients = getattr(getattr(self.voice_client, "client", None), "voice_clients", None)
-        return clients is not None and self.voice_client not in clients
+    def voice_state(self, channel_id: Optional[int], *, expecting_disconnect: bool) -> None:
+        verdict = self.tracker.voice_state(channel_id, expecting_disconnect=expecting_disconnect, now=self._clock())
+        if verdict is VoiceStateVerdict.MOVED:
+            self._cause = f"moved to channel {channel_id}"
+            self.channel_id = self.tracker.channel_id
 
-    _down_since: Optional[float] = None
+    def reconnect_step(self) -> None:
+        self._down(self._cause or "discord.py is reconnecting")
+
+    def server_changed(self) -> None:
+        self._cause = self._cause or "the voice server changed"
+
+    def released(self) -> None:
+        """discord.py is done with the voice client (its ``cleanup()``)."""
+        self.tracker.ended(self._clock())
+        self._close()
+
+    # ---- internals ---------------------------------------------------------------
+    def _emit(self, name: str, *args: Any) -> None:
+        if name == "on_resume":
+            self._cause = None
+        notify(self._listener, name, *args)
+
+    def _down(self, cause: str) -> None:
+        if self.tracker.state is LinkState.CONNECTED:
+            self._down_ws = self.voice_client._connection.ws
+        signs = [t for t in (self._last_ws_message, self._receiver.last_datagram_at if self._receiver else None)
+                 if t is not None]
+        self.tracker.down(cause, self._clock(), alive_at=max(signs) if signs else None)
+
+    def _dave_ready(self) -> bool:
+        state = self.voice_client._connection
+        if not state.dave_protocol_version:
+            return True
+        session = state.dave_session
+        return session is not None and bool(session.ready)
+
+    def _check_up(self) -> None:
+        """Up again: connected on a new websocket (discord.py stays "connected" while it
+        waits to reconnect after losing one) with the DAVE session ready if needed."""
+        state = self.voice_client._connection
+        if self.tracker.state is LinkState.RECONNECTING and state.ws is self._down_ws:
+            return
+        if self.tracker.state in (LinkState.CONNECTING, LinkState.RECONNECTING) and \
+                state.is_connected() and self._dave_ready():
+            self._down_ws = None
+            self.tracker.up(self._clock())
+
+    def _start_watching(self) -> None:
+        if self._watcher is None:
+            loop = asyncio.get_running_loop()
+            self._watcher = loop.create_task(self._watch(), name="chunkrecorder-voice-watch")
 
     async def _watch(self) -> None:
-        loop = asyncio.get_running_loop()
         try:
             while not self._closed:
                 await asyncio.sleep(WATCH_INTERVAL_S)
-                event = self.check(loop.time())
-                if event == "move":
-                    notify(self._listener, "on_move", self.channel_id)
-                elif event == "resume":
-                    notify(self._listener, "on_resume")
-                elif event == "disconnect":
-                    self._close()
-                    notify(self._listener, "on_disconnect", "the voice connection was lost")
+                self._check_up()
+                if self.tracker.overdue(self._clock(), self.give_up_after_s):
+                    log.warning("Voice reconnect to channel %s took over %.0f s; giving up",
+                                self.channel_id, self.give_up_after_s)
+                    await self._give_up()
                     return
         except asyncio.CancelledError:
             pass
 
+    async def _give_up(self) -> None:
+        """Stop discord.py's reconnect loop and let go of the client: GAVE_UP."""
+        state = self.voice_client._connection
+        for name in ("_runner", "_connector"):  # else it might rejoin with nobody listening
+            task = getattr(state, name, None)
+            if task is not None and task is not _current_task():
+                task.cancel()
+        try:
+            await self.voice_client.disconnect(force=True)
+        except Exception:
+            log.debug("Ignoring error while giving up on voice", exc_info=True)
+        finally:
+            self.released()  # reports GAVE_UP unless cleanup() already did
 
-def _current_task() -> Optional[asyncio.Task[Any]]:
+    def _close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._watcher is not None and self._watcher is not _current_task():
+            self._watcher.cancel()
+        receiver = self._receiver
+        if receiver is not None:
+            try:
+                self.voice_client._connection.remove_socket_listener(receiver.on_datagram)
+            except Exception:
+                log.debug("Socket listener already gone", exc_info=True)
+            receiver.flush()
+
+
+def _current_task() -> Optional["asyncio.Task[Any]"]:
     try:
         return asyncio.current_task()
     except RuntimeError:
@@ -214,16 +285,24 @@ async def connect(channel: Any, *, timeout: float = 30.0) -> DiscordVoiceLink:
     """The default :data:`~.link.VoiceConnector`: join ``channel`` and start receiving.
 
     The bot joins undeafened (a deafened client is sent no audio) and muted (it never
-    talks). discord.py's own reconnect logic stays on.
+    talks). discord.py's own reconnect logic stays on; the link reports it.
     """
-    import discord
+    from .discord_client import RecordingVoiceClient
 
-    voice_client = await channel.connect(timeout=timeout, reconnect=True, self_deaf=False, self_mute=True)
-    if not isinstance(voice_client, discord.VoiceClient):
-        await voice_client.disconnect(force=True)
-        raise BridgeError("The voice client is not discord.py's VoiceClient, so it cannot be recorded.")
+    check_discord_voice()
+    voice_client = await channel.connect(timeout=timeout, reconnect=True, self_deaf=False, self_mute=True,
+                                         cls=RecordingVoiceClient)
+    link = getattr(voice_client, "link", None)
     try:
-        return DiscordVoiceLink(voice_client)
+        if not isinstance(voice_client, RecordingVoiceClient) or not isinstance(link, DiscordVoiceLink):
+            raise BridgeError("The voice client is not the recorder's discord.py VoiceClient, so it cannot be recorded.")
+        check_discord_voice(voice_client._connection)
+        if link._receiver is None or not voice_client.is_connected():
+            raise BridgeError("The voice connection did not finish its handshake, so nothing can be received.")
     except Exception:
         await voice_client.disconnect(force=True)
         raise
+    return link
+
+
+__all__ = ["BridgeError", "DisconnectReason", "DiscordVoiceLink", "check_discord_voice", "connect"]

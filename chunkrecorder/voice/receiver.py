@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -35,9 +35,13 @@ log = logging.getLogger("red.chunkrecorder.voice.receiver")
 
 #: Gaps up to this many packets are filled with Opus FEC/PLC; longer ones are left silent.
 MAX_CONCEAL = 3
-#: Packets from an SSRC nobody has claimed yet wait this long for its SPEAKING event.
-PENDING_LIMIT = 50
+#: Packets from an SSRC nobody has claimed yet wait for its SPEAKING event: up to this
+#: many per SSRC (2 s of audio) and this long, then they are dropped as unknown_ssrc.
+PENDING_LIMIT = 100
 PENDING_MAX_AGE_S = 2.0
+#: Parked packets of all unknown SSRCs together: memory stays bounded (a few MB at
+#: most) however many SSRCs a flood invents; beyond it the oldest parked packet goes.
+PENDING_TOTAL = 4096
 _TS_MOD = 1 << 32
 
 
@@ -125,9 +129,14 @@ class VoiceReceiver:
         self._lock = threading.Lock()
         self._streams: dict[int, _Stream] = {}
         self._ssrc_of_user: dict[int, int] = {}
-        self._pending: dict[int, deque[_Pending]] = {}
+        # Unknown SSRCs in the order they were first parked; with ``_parked`` (their packets
+        # in total) this makes parking, eviction and expiry O(1) per packet (amortised).
+        self._pending: OrderedDict[int, deque[_Pending]] = OrderedDict()
+        self._parked = 0
         self._warned: dict[str, int] = {}
         self.stats = ReceiveStats()
+        #: Clock reading of the last voice datagram that decrypted (a sign the path is alive).
+        self.last_datagram_at: float | None = None
 
     # ---- configuration (event-loop side) -------------------------------------------
     def set_secret_key(self, secret_key: bytes) -> None:
@@ -169,10 +178,15 @@ class VoiceReceiver:
             self._ssrc_of_user[user_id] = ssrc
             waiting = self._pending.pop(ssrc, None)
             if waiting:
+                self._parked -= len(waiting)
+                now = self._clock()
                 stream = self._streams[ssrc]
                 for item in waiting:
+                    if now - item.arrival > PENDING_MAX_AGE_S:
+                        self._count("unknown_ssrc", 1, f"SSRC {ssrc} mapped too late for a parked packet")
+                        continue
                     self._accept(stream, item.sequence, item.timestamp, item.arrival, item.payload)
-                self._emit(stream, stream.buffer.pop_ready(self._clock()))
+                self._emit(stream, stream.buffer.pop_ready(now))
 
     def forget_user(self, user_id: int) -> None:
         """The user left: release what they said, then treat their SSRC as unknown."""
@@ -180,6 +194,15 @@ class VoiceReceiver:
             ssrc = self._ssrc_of_user.pop(user_id, None)
             if ssrc is not None and ssrc in self._streams:
                 self._retire(self._streams[ssrc])
+
+    @property
+    def parked(self) -> int:
+        """Packets waiting for their SSRC to be claimed (at most :data:`PENDING_TOTAL`)."""
+        return self._parked
+
+    @property
+    def parked_ssrcs(self) -> int:
+        return len(self._pending)
 
     def user_for(self, ssrc: int) -> int | None:
         stream = self._streams.get(ssrc)
@@ -205,6 +228,7 @@ class VoiceReceiver:
             for ssrc, queue in self._pending.items():
                 self._count("unknown_ssrc", len(queue), f"SSRC {ssrc} never mapped to a user")
             self._pending.clear()
+            self._parked = 0
 
     # ---- the socket thread ---------------------------------------------------------
     def on_datagram(self, data: bytes) -> None:
@@ -243,10 +267,11 @@ class VoiceReceiver:
         except RtpError as exc:
             self._count("malformed", 1, f"SSRC {header.ssrc} seq {header.sequence}: {exc}")
             return
+        now = self._clock()
+        self.last_datagram_at = now
         if not payload:  # padding-only keepalive
             stats.ignored += 1
             return
-        now = self._clock()
         stream = self._streams.get(header.ssrc)
         if stream is None:
             self._park(header.ssrc, _Pending(now, header.sequence, header.timestamp, payload))
@@ -337,22 +362,39 @@ class VoiceReceiver:
             del self._ssrc_of_user[stream.user_id]
 
     def _park(self, ssrc: int, item: _Pending) -> None:
-        queue = self._pending.get(ssrc)
+        pending = self._pending
+        queue = pending.get(ssrc)
         if queue is None:
-            queue = self._pending[ssrc] = deque()
+            queue = pending[ssrc] = deque()
         queue.append(item)
+        self._parked += 1
         if len(queue) > PENDING_LIMIT:
             queue.popleft()
-            self._count("unknown_ssrc", 1, f"SSRC {ssrc} is not mapped to a user")
+            self._parked -= 1
+            self._count("unknown_ssrc", 1, "an unknown SSRC sent more than can wait")
+        while self._parked > PENDING_TOTAL:
+            oldest, old_queue = next(iter(pending.items()))
+            old_queue.popleft()
+            self._parked -= 1
+            self._count("unknown_ssrc", 1, "too many packets from unknown SSRCs")
+            if not old_queue:
+                del pending[oldest]
+        self._expire_pending(item.arrival)
 
     def _expire_pending(self, now: float) -> None:
-        for ssrc in list(self._pending):
-            queue = self._pending[ssrc]
+        """Drop parked packets past their age, oldest SSRC first; stops at the first SSRC
+        with a young packet (so it is O(1) per packet; a later SSRC's stale packets wait
+        at most until then, and are refused at claim time anyway)."""
+        pending = self._pending
+        while pending:
+            ssrc, queue = next(iter(pending.items()))
             while queue and now - queue[0].arrival > PENDING_MAX_AGE_S:
                 queue.popleft()
-                self._count("unknown_ssrc", 1, f"SSRC {ssrc} is not mapped to a user")
-            if not queue:
-                del self._pending[ssrc]
+                self._parked -= 1
+                self._count("unknown_ssrc", 1, "an unknown SSRC was never claimed")
+            if queue:
+                return
+            del pending[ssrc]
 
     def _count(self, kind: str, n: int, detail: str) -> None:
         if n <= 0:

@@ -14,6 +14,11 @@ which user and who comes and goes; audio packets carry only the SSRC. The payloa
 discord.py hands every JSON message to a hook after handling it itself
 (:mod:`.discord_bridge` installs one); the harness calls :meth:`VoiceWsEvents.handle`
 directly with the same dicts. A malformed payload is logged and ignored, never raised.
+
+Discord tells a client who is here and whose SSRC is whose right after READY, before
+SESSION_DESCRIPTION brings the key the receiver is built with. So ``VoiceWsEvents`` can
+exist before its receiver: messages that map SSRCs or announce members are kept (up
+to :data:`EARLY_LIMIT`) and replayed, in order, by :meth:`VoiceWsEvents.attach`.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+from collections import deque
 from typing import Any, Optional
 
 from .receiver import VoiceReceiver
@@ -33,6 +39,9 @@ RESUMED = 9
 CLIENTS_CONNECT = 11
 CLIENT_CONNECT = 12
 CLIENT_DISCONNECT = 13
+#: Messages kept for a receiver that does not exist yet (a call's worth of members).
+EARLY_LIMIT = 2048
+_EARLY_OPS = frozenset({SPEAKING, CLIENT_CONNECT, CLIENTS_CONNECT, CLIENT_DISCONNECT})
 
 _background: set[asyncio.Task[Any]] = set()
 
@@ -67,32 +76,52 @@ def _finished(task: "asyncio.Task[Any]") -> None:
 
 
 class VoiceWsEvents:
-    """Applies voice-websocket messages to a receiver and reports them to a listener."""
+    """Applies voice-websocket messages to a receiver and reports them to a listener.
 
-    def __init__(self, receiver: VoiceReceiver, listener: Optional[Any] = None) -> None:
+    ``report_resumed``: tell the listener ``on_resume(0.0)`` on op 9 RESUMED (the harness's
+    fake link); the discord.py link reports resumes itself, with the outage.
+    """
+
+    def __init__(self, receiver: Optional[VoiceReceiver], listener: Optional[Any] = None, *,
+                 report_resumed: bool = True) -> None:
         self.receiver = receiver
         self.listener = listener
+        self.report_resumed = report_resumed
         #: Users whose voice clients are in the call, as far as the websocket said.
         self.members: set[int] = set()
+        self._early: deque[dict[str, Any]] = deque(maxlen=EARLY_LIMIT)
+
+    def attach(self, receiver: VoiceReceiver) -> None:
+        """The receiver exists now: replay what arrived before it, in order."""
+        self.receiver = receiver
+        early, self._early = list(self._early), deque(maxlen=EARLY_LIMIT)
+        for msg in early:
+            self.handle(msg)
 
     def handle(self, msg: dict[str, Any]) -> None:
+        if self.receiver is None:
+            if msg.get("op") in _EARLY_OPS:
+                if len(self._early) == EARLY_LIMIT:
+                    log.warning("Too many voice websocket messages before the session key; the oldest is dropped")
+                self._early.append(msg)
+            return
         try:
-            self._handle(msg)
+            self._handle(msg, self.receiver)
         except (KeyError, TypeError, ValueError) as exc:
             log.warning("Ignoring malformed voice websocket message %r: %s", msg, exc)
 
-    def _handle(self, msg: dict[str, Any]) -> None:
+    def _handle(self, msg: dict[str, Any], receiver: VoiceReceiver) -> None:
         op = msg.get("op")
         data = msg.get("d") or {}
         if op == SPEAKING:
             user_id, ssrc = int(data["user_id"]), int(data["ssrc"])
-            self.receiver.map_ssrc(ssrc, user_id)
+            receiver.map_ssrc(ssrc, user_id)
             self.members.add(user_id)
             notify(self.listener, "on_speaking", user_id, ssrc, bool(int(data.get("speaking", 0))))
         elif op == CLIENT_CONNECT:
             ssrc = int(data.get("audio_ssrc") or 0)
             if ssrc:
-                self.receiver.map_ssrc(ssrc, int(data["user_id"]))
+                receiver.map_ssrc(ssrc, int(data["user_id"]))
         elif op == CLIENTS_CONNECT:
             for raw in data["user_ids"]:
                 user_id = int(raw)
@@ -101,12 +130,12 @@ class VoiceWsEvents:
                     notify(self.listener, "on_member_join", user_id)
         elif op == CLIENT_DISCONNECT:
             user_id = int(data["user_id"])
-            self.receiver.forget_user(user_id)
+            receiver.forget_user(user_id)
             self.members.discard(user_id)
             notify(self.listener, "on_member_leave", user_id)
         elif op == SESSION_DESCRIPTION:
             key = data.get("secret_key")
             if key:
-                self.receiver.set_secret_key(bytes(key))
-        elif op == RESUMED:
-            notify(self.listener, "on_resume")
+                receiver.set_secret_key(bytes(key))
+        elif op == RESUMED and self.report_resumed:
+            notify(self.listener, "on_resume", 0.0)
