@@ -359,8 +359,8 @@ class Recorder:
     def on_speaking(self, user_id: int, ssrc: int, speaking: bool) -> None:
         self.events.append(("speaking", user_id, ssrc, speaking))
 
-    def on_resume(self) -> None:
-        self.events.append(("resume",))
+    def on_resume(self, outage_s: float) -> None:
+        self.events.append(("resume", outage_s))
 
 
 async def test_ws_events_map_ssrcs_and_reach_the_listener() -> None:
@@ -374,7 +374,7 @@ async def test_ws_events_map_ssrcs_and_reach_the_listener() -> None:
     rig.ws.handle({"op": 9, "d": None})
     await asyncio.sleep(0)  # the async listener method runs as a task
     assert rig.rx.user_for(4321) == 6 and rig.rx.user_for(1234) is None
-    assert listener.events == [("join", 5), ("join", 6), ("speaking", 5, 1234, True), ("resume",), ("leave", 5)]
+    assert listener.events == [("join", 5), ("join", 6), ("speaking", 5, 1234, True), ("resume", 0.0), ("leave", 5)]
     assert rig.ws.members == {6}
 
 

@@ -1,0 +1,396 @@
+"""Meetings recorded through discord.py's real voice client, checked against what was said.
+
+Each :class:`Scenario` is one short meeting (2-3 speakers, 10-14 s at wall-clock pace):
+its own :class:`harness.discord_voice.FakeDiscordVoiceServer` and offline
+``discord.Client``; the bot joins with the cog's own connector
+(``chunkrecorder.voice.discord_bridge.connect``: ``channel.connect(cls=RecordingVoiceClient)``
+→ ``VoiceConnectionState`` → ``DiscordVoiceWebSocket`` → UDP), and the link's receiver
+feeds a real ``RecordingSession`` of a real ``Recorder`` (SQLite store, MP3 encoder in
+worker processes). Several scenarios run at once on one event loop and one recorder,
+so a test of four costs about as much wall time as one.
+
+What is checked comes from the fake server's log of what each member's client sent and
+whether the bot could have decrypted it, never from the code under test: the promoted
+per-speaker files are decoded and compared with the speakers' sources placed on the
+meeting's timeline (both clocks are ``time.monotonic``), shifted by the Opus encoder's
+look-ahead. Where the bot could not hear (before it joined, during an outage) the
+reference is silence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional, Sequence
+
+import numpy as np
+
+from chunkrecorder.audio import mp3
+from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
+from chunkrecorder.objects import MeetingSettings
+from chunkrecorder.pipeline.recorder import Recorder
+from chunkrecorder.store import SqlRecordingService
+from chunkrecorder.voice.discord_bridge import DiscordVoiceLink, connect
+from chunkrecorder.voice.link import BaseVoiceEventListener, DisconnectReason
+from harness.discord_voice import FakeCall, FakeDiscordVoiceServer, offline_client
+from harness.impairments import Fate
+from harness.network import OpusCache
+from harness.sources import FRAME_SAMPLES, SAMPLE_RATE, Source, synthetic_speaker
+
+from lifecycle_fixtures import Track, best_corr, decode_file, lag_at
+
+log = logging.getLogger("tests.real_voice")
+
+BOT_ID = 9_000_001
+FLUSH_S = 2.0
+#: "Audio after the gap aligned within 20 ms of the source" (issue 9).
+ALIGN_TOLERANCE = int(0.020 * SAMPLE_RATE)
+#: Speech is compared from this far into the meeting (the sink is attached just after
+#: the meeting starts; the first packets of a stream wait in the reorder buffer).
+SETTLE_S = 0.4
+
+#: Every scenario's speakers say one of these, encoded to Opus once per test process.
+SOURCES: list[Source] = [synthetic_speaker(i, 30.0, talk_spurts=False) for i in range(6)]
+SPURTS: list[Source] = [synthetic_speaker(i, 30.0, seed=3, talk_spurts=True) for i in range(6)]
+_OPUS: Optional[OpusCache] = None
+
+
+def opus_cache() -> OpusCache:
+    """One cache for every scenario of the process (each source is encoded once)."""
+    global _OPUS
+    if _OPUS is None:
+        _OPUS = OpusCache(complexity=5)
+        for src in SOURCES + SPURTS:
+            _OPUS.prepare(src, 30 * 50)
+    return _OPUS
+
+
+# --------------------------------------------------------------------------- scenarios
+@dataclass
+class Speaker:
+    user_id: int
+    source: Source
+    plan: dict[str, Any] = field(default_factory=dict)  # SpeakerPlan keywords (join_at, reconnects...)
+    speaking_delay_frames: int = 0
+    channel: int = 0  # index into Scenario.channels
+
+
+Action = Callable[["Run"], Awaitable[None]]
+
+
+@dataclass
+class Scenario:
+    """One meeting. ``actions`` are (seconds after the meeting's start, what happens)."""
+
+    name: str
+    speakers: Sequence[Speaker]
+    seconds: float = 12.0
+    dave: bool = True
+    channels: int = 1
+    join_after_s: float = 0.6  # the members talk this long before the bot joins
+    greeting_delay_frames: int = 0
+    actions: Sequence[tuple[float, Action]] = ()
+    #: What the test (standing in for the cog) does when the link dies: "stop" the
+    #: meeting (a kick), or "reconnect" with a new link into the same session.
+    on_disconnect: str = "stop"
+
+
+class Events(BaseVoiceEventListener):
+    """Everything a link reports, with the meeting time it was reported at."""
+
+    def __init__(self, run: "Run") -> None:
+        self.run = run
+        self.log: list[tuple[float, str, Any]] = []
+        self.disconnected = asyncio.Event()
+
+    def _add(self, name: str, arg: Any = None) -> None:
+        self.log.append((self.run.now(), name, arg))
+
+    def on_reconnecting(self, cause: str) -> None:
+        self._add("reconnecting", cause)
+
+    def on_resume(self, outage_s: float) -> None:
+        self._add("resume", outage_s)
+
+    def on_move(self, channel_id: int) -> None:
+        self._add("move", channel_id)
+
+    def on_disconnect(self, reason: DisconnectReason) -> None:
+        self._add("disconnect", reason)
+        self.disconnected.set()
+
+    def names(self) -> list[str]:
+        return [name for _, name, _ in self.log]
+
+    def of(self, name: str) -> list[Any]:
+        return [arg for _, n, arg in self.log if n == name]
+
+
+@dataclass
+class Run:
+    """A scenario being played: the server, the bot's client and link, the session."""
+
+    scenario: Scenario
+    server: FakeDiscordVoiceServer
+    calls: list[FakeCall]
+    client: Any
+    guild_id: int
+    links: list[DiscordVoiceLink] = field(default_factory=list)
+    events: list[Events] = field(default_factory=list)
+    session: Any = None
+    result: Any = None
+    gaps: list[tuple[float, float]] = field(default_factory=list)  # meeting-time outages, all links
+    stopped_at: Optional[float] = None
+
+    @property
+    def link(self) -> DiscordVoiceLink:
+        return self.links[-1]
+
+    @property
+    def channel_ids(self) -> list[int]:
+        return [c.channel_id for c in self.calls]
+
+    def now(self) -> float:
+        return time.monotonic() - (self.session.t0 if self.session is not None else 0.0)
+
+    def all_events(self) -> list[tuple[float, str, Any]]:
+        return [e for ev in self.events for e in ev.log]
+
+
+# --------------------------------------------------------------------------- running
+class Bench:
+    """One recorder (real store, real encoder) shared by the scenarios of a test."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.store: Any = None
+        self.recorder: Any = None
+        self._next_guild = 100
+
+    async def __aenter__(self) -> "Bench":
+        self.store = SqlRecordingService(self.tmp_path / "chunkrecorder.sqlite3")
+        await self.store.open()
+        self.recorder = Recorder(store=self.store, data_dir=self.tmp_path, auto_promote=False, tick_s=0)
+        await self.recorder.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.recorder.close()
+        await self.store.close()
+
+    async def play(self, *scenarios: Scenario) -> list[Run]:
+        """Play the scenarios at once; a failure in one is raised after all have ended."""
+        opus_cache()
+        runs = await asyncio.gather(*(self._play(s) for s in scenarios), return_exceptions=True)
+        for s, r in zip(scenarios, runs):
+            if isinstance(r, BaseException):
+                raise AssertionError(f"scenario {s.name!r} failed to run: {r!r}") from r
+        return [r for r in runs if isinstance(r, Run)]
+
+    async def _play(self, s: Scenario) -> Run:
+        self._next_guild += 1
+        guild_id = self._next_guild
+        channel_ids = [guild_id * 10 + i for i in range(s.channels)]
+        server = FakeDiscordVoiceServer(seed=guild_id, opus=opus_cache(), heartbeat_interval_ms=1000)
+        await server.start()
+        calls = [server.add_call(guild_id, cid, dave=s.dave, greeting_delay_frames=s.greeting_delay_frames)
+                 for cid in channel_ids]
+        for sp in s.speakers:
+            calls[sp.channel].add_speaker(sp.user_id, sp.source, speaking_delay_frames=sp.speaking_delay_frames,
+                                          **sp.plan)
+        members = {sp.user_id: f"member{sp.user_id}" for sp in s.speakers}
+        client = offline_client(guild_id, voice_channels={cid: f"voice{cid}" for cid in channel_ids},
+                                members=members, bot_id=BOT_ID)
+        server.attach(client)
+        run = Run(s, server, calls, client, guild_id)
+        ticker: Optional[asyncio.Task[None]] = None
+        try:
+            await server.start_media()
+            await asyncio.sleep(s.join_after_s)
+            channel = client.get_channel(channel_ids[0])
+            await self._connect(run, channel)
+            run.session = await self.recorder.start_meeting(
+                guild_id=guild_id, channel_id=channel_ids[0], started_by=s.speakers[0].user_id,
+                settings=MeetingSettings(flush_interval_s=FLUSH_S), clock=time.monotonic)
+            run.link.receiver.set_sink(run.session.feed)
+            ticker = asyncio.create_task(self._tick(run))
+            await self._script(run, channel)
+            await self._stop(run)
+        finally:
+            if ticker is not None:
+                ticker.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await ticker
+            for link in run.links:
+                with contextlib.suppress(Exception):
+                    await link.disconnect()
+            await server.stop()
+        return run
+
+    async def _connect(self, run: Run, channel: Any) -> None:
+        link = await connect(channel, timeout=10.0)
+        events = Events(run)
+        link.set_listener(events)
+        run.links.append(link)
+        run.events.append(events)
+
+    async def _tick(self, run: Run) -> None:
+        """What the cog's tick does: release held frames, flush due windows."""
+        while True:
+            link = run.link
+            if link._receiver is not None:
+                await asyncio.to_thread(link.receiver.poll)
+            await run.session.advance()
+            await asyncio.sleep(0.1)
+
+    async def _script(self, run: Run, channel: Any) -> None:
+        s = run.scenario
+        t0 = run.session.t0
+        pending = sorted(s.actions, key=lambda a: a[0])
+        while True:
+            events = run.events[-1]
+            next_at = pending[0][0] if pending else s.seconds
+            wait = t0 + next_at - time.monotonic()
+            if wait > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(events.disconnected.wait(), wait)
+            if events.disconnected.is_set():
+                reason = events.of("disconnect")[-1]
+                if s.on_disconnect == "reconnect" and reason is DisconnectReason.GAVE_UP and run.now() < s.seconds:
+                    # The cog's own reconnect policy: a new link into the same session.
+                    await self._connect(run, channel)
+                    run.link.receiver.set_sink(run.session.feed)
+                    continue
+                return  # a kick: the meeting stops here
+            if pending and time.monotonic() >= t0 + pending[0][0]:
+                _, action = pending.pop(0)
+                await action(run)
+                continue
+            if not pending and time.monotonic() >= t0 + s.seconds:
+                return
+
+    async def _stop(self, run: Run) -> None:
+        run.stopped_at = run.now()
+        link = run.link
+        for l in run.links:
+            run.gaps.extend((o.start - run.session.t0, o.end - run.session.t0) for o in l.outages)
+        if link.is_connected() or link.tracker.state.name != "ENDED":
+            await link.disconnect()
+        else:
+            link.receiver.flush()
+        run.result = await self.recorder.stop_meeting(run.session.meeting.id)
+
+
+# --------------------------------------------------------------------------- checking
+@dataclass
+class SpeakerCheck:
+    """One speaker's file next to what it should hold."""
+
+    user_id: int
+    track: Track
+    said: np.ndarray  # per 20 ms frame of the file: the speaker was talking and the bot could hear
+    corr: float
+    lags: dict[float, int]  # meeting second -> lag in samples
+    silent_while_talking: list[tuple[float, float]]  # meeting-time spans
+
+
+def _member(run: Run, user_id: int) -> tuple[FakeCall, Any]:
+    for call in run.calls:
+        if user_id in call.members:
+            return call, call.members[user_id]
+    raise KeyError(user_id)
+
+
+def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
+    """Decode ``user_id``'s file and measure it against the server's log."""
+    rec = next(r for r in run.result.recordings if r.user_id == user_id)
+    recording = decode_file(rec.path)
+    n = len(recording)
+    call, member = _member(run, user_id)
+    server = run.server
+    assert server.t0 is not None
+    # Server frame k left its client at t0s + (k+1)*20 ms and is placed so that it ends at
+    # its arrival: server sample s lands on meeting sample s + shift.
+    shift = int(round((server.t0 - run.session.t0) * SAMPLE_RATE))
+    frames = -(-(n - shift) // FRAME_SAMPLES) + 2
+    fates = call.fates(user_id, frames)
+    delivered = fates == Fate.DELIVERED
+    src = member.plan.source.expected(frames * FRAME_SAMPLES, sent=delivered).astype(np.float64).mean(axis=1)
+    reference = np.zeros(n)
+    start = shift + CODEC_DELAY_SAMPLES
+    lo, hi = max(0, start), min(n, start + len(src))
+    if hi > lo:
+        reference[lo:hi] = src[lo - start: hi - start]
+    # Masked: before the meeting settled, frames the bot could not decrypt (and one either
+    # side, for Opus's overlap and the MP3 frame's smear), and each outage's edges.
+    mask = np.ones(n, dtype=bool)
+    mask[: int(SETTLE_S * SAMPLE_RATE)] = False
+    for k in np.flatnonzero(fates == Fate.LOST):
+        a = shift + k * FRAME_SAMPLES - FRAME_SAMPLES - mp3.FRAME
+        mask[max(0, a): max(0, min(n, a + 3 * FRAME_SAMPLES + 2 * mp3.FRAME))] = False
+    for g0, g1 in run.gaps:
+        for edge in (g0, g1):
+            c = int(edge * SAMPLE_RATE)
+            mask[max(0, c - FRAME_SAMPLES * 10): max(0, min(n, c + FRAME_SAMPLES * 10))] = False
+    track = Track(user_id, recording, reference, mask)
+    corr = best_corr(track, search=ALIGN_TOLERANCE)
+    lags: dict[float, int] = {}
+    for second in np.arange(1.0, n / SAMPLE_RATE - 0.5, 1.0):
+        lag = lag_at(track, int(second * SAMPLE_RATE))
+        if lag is not None:
+            lags[float(second)] = lag
+    # Where the member's client sent audio but the file is silent.
+    spoke = call.spoke(user_id, frames)
+    talked = np.zeros(n // FRAME_SAMPLES, dtype=bool)
+    for i in range(len(talked)):
+        k = (i * FRAME_SAMPLES - shift) // FRAME_SAMPLES
+        talked[i] = 0 <= k < len(spoke) and bool(spoke[k])
+    energy = (recording[: len(talked) * FRAME_SAMPLES].reshape(-1, FRAME_SAMPLES) ** 2).mean(axis=1)
+    silent = talked & (energy < 1e4)
+    silent[: int(SETTLE_S * 50)] = False
+    spans: list[tuple[float, float]] = []
+    i = 0
+    while i < len(silent):
+        if silent[i]:
+            j = i
+            while j < len(silent) and silent[j]:
+                j += 1
+            spans.append((i * 0.02, j * 0.02))
+            i = j
+        else:
+            i += 1
+    return SpeakerCheck(user_id, track, delivered, corr, lags, spans)
+
+
+def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9) -> list[SpeakerCheck]:
+    """Each file lasts the meeting, holds its speaker (and nobody else), in place."""
+    result = run.result
+    length = result.length_ms / 1000
+    assert abs(length - (run.stopped_at or 0)) < 0.5, (run.scenario.name, length, run.stopped_at)
+    checks = []
+    for uid in user_ids:
+        c = check_speaker(run, uid)
+        name = run.scenario.name
+        assert abs(len(c.track.recording) / SAMPLE_RATE - length) < 0.03, (name, uid, len(c.track.recording))
+        assert c.corr > min_corr, f"{name}: user {uid}'s file does not hold what they said (r={c.corr:.3f})"
+        off = {t: lag for t, lag in c.lags.items() if abs(lag) > ALIGN_TOLERANCE}
+        assert not off, f"{name}: user {uid} misaligned (second -> samples): {off}"
+        assert len(c.lags) >= 3, f"{name}: user {uid} audible at too few points to check alignment: {c.lags}"
+        checks.append(c)
+    stats = [l.receiver.stats for l in run.links]
+    print(f"[{run.scenario.name}] length {length:.2f} s; " + "; ".join(
+        f"user {c.user_id}: r={c.corr:.3f}, lag {min(c.lags.values()) / 48:+.1f}..{max(c.lags.values()) / 48:+.1f} ms, "
+        f"silent while talking {sum(b - a for a, b in c.silent_while_talking):.2f} s" for c in checks)
+        + f"; outages {[(round(a, 2), round(b, 2)) for a, b in run.gaps]}; events {[(round(t, 2), n, a) for t, n, a in run.all_events()]}"
+        + f"; dave_failed {sum(x.dave_failed for x in stats)}, unknown_ssrc {sum(x.unknown_ssrc for x in stats)}, "
+          f"bad_mac {sum(x.bad_mac for x in stats)}")
+    return checks
+
+
+def silent_in(spans: Sequence[tuple[float, float]], a: float, b: float) -> float:
+    """Seconds of ``spans`` inside ``[a, b]``."""
+    return sum(max(0.0, min(b, y) - max(a, x)) for x, y in spans)
