@@ -56,12 +56,15 @@ log = logging.getLogger("red.chunkrecorder.voice.bridge")
 WATCH_INTERVAL_S = 0.25
 #: A reconnect taking longer than this is given up (discord.py itself never stops).
 GIVE_UP_AFTER_S = 45.0
+#: How long an ending waits for the gateway to show the bot out of voice before it is
+#: reported anyway (see :meth:`DiscordVoiceLink._report_end`).
+LEAVE_CONFIRM_S = 5.0
 
 #: What this module and :mod:`.discord_client` use of discord.py's connection state.
 _NEEDED = ("add_socket_listener", "remove_socket_listener", "voice_state_update", "voice_server_update",
-           "disconnect", "_connect_websocket", "is_connected")
+           "disconnect", "_connect_websocket", "is_connected", "_wait_for_state", "_create_socket")
 _NEEDED_IN_INSTANCE = ("_expecting_disconnect", "hook", "_socket_reader", "_runner", "_connector",
-                       "dave_session", "dave_protocol_version")
+                       "dave_session", "dave_protocol_version", "_state_event")
 
 
 class BridgeError(RuntimeError):
@@ -193,8 +196,42 @@ class DiscordVoiceLink:
 
     def released(self) -> None:
         """discord.py is done with the voice client (its ``cleanup()``)."""
-        self.tracker.ended(self._clock())
+        reason = self.tracker.ended(self._clock())
         self._close()
+        if reason is not None:
+            self._spawn(self._report_end(reason))
+
+    async def _report_end(self, reason: DisconnectReason) -> None:
+        """Report the end once the gateway shows the bot out of voice.
+
+        discord.py's last act was to ask the gateway to leave. If the cog connected again
+        before that leave's VOICE_STATE_UPDATE arrived, discord.py would hand it to the
+        *new* voice client, which takes a "no channel" it did not expect for a kick and
+        disconnects (discord.py waits for it in ``VoiceClient.disconnect()``, but not when
+        it disconnects on its own). So the cog hears ``on_disconnect`` only when a new
+        connection is safe.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + LEAVE_CONFIRM_S
+        while loop.time() < deadline and self._in_voice():
+            await asyncio.sleep(0.02)
+        notify(self._listener, "on_disconnect", reason)
+
+    def _in_voice(self) -> bool:
+        try:
+            voice = self.voice_client.guild.me.voice
+        except AttributeError:
+            return False
+        return voice is not None and voice.channel is not None
+
+    def _spawn(self, coro: Any) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro)
+        except RuntimeError:
+            coro.close()
+            return
+        _background.add(task)
+        task.add_done_callback(_background.discard)
 
     # ---- internals ---------------------------------------------------------------
     def _emit(self, name: str, *args: Any) -> None:
@@ -272,6 +309,9 @@ class DiscordVoiceLink:
             except Exception:
                 log.debug("Socket listener already gone", exc_info=True)
             receiver.flush()
+
+
+_background: set["asyncio.Task[Any]"] = set()
 
 
 def _current_task() -> Optional["asyncio.Task[Any]"]:

@@ -21,8 +21,11 @@ own code (which is always called unchanged):
 * each VOICE_STATE_UPDATE of the bot together with whether discord.py expected it;
 * ``disconnect(cleanup=False)`` (a reconnect step) and the final ``cleanup()``.
 
-One behaviour is changed, to make discord.py's own reconnect work: closing its UDP
-socket wakes the reader thread (see :class:`_WakingSocket`).
+Two behaviours are changed, both races of discord.py 2.7.1 that the fake voice server
+(:mod:`harness.discord_voice`) made visible: closing the UDP socket wakes the reader
+thread (see :class:`_WakingSocket`; without it a reconnect could stall for 30 s), and
+waiting for a flow state cannot miss its wake-up (:meth:`RecordingConnectionState._wait_for_state`;
+without it a connect could hang until its timeout).
 
 Only attributes and methods of discord.py 2.7.1's ``VoiceConnectionState`` are used;
 :func:`~.discord_bridge.check_voice_client` refuses a version that lacks them.
@@ -130,12 +133,35 @@ class RecordingConnectionState(VoiceConnectionState):
             self._observer.reconnect_step()
         await super().disconnect(force=force, cleanup=cleanup, wait=wait)
 
+    async def _wait_for_state(self, state: ConnectionFlowState, *other_states: ConnectionFlowState,
+                              timeout: Optional[float] = None) -> None:
+        """discord.py's wait for a flow state, without its lost wake-up.
+
+        discord.py signals a state change with ``event.set(); event.clear()``, so a waiter
+        that is scheduled but has not started waiting when the change happens misses it.
+        That happens when VOICE_STATE_UPDATE and VOICE_SERVER_UPDATE are handled in the same
+        loop iteration the connector wakes up in (a busy loop), and the connection then
+        hangs until its timeout. Here each wait is at most 100 ms before the state is
+        looked at again; the timeout still raises ``asyncio.TimeoutError``.
+        """
+        states = (state, *other_states)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while self.state not in states:
+            step = 0.1 if deadline is None else min(0.1, deadline - loop.time())
+            if step <= 0:
+                raise asyncio.TimeoutError
+            try:
+                await asyncio.wait_for(self._state_event.wait(), step)
+            except asyncio.TimeoutError:
+                pass
+
     def _create_socket(self) -> None:
-        super()._create_socket()
-        plain = self.socket
-        waking = _WakingSocket(plain.family, plain.type, plain.proto, fileno=plain.detach())
+        # discord.py's own three steps, with a socket that wakes the reader when closed.
+        waking = _WakingSocket(socket.AF_INET, socket.SOCK_DGRAM)
         waking.setblocking(False)
         self.socket = waking
+        self._socket_reader.resume()
 
     async def _connect_websocket(self, resume: bool) -> "DiscordVoiceWebSocket":
         ws = await super()._connect_websocket(resume)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 from dataclasses import dataclass, fields
 from typing import Callable
 
@@ -131,7 +131,8 @@ class VoiceReceiver:
         self._ssrc_of_user: dict[int, int] = {}
         # Unknown SSRCs in the order they were first parked; with ``_parked`` (their packets
         # in total) this makes parking, eviction and expiry O(1) per packet (amortised).
-        self._pending: OrderedDict[int, deque[_Pending]] = OrderedDict()
+        # (Lists, not deques: a deque costs ~600 bytes even holding one packet.)
+        self._pending: OrderedDict[int, list[_Pending]] = OrderedDict()
         self._parked = 0
         self._warned: dict[str, int] = {}
         self.stats = ReceiveStats()
@@ -365,16 +366,16 @@ class VoiceReceiver:
         pending = self._pending
         queue = pending.get(ssrc)
         if queue is None:
-            queue = pending[ssrc] = deque()
+            queue = pending[ssrc] = []
         queue.append(item)
         self._parked += 1
         if len(queue) > PENDING_LIMIT:
-            queue.popleft()
+            del queue[0]
             self._parked -= 1
             self._count("unknown_ssrc", 1, "an unknown SSRC sent more than can wait")
         while self._parked > PENDING_TOTAL:
             oldest, old_queue = next(iter(pending.items()))
-            old_queue.popleft()
+            del old_queue[0]
             self._parked -= 1
             self._count("unknown_ssrc", 1, "too many packets from unknown SSRCs")
             if not old_queue:
@@ -389,7 +390,7 @@ class VoiceReceiver:
         while pending:
             ssrc, queue = next(iter(pending.items()))
             while queue and now - queue[0].arrival > PENDING_MAX_AGE_S:
-                queue.popleft()
+                del queue[0]
                 self._parked -= 1
                 self._count("unknown_ssrc", 1, "an unknown SSRC was never claimed")
             if queue:

@@ -17,7 +17,8 @@ itself decides things:
   it does not expect is a kick, and discord.py disconnects for good. A different
   channel is a move;
 * ``ended()``: discord.py let go of the voice client. Unless the link asked for it,
-  that is a kick (if one was seen) or discord.py giving up.
+  that is a kick (if one was seen) or discord.py giving up; the link reports it once the
+  gateway confirmed the bot left (see :mod:`.discord_bridge`).
 
 It holds no discord.py object and does no I/O, so every transition is unit-tested
 with plain calls and a fake clock. Methods are called on the event loop only.
@@ -160,14 +161,14 @@ class ConnectionTracker:
             self._emit("on_resume", outage.seconds)
 
     def ended(self, now: float) -> Optional[DisconnectReason]:
-        """discord.py let go of the voice client; reported unless the link asked."""
+        """discord.py let go of the voice client: the reason to report (None if the link
+        asked, or the end was already seen). The caller reports it (see the bridge)."""
         if self.state is LinkState.ENDED:
-            return self.reason
+            return None
         self.state = LinkState.ENDED
         if self.leaving:
             return None
         self.reason = DisconnectReason.KICKED if self.kicked else DisconnectReason.GAVE_UP
-        self._emit("on_disconnect", self.reason)
         return self.reason
 
     def overdue(self, now: float, limit_s: float) -> bool:

@@ -46,9 +46,10 @@ class FakeCall:
         self.members: dict[int, LiveMember] = {}
         self.session: Optional["BotSession"] = None
         self.sessions: list["BotSession"] = []
-        #: Delay the SPEAKING that greets a newly connected bot by this many frames.
+        #: Delay the SPEAKING that greets a newly connected bot until this many of each
+        #: member's packets have been sent to it ("SPEAKING 20 packets late").
         self.greeting_delay_frames = greeting_delay_frames
-        self._greeting: list[tuple[int, "BotSession", dict[str, Any]]] = []
+        self._greeting: list[tuple[Optional[int], "BotSession", dict[str, Any]]] = []
         self.frame = 0
         self.sent_to_bot = 0
 
@@ -116,7 +117,7 @@ class FakeCall:
         await session.send_json(Op.CLIENTS_CONNECT, {"user_ids": [str(m.user_id) for m in present]})
         for m in present:
             if self.greeting_delay_frames:
-                self._greeting.append((self.frame + self.greeting_delay_frames, session, m.speaking_event()))
+                self._greeting.append((None, session, m.speaking_event()))  # due once media flows
             else:
                 await session.send_json(Op.SPEAKING, m.speaking_event()["d"])
 
@@ -129,8 +130,10 @@ class FakeCall:
         deliver = live and session is not None and session.media_ready and session.addr is not None
         udp = session.endpoint.udp if session is not None else None
         if self._greeting:
-            due = [(s, msg) for at, s, msg in self._greeting if at <= k]
-            self._greeting = [(at, s, msg) for at, s, msg in self._greeting if at > k]
+            self._greeting = [(k + self.greeting_delay_frames if at is None and s.media_ready else at, s, msg)
+                              for at, s, msg in self._greeting]
+            due = [(s, msg) for at, s, msg in self._greeting if at is not None and at <= k]
+            self._greeting = [(at, s, msg) for at, s, msg in self._greeting if at is None or at > k]
             for s, msg in due:
                 if s is session and live:
                     s.send_soon(msg["op"], msg["d"])

@@ -57,7 +57,10 @@ def offline_client(guild_id: int, *, voice_channels: Mapping[int, str], members:
     """A client with the bot user and one guild cached (call inside a running loop)."""
     client = discord.Client(intents=discord.Intents(guilds=True, voice_states=True, members=True))
     state = client._connection
-    state.loop = asyncio.get_running_loop()
+    loop = asyncio.get_running_loop()
+    client.loop = loop  # what Client._async_setup_hook does on login
+    client.http.loop = loop
+    state.loop = loop
     state.user = discord.ClientUser(state=state, data=_user(bot_id, "recorder", bot=True))  # type: ignore[arg-type]
     state._add_guild_from_data(guild_payload(guild_id, voice_channels=voice_channels, members=members,  # type: ignore[arg-type]
                                              bot_id=bot_id))

@@ -70,6 +70,7 @@ class BotSession:
         self.seq = 0
         self.seq_acks: list[int] = []
         self.ops_received: list[int] = []
+        self.ops_sent: list[int] = []  # every message sent, in order (HELLO and ACKs too)
         self.resumed = False
         self._sent: deque[tuple[int, str, Any]] = deque(maxlen=1024)
         self._send_lock = asyncio.Lock()
@@ -83,6 +84,7 @@ class BotSession:
             if self.stalled or self.closed or self.ws.closed:
                 return
             msg: dict[str, Any] = {"op": op, "d": data}
+            self.ops_sent.append(op)
             if numbered:
                 self.seq += 1
                 msg["seq"] = self.seq
@@ -97,6 +99,7 @@ class BotSession:
             if self.stalled or self.closed or self.ws.closed:
                 return
             self.seq += 1
+            self.ops_sent.append(op)
             frame = binary_frame(self.seq, op, payload)
             self._sent.append((self.seq, "binary", frame))
             try:

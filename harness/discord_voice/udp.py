@@ -5,6 +5,13 @@ this one: the socket is a blocking one read by its own thread (which answers IP
 discovery, the only thing a receive-only bot sends), and the media thread writes to
 it directly (``sendto`` is thread-safe). discord.py ``connect()``s its socket to the
 address READY named, so media must come from this very socket.
+
+IP discovery is answered after ``discovery_delay_s`` (10 ms), a network's round trip:
+discord.py 2.7.1 sends its request *before* it registers the listener for the reply
+(``DiscordVoiceWebSocket.discover_ip``), so a reply in microseconds, as localhost gives,
+can reach the reader thread first and be lost, and the handshake hangs. On a real
+network the reply takes milliseconds; answering at once would test a race Discord's
+network never runs.
 """
 
 from __future__ import annotations
@@ -24,7 +31,8 @@ log = logging.getLogger("harness.discord_voice.udp")
 class MediaSocket:
     """One voice server's UDP port on localhost."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", *, discovery_delay_s: float = 0.01) -> None:
+        self.discovery_delay_s = discovery_delay_s
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self._sock.bind((host, 0))
         self._sock.settimeout(0.2)
@@ -53,10 +61,15 @@ class MediaSocket:
                 self.received_other += 1
                 continue
             self.discoveries.append((ssrc, addr))
-            try:
-                self._sock.sendto(discovery_response(ssrc, addr[0], addr[1]), addr)
-            except OSError:
-                log.debug("IP discovery answer to %s failed", addr, exc_info=True)
+            reply = threading.Timer(self.discovery_delay_s, self._answer, (ssrc, addr))
+            reply.daemon = True
+            reply.start()
+
+    def _answer(self, ssrc: int, addr: tuple[str, int]) -> None:
+        try:
+            self._sock.sendto(discovery_response(ssrc, addr[0], addr[1]), addr)
+        except OSError:
+            log.debug("IP discovery answer to %s failed", addr, exc_info=True)
 
     def send(self, data: bytes, addr: tuple[str, int]) -> bool:
         try:
