@@ -112,8 +112,11 @@ class FakeVoiceLink:
     """The bot's end of the fake channel; implements ``chunkrecorder.voice.link.VoiceLink``.
 
     Datagrams reach ``receiver.on_datagram`` only while connected; a disconnect
-    (by the cog or by :meth:`FakeVoiceNetwork.disconnect_bot`) is final for this
-    link, as for a discord.py ``VoiceClient``: the cog connects again for a new one.
+    (by the cog or by :meth:`FakeVoiceNetwork.disconnect_bot` / ``kick_bot``) is final
+    for this link, as for a discord.py ``VoiceClient``: the cog connects again for a new
+    one. :meth:`FakeVoiceNetwork.reconnect_bot` plays discord.py's own reconnect: the
+    link stays, reports ``on_reconnecting`` and ``on_resume(outage_s)``, and hears
+    nothing in between.
     """
 
     def __init__(self, network: "FakeVoiceNetwork", channel_id: int, receiver: Any, ws: Any) -> None:
@@ -123,10 +126,30 @@ class FakeVoiceLink:
         self._ws = ws
         self._connected = True
         self._listener: Any = None
-        self.disconnect_reason: Optional[str] = None
+        self.disconnect_reason: Optional[Any] = None
+        self.reconnects = 0
+        self._back_at: Optional[float] = None  # network time a reconnect in progress ends
+        self._outage_s = 0.0
+        self._kicked = False
+        self._left = False
+        self._gateway: Optional[Callable[[Optional[int]], Any]] = None
 
     def is_connected(self) -> bool:
-        return self._connected
+        return self._connected and self._back_at is None
+
+    def is_reconnecting(self) -> bool:
+        return self._connected and self._back_at is not None
+
+    def classify_voice_state(self, channel_id: Optional[int]) -> Any:
+        from chunkrecorder.voice.link import VoiceStateVerdict
+
+        if channel_id is None:
+            if self._back_at is not None:
+                return VoiceStateVerdict.RECONNECT
+            if self._left or (not self._connected and not self._kicked):
+                return VoiceStateVerdict.LEFT
+            return VoiceStateVerdict.KICKED
+        return VoiceStateVerdict.SAME if int(channel_id) == self.channel_id else VoiceStateVerdict.MOVED
 
     def set_listener(self, listener: Any) -> None:
         self._listener = listener
@@ -136,6 +159,7 @@ class FakeVoiceLink:
     async def disconnect(self) -> None:
         if self._connected:
             self._connected = False
+            self._left = True
             self.disconnect_reason = "disconnected by the bot"
             self._network._link_closed(self)
             await asyncio.to_thread(self._flush_receiver)
@@ -147,18 +171,20 @@ class FakeVoiceLink:
             flush()
 
     def _datagram(self, data: bytes) -> None:
-        if self._connected:
+        if self.is_connected():
             self.receiver.on_datagram(data)
 
     def _ws_message(self, msg: dict[str, Any]) -> None:
-        if self._connected:
+        if self.is_connected():
             self._ws.handle(msg)
 
-    async def _dropped(self, reason: str) -> None:
-        """Discord dropped us (kick, channel deleted, voice server gone)."""
+    async def _dropped(self, reason: Any, *, kicked: bool = False) -> None:
+        """Discord dropped us (kick, channel deleted, discord.py gave up)."""
         if not self._connected:
             return
         self._connected = False
+        self._kicked = kicked
+        self._back_at = None
         self.disconnect_reason = reason
         await asyncio.to_thread(self._flush_receiver)
         await _notify(self._listener, "on_disconnect", reason)
@@ -462,26 +488,68 @@ class FakeVoiceNetwork:
             if self.link is link:
                 self.link = None
 
-    async def disconnect_bot(self, reason: str = "kicked from the voice channel") -> None:
-        """Discord drops the bot: the link goes dead and its listener hears why."""
+    async def disconnect_bot(self, reason: Any = None) -> None:
+        """The link dies without a kick (discord.py gave up): ``on_disconnect(reason)``,
+        by default ``DisconnectReason.GAVE_UP``; the cog's own reconnect policy applies."""
+        from chunkrecorder.voice.link import DisconnectReason
+
         link = self.link
         if link is None:
             raise RuntimeError("the bot is not connected")
         with self._lock:
             self.link = None
-        await link._dropped(reason)
+        await link._dropped(DisconnectReason.GAVE_UP if reason is None else reason)
 
-    async def move_bot(self, channel_id: int) -> None:
-        """Someone drags the bot to another voice channel; the link stays up.
+    async def kick_bot(self) -> None:
+        """A moderator disconnects the bot: ``on_disconnect(DisconnectReason.KICKED)``."""
+        from chunkrecorder.voice.link import DisconnectReason
 
-        Only :attr:`channel` has speakers, so a bot moved elsewhere hears nothing
-        until moved back.
-        """
         link = self.link
         if link is None:
             raise RuntimeError("the bot is not connected")
-        link.channel_id = int(channel_id)
-        await _notify(link._listener, "on_move", int(channel_id))
+        with self._lock:
+            self.link = None
+        await link._dropped(DisconnectReason.KICKED, kicked=True)
+
+    async def reconnect_bot(self, outage_s: float, *, cause: str = "the voice websocket closed (4006)",
+                            gateway: Optional[Callable[[Optional[int]], Any]] = None) -> None:
+        """discord.py reconnects by itself: the link reports ``on_reconnecting(cause)``
+        now, receives nothing for ``outage_s`` of network time (what members send then is
+        lost to the bot), then reports ``on_resume(outage_s)``, the new session's SPEAKING
+        included. ``gateway(channel_id)``, if given, is called as the main gateway would
+        report the bot: ``None`` now (it left), its channel when it is back (a cog test
+        passes its own VOICE_STATE_UPDATE helper)."""
+        link = self.link
+        if link is None or not link.is_connected():
+            raise RuntimeError("the bot is not connected")
+        if outage_s <= 0:
+            raise ValueError("an outage lasts some time")
+        link._back_at = self.now + outage_s
+        link._outage_s = outage_s
+        link._gateway = gateway
+        await _notify(link._listener, "on_reconnecting", cause)
+        if gateway is not None:
+            result = gateway(None)
+            if inspect.isawaitable(result):
+                await result
+
+    async def _maybe_resume(self) -> None:
+        link = self.link
+        if link is None or link._back_at is None or self.now < link._back_at:
+            return
+        link._back_at = None
+        link.reconnects += 1
+        if link._gateway is not None:
+            result = link._gateway(link.channel_id)
+            if inspect.isawaitable(result):
+                await result
+        with self._lock:
+            if link.channel_id == self.channel.id:  # what a new voice session is told
+                for client in self._clients.values():
+                    if client.plan.present(self._frame):
+                        link._ws_message(_clients_connect(client.plan.user_id))
+                        link._ws_message(client.wire.speaking_event())
+        await _notify(link._listener, "on_resume", link._outage_s)
 
     async def resume_bot(self) -> None:
         """The voice connection dropped and resumed (op 9 RESUMED); nothing is lost."""
@@ -617,6 +685,7 @@ class FakeVoiceNetwork:
             self._deliver(kind, payload)
 
     async def _tick(self, on_tick: Optional[TickCallback]) -> None:
+        await self._maybe_resume()
         self.poll_receiver()
         if on_tick is not None:
             result = on_tick(self.clock())

@@ -95,7 +95,7 @@ class RecordingConnectionState(VoiceConnectionState):
         super().__init__(voice_client, hook=observer.ws_message)
 
     # discord.py assigns ``self.secret_key`` / ``self.state``; properties see each assignment.
-    @property  # type: ignore[override]
+    @property
     def secret_key(self) -> list[int]:
         return self.__dict__.get("_secret_key", discord.utils.MISSING)  # type: ignore[no-any-return]
 

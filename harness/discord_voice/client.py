@@ -26,7 +26,7 @@ def guild_payload(guild_id: int, *, voice_channels: Mapping[int, str], members: 
                   bot_id: int, name: str = "Fake guild") -> dict[str, Any]:
     """GUILD_CREATE for a guild where everyone may view, connect and speak."""
     everyone = discord.Permissions(view_channel=True, connect=True, speak=True, send_messages=True)
-    channels = [
+    channels: list[dict[str, Any]] = [
         {"id": str(cid), "guild_id": str(guild_id), "name": cname, "type": 2, "position": i,
          "permission_overwrites": [], "nsfw": False, "parent_id": None, "bitrate": 64000,
          "user_limit": 0, "rtc_region": None}

@@ -121,9 +121,9 @@ class FakeDiscordVoiceServer:
             await ep.runner.setup()
             site = web.TCPSite(ep.runner, self.host, 0)
             await site.start()
-            server = site._server
-            assert server is not None and getattr(server, "sockets", None)
-            ep.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            sockets = getattr(site._server, "sockets", None)  # port 0: ask which one it got
+            assert sockets
+            ep.port = int(sockets[0].getsockname()[1])
             ep.udp.start()
 
     async def start_media(self) -> None:

@@ -13,7 +13,7 @@ import tracemalloc
 
 from chunkrecorder.audio.opus import OPUS_SILENCE
 from chunkrecorder.objects import VoiceFrame
-from chunkrecorder.voice.receiver import PENDING_LIMIT, PENDING_MAX_AGE_S, PENDING_TOTAL
+from chunkrecorder.voice.receiver import PENDING_LIMIT, PENDING_MAX_AGE_S, PENDING_TOTAL, VoiceReceiver
 from chunkrecorder.voice.ws_events import VoiceWsEvents
 from harness.wire import WireGroup
 
@@ -30,7 +30,7 @@ class Clock:
         return self.t
 
 
-def _rig(dave: bool = False) -> tuple[WireGroup, Clock, list[VoiceFrame], object, VoiceWsEvents]:
+def _rig(dave: bool = False) -> tuple[WireGroup, Clock, list[VoiceFrame], VoiceReceiver, VoiceWsEvents]:
     group = WireGroup(channel_id=77, bot_user_id=999, seed=4, dave=dave, complexity=3)
     clock = Clock()
     out: list[VoiceFrame] = []
