@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from discord.voice_state import ConnectionFlowState, VoiceConnectionState
 
 from ..objects.frames import VoiceFrame
+from ..utils.background import BackgroundTasks
 from .dave import DaveyDecryptor
 from .link import DisconnectReason, VoiceStateVerdict
 from .receiver import VoiceReceiver
@@ -102,6 +103,7 @@ class DiscordVoiceLink:
         self._receiver: Optional[VoiceReceiver] = None
         self._listener: Any = None
         self._watcher: Optional[asyncio.Task[None]] = None
+        self._tasks = BackgroundTasks("voice link")
         self._cause: Optional[str] = None
         self._closed = False
         self._down_ws: Any = None  # the websocket a reconnect began on: "up" needs a new one
@@ -199,7 +201,11 @@ class DiscordVoiceLink:
         reason = self.tracker.ended(self._clock())
         self._close()
         if reason is not None:
-            self._spawn(self._report_end(reason))
+            report = self._report_end(reason)
+            try:
+                self._tasks.spawn(report, name="chunkrecorder-voice-ended")
+            except RuntimeError:  # no running loop (interpreter shutdown): nobody to tell
+                report.close()
 
     async def _report_end(self, reason: DisconnectReason) -> None:
         """Report the end once the gateway shows the bot out of voice.
@@ -224,14 +230,7 @@ class DiscordVoiceLink:
             return False
         return voice is not None and voice.channel is not None
 
-    def _spawn(self, coro: Any) -> None:
-        try:
-            task = asyncio.get_running_loop().create_task(coro)
-        except RuntimeError:
-            coro.close()
-            return
-        _background.add(task)
-        task.add_done_callback(_background.discard)
+
 
     # ---- internals ---------------------------------------------------------------
     def _emit(self, name: str, *args: Any) -> None:
@@ -266,8 +265,7 @@ class DiscordVoiceLink:
 
     def _start_watching(self) -> None:
         if self._watcher is None:
-            loop = asyncio.get_running_loop()
-            self._watcher = loop.create_task(self._watch(), name="chunkrecorder-voice-watch")
+            self._watcher = self._tasks.spawn(self._watch(), name="chunkrecorder-voice-watch")
 
     async def _watch(self) -> None:
         try:
@@ -309,9 +307,6 @@ class DiscordVoiceLink:
             except Exception:
                 log.debug("Socket listener already gone", exc_info=True)
             receiver.flush()
-
-
-_background: set["asyncio.Task[Any]"] = set()
 
 
 def _current_task() -> Optional["asyncio.Task[Any]"]:

@@ -3,11 +3,12 @@
 Every scenario is a short meeting against :mod:`harness.discord_voice` (the fake voice
 server and the voice half of the main gateway), recorded by a real ``Recorder``; the
 promoted files are decoded and compared with what each member said
-(:mod:`real_voice_fixtures`). Scenarios of a test run at once, at wall-clock pace.
+(:mod:`tests.support.real_voice`). Scenarios of a test run at once, at wall-clock pace.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,7 @@ from chunkrecorder.voice.link import DisconnectReason, VoiceStateVerdict
 from harness.discord_voice import voice_read_timeout
 from harness.impairments import Fate
 
-from real_voice_fixtures import (
+from tests.support.real_voice import (
     SOURCES,
     SPURTS,
     Bench,
@@ -28,7 +29,11 @@ from real_voice_fixtures import (
     silent_in,
 )
 
-pytestmark = pytest.mark.timeout(55)
+#: Meeting length of the reconnect scenarios. CI runs 10 s; issue 9's "a reconnect of any
+#: kind in a 60 s meeting" is ``CHUNKRECORDER_VOICE_SECONDS=60`` (run it locally).
+SECONDS = float(os.environ.get("CHUNKRECORDER_VOICE_SECONDS", "10"))
+
+pytestmark = pytest.mark.timeout(max(55.0, 2 * SECONDS + 35))
 
 A, B, C, D, E = 1001, 1002, 1003, 1004, 1005
 
@@ -182,12 +187,17 @@ async def test_reconnects_continue_one_meeting(tmp_path: Path) -> None:
 
     with voice_read_timeout(3.0):  # instead of discord.py's 30 s of silence
         async with Bench(tmp_path) as bench:
+            at = 4.0 if SECONDS <= 10 else SECONDS / 2  # the trouble comes mid-meeting
             runs = await bench.play(
-                Scenario("close 4014: voice server change, new key", _speakers(A, B), actions=[(4.0, server_change)]),
-                Scenario("close 4006: session no longer valid", _speakers(A, B), actions=[(4.0, await close(4006))]),
-                Scenario("1006: the connection drops", _speakers(A, B), actions=[(4.0, drop_tcp)]),
-                Scenario("read timeout: the server goes silent", _speakers(A, B), actions=[(3.0, stall)]),
-                Scenario("a close during the reconnect's handshake", _speakers(A, B), actions=[(4.0, close_twice)]),
+                Scenario("close 4014: voice server change, new key", _speakers(A, B), seconds=SECONDS,
+                         actions=[(at, server_change)]),
+                Scenario("close 4006: session no longer valid", _speakers(A, B), seconds=SECONDS,
+                         actions=[(at, await close(4006))]),
+                Scenario("1006: the connection drops", _speakers(A, B), seconds=SECONDS, actions=[(at, drop_tcp)]),
+                Scenario("read timeout: the server goes silent", _speakers(A, B), seconds=SECONDS,
+                         actions=[(at - 1.0, stall)]),
+                Scenario("a close during the reconnect's handshake", _speakers(A, B), seconds=SECONDS,
+                         actions=[(at, close_twice)]),
             )
     server_changed, closed, dropped, silent, twice = runs
     for run in runs:
@@ -204,7 +214,7 @@ async def test_reconnects_continue_one_meeting(tmp_path: Path) -> None:
     during = [(cid, v) for t, cid, v in twice.verdicts if 0 < t < twice.scenario.seconds]
     assert during == [(None, ch.RECONNECT), (twice.channel_ids[0], ch.SAME)] * 2, twice.verdicts
     # A new voice server: no leave at all; a new endpoint, a new key, the members' new SSRCs.
-    assert [v for t, _, v in server_changed.verdicts if 0 < t < 10] == []
+    assert [v for t, _, v in server_changed.verdicts if 0 < t < SECONDS] == []
     sessions = server_changed.calls[0].sessions
     assert len(sessions) == 2 and sessions[0].endpoint is not sessions[1].endpoint
     assert sessions[0].secret_key != sessions[1].secret_key

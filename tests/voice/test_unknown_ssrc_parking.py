@@ -17,7 +17,7 @@ from chunkrecorder.voice.receiver import PENDING_LIMIT, PENDING_MAX_AGE_S, PENDI
 from chunkrecorder.voice.ws_events import VoiceWsEvents
 from harness.wire import WireGroup
 
-from voice_signals import frames_of, speech_like
+from tests.support.signals import frames_of, speech_like
 
 FLOOD = 20_000
 

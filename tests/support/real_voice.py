@@ -41,7 +41,8 @@ from harness.impairments import Fate
 from harness.network import OpusCache
 from harness.sources import FRAME_SAMPLES, SAMPLE_RATE, Source, synthetic_speaker
 
-from lifecycle_fixtures import Track, decode_file
+from tests.support.lifecycle import Track
+from tests.support.signals import decode_file
 
 log = logging.getLogger("tests.real_voice")
 
@@ -53,6 +54,8 @@ ALIGN_TOLERANCE = int(0.020 * SAMPLE_RATE)
 #: whole test process (a busy CI machine): the stretch around it is left out of the
 #: comparisons, which are about the bot's logic, not the machine's scheduling.
 STALL_S = 0.06
+#: The same on the receiving side: consecutive frames arriving this far apart.
+RECEIVE_STALL_S = 0.1
 #: Speech is compared from this far into the meeting (the sink is attached just after
 #: the meeting starts; the first packets of a stream wait in the reorder buffer).
 SETTLE_S = 0.4
@@ -153,8 +156,8 @@ class Run:
     gaps: list[tuple[float, float]] = field(default_factory=list)  # meeting-time outages, all links
     stopped_at: Optional[float] = None
     snapshot: Any = None  # the session's counters just before it stopped
-    arrival_gaps: list[tuple[float, float]] = field(default_factory=list)  # (meeting time, seconds)
-    _last_arrival: dict[int, float] = field(default_factory=dict)
+    receive_stalls: list[tuple[float, float]] = field(default_factory=list)  # (meeting time, seconds)
+    _last_frame: dict[int, tuple[float, int]] = field(default_factory=dict)
     #: The bot's VOICE_STATE_UPDATEs as the cog sees them (discord.py's on_voice_state_update
     #: event) with the link's verdict asked right then: (meeting time, channel id, verdict).
     verdicts: list[tuple[float, Optional[int], Any]] = field(default_factory=list)
@@ -171,12 +174,14 @@ class Run:
         return time.monotonic() - (self.session.t0 if self.session is not None else 0.0)
 
     def feed(self, frame: Any) -> None:
-        """The session's sink, noting the longest wait between two frames of a speaker
-        (a starved receive thread shows here)."""
-        last = self._last_arrival.get(frame.user_id)
-        if last is not None and 0.1 < frame.arrival - last < 1.0:
-            self.arrival_gaps.append((frame.arrival - self.session.t0, frame.arrival - last))
-        self._last_arrival[frame.user_id] = frame.arrival
+        """The session's sink, noting receive stalls: two consecutive frames of a stream
+        (RTP timestamps 960 apart) whose arrivals are far apart were held up on this
+        side (a busy machine), not by the sender or the network."""
+        last = self._last_frame.get(frame.user_id)
+        if last is not None and (frame.timestamp - last[1]) % (1 << 32) == FRAME_SAMPLES \
+                and frame.arrival - last[0] > RECEIVE_STALL_S:
+            self.receive_stalls.append((frame.arrival - self.session.t0, frame.arrival - last[0]))
+        self._last_frame[frame.user_id] = (frame.arrival, frame.timestamp)
         self.session.feed(frame)
 
     def all_events(self) -> list[tuple[float, str, Any]]:
@@ -335,7 +340,7 @@ class SpeakerCheck:
     lags: dict[float, int]  # meeting second -> lag in samples
     corrs: dict[float, float]  # meeting second -> correlation of the window there
     silent_while_talking: list[tuple[float, float]]  # meeting-time spans (outside machine stalls)
-    stalls: int = 0  # frames the machine sent late (left out)
+    stalls: int = 0  # stretches the machine held up, sending or receiving (left out)
 
 
 def _member(run: Run, user_id: int) -> tuple[FakeCall, Any]:
@@ -377,6 +382,10 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
     for k in stalled:
         a = shift + (int(k) - 15) * FRAME_SAMPLES
         mask[max(0, a): max(0, min(n, a + 31 * FRAME_SAMPLES))] = False
+    held = [(t - gap, t) for t, gap in run.receive_stalls]
+    for a_s, b_s in held:
+        a, b = int((a_s - 0.3) * SAMPLE_RATE), int((b_s + 0.3) * SAMPLE_RATE)
+        mask[max(0, a): max(0, min(n, b))] = False
     for g0, g1 in run.gaps:
         for edge in (g0, g1):
             c = int(edge * SAMPLE_RATE)
@@ -389,7 +398,7 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
     lags: dict[float, int] = {}
     corrs: dict[float, float] = {}
     window = int(0.4 * SAMPLE_RATE)
-    for second in np.arange(1.0, n / SAMPLE_RATE - 0.5, 0.75):
+    for second in np.arange(1.0, n / SAMPLE_RATE - 0.5, 0.5):
         at = int(second * SAMPLE_RATE)
         k0 = (at - shift - CODEC_DELAY_SAMPLES) // FRAME_SAMPLES - 1
         k1 = (at + window - shift) // FRAME_SAMPLES + 1
@@ -409,6 +418,8 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
     for k in stalled:
         i = (shift + int(k) * FRAME_SAMPLES) // FRAME_SAMPLES
         near_stall[max(0, i - 15): max(0, i + 16)] = True
+    for a_s, b_s in held:
+        near_stall[max(0, int((a_s - 0.3) * 50)): max(0, int((b_s + 0.3) * 50))] = True
     silent = talked & (energy < 1e4) & ~near_stall
     silent[: int(SETTLE_S * 50)] = False
     spans: list[tuple[float, float]] = []
@@ -422,7 +433,7 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
             i = j
         else:
             i += 1
-    return SpeakerCheck(user_id, track, delivered, corr, lags, corrs, spans, len(stalled))
+    return SpeakerCheck(user_id, track, delivered, corr, lags, corrs, spans, len(stalled) + len(held))
 
 
 def local_fit(t: Track, at: int, *, window: int = int(0.4 * SAMPLE_RATE),
@@ -466,17 +477,17 @@ def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9)
         assert c.corr > min_corr, (f"{name}: user {uid}'s file does not hold what they said (r={c.corr:.3f}); "
                                    f"worst windows (second, r): {worst}; silent {c.silent_while_talking}; "
                                    f"gaps {run.gaps}; stats {[l.receiver.stats.as_dict() for l in run.links]}; "
-                                   f"session {run.snapshot}; arrival gaps {run.arrival_gaps[:8]}; media thread late by up to "
+                                   f"session {run.snapshot}; receive stalls {run.receive_stalls[:8]}; media thread late by up to "
                                    f"{run.server.media_lag_max_s * 1000:.0f} ms")
         off = {t: lag for t, lag in c.lags.items() if abs(lag) > ALIGN_TOLERANCE}
         assert not off, f"{name}: user {uid} misaligned (second -> samples): {off}"
-        assert len(c.lags) >= 3, f"{name}: user {uid} audible at too few points to check alignment: {c.lags}"
+        assert len(c.lags) >= 2, f"{name}: user {uid} audible at too few points to check alignment: {c.lags}"
         checks.append(c)
     stats = [l.receiver.stats for l in run.links]
     print(f"[{run.scenario.name}] length {length:.2f} s; " + "; ".join(
         f"user {c.user_id}: r>={c.corr:.3f}, lag {min(c.lags.values()) / 48:+.1f}..{max(c.lags.values()) / 48:+.1f} ms, "
         f"silent while talking {sum(b - a for a, b in c.silent_while_talking):.2f} s"
-        + (f" ({c.stalls} frames left out: the machine stalled)" if c.stalls else "") for c in checks)
+        + (f" ({c.stalls} machine stalls left out)" if c.stalls else "") for c in checks)
         + f"; outages {[(round(a, 2), round(b, 2)) for a, b in run.gaps]}; events {[(round(t, 2), n, a) for t, n, a in run.all_events()]}"
         + f"; dave_failed {sum(x.dave_failed for x in stats)}, unknown_ssrc {sum(x.unknown_ssrc for x in stats)}, "
           f"bad_mac {sum(x.bad_mac for x in stats)}; media thread late by up to {run.server.media_lag_max_s * 1000:.0f} ms")
