@@ -79,6 +79,7 @@ class ConnectionTracker:
         self._emit = emit
         self._recent_s = recent_s
         self._down_since: Optional[float] = None
+        self._noticed_at: Optional[float] = None
         self._cause = ""
         self._resumed_at: Optional[float] = None
         self._verdicts: deque[tuple[Optional[int], VoiceStateVerdict, float]] = deque(maxlen=32)
@@ -143,6 +144,7 @@ class ConnectionTracker:
             return
         self.state = LinkState.RECONNECTING
         self._down_since = alive_at if alive_at is not None and alive_at <= now else now
+        self._noticed_at = now
         self._cause = cause
         self._emit("on_reconnecting", cause)
 
@@ -172,5 +174,6 @@ class ConnectionTracker:
         return self.reason
 
     def overdue(self, now: float, limit_s: float) -> bool:
-        """A reconnect has taken ``limit_s`` or longer."""
-        return self.state is LinkState.RECONNECTING and self._down_since is not None and now - self._down_since >= limit_s
+        """discord.py has been reconnecting for ``limit_s`` or longer (counted from when
+        the drop was noticed: a read timeout notices it 30 s after the outage began)."""
+        return self.state is LinkState.RECONNECTING and self._noticed_at is not None and now - self._noticed_at >= limit_s

@@ -109,11 +109,13 @@ def test_retries_of_the_first_handshake_are_not_reconnects() -> None:
     assert t.state is LinkState.CONNECTED and heard.events == [] and t.reconnects == 0
 
 
-def test_a_reconnect_overdue_is_noticed() -> None:
+def test_a_reconnect_overdue_is_counted_from_when_the_drop_was_noticed() -> None:
     t, _ = connected()
     assert not t.overdue(100.0, 45.0)
-    t.down("the voice websocket stopped answering", 10.0)
-    assert not t.overdue(54.9, 45.0) and t.overdue(55.0, 45.0)
+    # A read timeout notices a dead connection 30 s after its last sign of life.
+    t.down("the voice websocket stopped answering", 40.0, alive_at=10.0)
+    assert t.down_since == 10.0
+    assert not t.overdue(84.9, 45.0) and t.overdue(85.0, 45.0)
 
 
 def test_verdicts_are_remembered_per_event_not_forever() -> None:
