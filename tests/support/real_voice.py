@@ -201,7 +201,7 @@ class Bench:
     async def __aenter__(self) -> "Bench":
         self.store = SqlRecordingService(self.tmp_path / "chunkrecorder.sqlite3")
         await self.store.open()
-        self.recorder = Recorder(store=self.store, data_dir=self.tmp_path, auto_promote=False, tick_s=0)
+        self.recorder = Recorder(store=self.store, data_dir=self.tmp_path)  # passive: the runs tick their sessions
         await self.recorder.start()
         return self
 
