@@ -16,7 +16,10 @@ What passes through untouched, as libdave/davey define it:
 * unencrypted frames while davey's per-user decryptor is in passthrough mode (during
   protocol transitions, for ~10 s after an upgrade); davey decides that itself;
 * unencrypted frames from a user the session has no decryptor for yet and while the
-  session is not ready (first join, before the welcome).
+  session is not ready (first join, before the welcome);
+* unencrypted frames while the call comes back from protocol 0: between the bot's
+  welcome into the new group and the upgrade's execution, members still send clear
+  frames, and davey only passes them once discord.py enables passthrough at execution.
 
 Anything else that fails (a frame with the DAVE trailer that cannot be opened, an
 unencrypted frame when passthrough is off, a replayed frame) is dropped: ``None``.
@@ -71,12 +74,17 @@ class DaveyDecryptor:
         self,
         session: Callable[[], Any],
         protocol_version: Callable[[], int] | None = None,
+        upgrading: Callable[[], bool] | None = None,
     ) -> None:
         import davey  # imported here so the cog's setup() can explain a missing davey
 
         self._audio = davey.MediaType.audio
         self._session = session
         self._protocol_version = protocol_version
+        #: The call is coming back from protocol 0 (discord.py's ``dave_downgraded``,
+        #: cleared when the upgrade's transition executes): members still send clear
+        #: frames until then, although the new group may already be ready here.
+        self._upgrading = upgrading
         self.failures = 0
 
     @classmethod
@@ -102,7 +110,7 @@ class DaveyDecryptor:
         try:
             return bytes(session.decrypt(user_id, self._audio, frame))
         except Exception as exc:  # davey raises ValueError; a pyo3 borrow clash RuntimeError
-            if not looks_encrypted(frame) and not session.ready:
+            if not looks_encrypted(frame) and (not session.ready or (self._upgrading is not None and self._upgrading())):
                 return frame
             self.failures += 1
             if self.failures <= 5 or self.failures % 500 == 0:

@@ -65,7 +65,7 @@ LEAVE_CONFIRM_S = 5.0
 _NEEDED = ("add_socket_listener", "remove_socket_listener", "voice_state_update", "voice_server_update",
            "disconnect", "_connect_websocket", "is_connected", "_wait_for_state", "_create_socket")
 _NEEDED_IN_INSTANCE = ("_expecting_disconnect", "hook", "_socket_reader", "_runner", "_connector",
-                       "dave_session", "dave_protocol_version", "_state_event")
+                       "dave_session", "dave_protocol_version", "dave_downgraded", "_state_event")
 
 
 class BridgeError(RuntimeError):
@@ -165,7 +165,8 @@ class DiscordVoiceLink:
             receiver = VoiceReceiver(
                 secret_key=bytes(key),
                 sink=_drop,
-                dave=DaveyDecryptor(lambda: state.dave_session, lambda: state.dave_protocol_version),
+                dave=DaveyDecryptor(lambda: state.dave_session, lambda: state.dave_protocol_version,
+                                    lambda: bool(state.dave_downgraded)),
                 clock=self._clock,
             )
             self._receiver = receiver

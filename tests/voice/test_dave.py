@@ -78,6 +78,18 @@ def test_unencrypted_frame_needs_passthrough_mode(group: DaveGroup) -> None:
     assert dec.decrypt(111, FRAME) == FRAME
 
 
+def test_clear_frames_pass_while_the_call_comes_back_from_protocol_0(group: DaveGroup) -> None:
+    """After a downgrade, the upgrade's new group can be ready here (the bot processed its
+    welcome) before the transition executes and members start encrypting again."""
+    upgrading = [True]
+    dec = DaveyDecryptor(lambda: group.bot, lambda: 1, lambda: upgrading[0])
+    assert dec.decrypt(111, FRAME) == FRAME
+    sealed = group.members[111].encrypt_opus(FRAME)
+    assert dec.decrypt(111, sealed) == FRAME
+    upgrading[0] = False  # executed: from now on davey's own passthrough decides
+    assert dec.decrypt(111, FRAME) is None
+
+
 def test_no_session_or_version_zero_passes_everything_through() -> None:
     assert DaveyDecryptor(lambda: None).decrypt(1, FRAME) == FRAME
     session = davey.DaveSession(1, 999, 5)
