@@ -179,7 +179,7 @@ class _LinkListener(BaseVoiceEventListener):
     async def on_disconnect(self, reason: str) -> None:
         await self._manager._link_dropped(self._live, self._link, reason)
 
-    def on_resume(self) -> None:
+    def on_resume(self, outage_s: float = 0.0) -> None:  # the outage: wiring of issue 9 is the lead's
         self._live.events.append(LinkEvent("resumed"))
 
     def on_move(self, channel_id: int) -> None:

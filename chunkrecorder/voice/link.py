@@ -71,9 +71,16 @@ class VoiceLink(Protocol):
     """One live voice connection the cog records from."""
 
     channel_id: int
-    receiver: "VoiceReceiver"
-    #: Reconnects completed so far (discord.py's own, each reported by ``on_resume``).
-    reconnects: int
+
+    @property
+    def receiver(self) -> "VoiceReceiver":
+        """The real receive path; the same object for the link's whole life."""
+        ...
+
+    @property
+    def reconnects(self) -> int:
+        """Reconnects completed so far (discord.py's own, each reported by ``on_resume``)."""
+        ...
 
     def is_connected(self) -> bool: ...
 
