@@ -27,8 +27,9 @@ import asyncio
 import inspect
 import logging
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Awaitable, Optional
 
+from ..utils.background import BackgroundTasks
 from .receiver import VoiceReceiver
 
 log = logging.getLogger("red.chunkrecorder.voice.ws")
@@ -43,7 +44,8 @@ CLIENT_DISCONNECT = 13
 EARLY_LIMIT = 2048
 _EARLY_OPS = frozenset({SPEAKING, CLIENT_CONNECT, CLIENTS_CONNECT, CLIENT_DISCONNECT})
 
-_background: set[asyncio.Task[Any]] = set()
+#: Listener coroutines run as tasks here: referenced until they end, their failures logged.
+_listener_tasks = BackgroundTasks("voice events")
 
 
 def notify(listener: Any, name: str, *args: Any) -> None:
@@ -64,15 +66,11 @@ def notify(listener: Any, name: str, *args: Any) -> None:
             if inspect.iscoroutine(result):
                 result.close()
             return
-        task = asyncio.ensure_future(result, loop=loop)
-        _background.add(task)
-        task.add_done_callback(_finished)
+        _listener_tasks.spawn(_awaited(result), name=f"chunkrecorder-voice-{name}", loop=loop)
 
 
-def _finished(task: "asyncio.Task[Any]") -> None:
-    _background.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("Voice event listener failed", exc_info=task.exception())
+async def _awaited(awaitable: Awaitable[Any]) -> None:
+    await awaitable
 
 
 class VoiceWsEvents:
