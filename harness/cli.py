@@ -3,7 +3,8 @@
     python -m harness simulate [--speakers N] [--source NAME=FILE ...] [--seconds S]
         [--flush-interval S] [--strategy per_user|mixed|hybrid] [--loss P] [--reorder P]
         [--duplicate P] [--jitter-ms J] [--seed K] [--db PATH] [--data-dir DIR]
-        [--realtime] [--json]
+        [--realtime] [--consent notice|optin] [--agree NAME[,NAME...]] [--note SECONDS=TEXT ...]
+        [--json]
     python -m harness recover --db PATH --data-dir DIR [--json]
 
 stdout holds the result only (a summary, or with ``--json`` exactly one JSON object);
@@ -21,6 +22,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence, TextIO
 
+from chunkrecorder.core.consent import ConsentMode
 from chunkrecorder.objects import Strategy
 from chunkrecorder.store import StoreError
 
@@ -63,6 +65,24 @@ def _source(text: str) -> tuple[str, Path]:
     return name, Path(path)
 
 
+def _note(text: str) -> tuple[float, str]:
+    at, sep, words = text.partition("=")
+    try:
+        seconds = float(at)
+    except ValueError:
+        seconds = -1.0
+    if not sep or not words.strip() or seconds < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not SECONDS=TEXT")
+    return seconds, words
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names nobody")
+    return names
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m harness",
@@ -95,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--db", type=Path, default=None, help="database file (default: in the data dir)")
     sim.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir, kept")
     sim.add_argument("--realtime", action="store_true", help="stream at wall-clock pace")
+    sim.add_argument("--consent", choices=[m.value for m in ConsentMode], default=ConsentMode.NOTICE.value,
+                     help="notice: record everyone (default); optin: only the speakers named by --agree")
+    sim.add_argument("--agree", type=_names, action="append", default=[], metavar="NAME[,NAME...]",
+                     help="under --consent optin, the speakers who agreed to be recorded")
+    sim.add_argument("--note", type=_note, action="append", default=[], metavar="SECONDS=TEXT",
+                     help="a note taken at that meeting time (repeatable): a label and a chapter of the mix")
     sim.add_argument("--json", action="store_true", help="one JSON object on stdout")
 
     rec = sub.add_parser("recover", help="start-up recovery of a crashed run, then promote it")
@@ -127,6 +153,9 @@ def options_from_args(args: argparse.Namespace) -> SimulateOptions:
         join_leave=args.join_leave,
         reconnect=args.reconnect,
         talk_spurts=not args.no_talk_spurts,
+        consent=ConsentMode(args.consent),
+        agree=[n for group in args.agree for n in group],
+        notes=list(args.note),
     )
 
 
@@ -154,6 +183,8 @@ def _summary_simulate(r: SimulationResult) -> str:
         f"{p['duplicates']} duplicated",
     ]
     lines += _summary_recordings(r.recordings)
+    if r.labels_path:
+        lines.append(f"Notes: {len(r.notes)} (labels {r.labels_path}; chapters in the mix)")
     lines.append(f"Database: {r.db}")
     return "\n".join(lines)
 

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from chunkrecorder.core.consent import ConsentGate, ConsentMode
 from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind, Strategy
 
 from .clock import SimulatedClock, WallClock
@@ -97,6 +98,11 @@ class SimulateOptions:
     impairments: Optional[Impairments] = None
     tick_s: float = 0.1
     workers: Optional[int] = None
+    #: ``notice`` records everyone; ``optin`` only the speakers named in ``agree``.
+    consent: ConsentMode = ConsentMode.NOTICE
+    agree: Sequence[str] = ()
+    #: ``(seconds, text)``: a note taken at that meeting time, as ``[p]record note`` does.
+    notes: Sequence[tuple[float, str]] = ()
 
     def validate(self) -> None:
         if not 0 < self.seconds <= 24 * 3600:
@@ -115,6 +121,13 @@ class SimulateOptions:
             self.build_impairments()
         except ValueError as exc:
             raise HarnessError(str(exc)) from None
+        if self.agree and ConsentMode(self.consent) is not ConsentMode.OPTIN:
+            raise HarnessError("--agree names who agreed under --consent optin; add --consent optin")
+        for at, text in self.notes:
+            if not 0 <= at <= self.seconds:
+                raise HarnessError(f"a note at {at:g} s is outside the meeting (0 to {self.seconds:g} s)")
+            if not text.strip():
+                raise HarnessError("a note needs some text: --note SECONDS=TEXT")
 
     def build_impairments(self) -> Impairments:
         if self.impairments is not None:
@@ -196,6 +209,11 @@ class SimulationResult:
     receive: dict[str, int] = field(default_factory=dict)
     network: Optional[FakeVoiceNetwork] = None
     plans: list[SpeakerPlan] = field(default_factory=list)
+    #: ``[{"at_ms": ..., "text": ...}]`` in time order, and the Audacity label track.
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    labels_path: Optional[str] = None
+    #: The speakers recorded (under ``--consent optin``: those who agreed).
+    recorded: list[int] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -210,6 +228,8 @@ class SimulationResult:
             "data_dir": str(self.data_dir),
             "length_ms": self.length_ms,
             "failed_chunks": self.failed_chunks,
+            "notes": list(self.notes),
+            "labels_path": self.labels_path,
         }
 
     def recording_for(self, user_id: Optional[int]) -> RecordingInfo:
@@ -353,6 +373,15 @@ def _recording_infos(recordings: Sequence[Any], names: dict[int, str]) -> list[R
     return out
 
 
+def _agreed_ids(names: Sequence[str], plans: Sequence[SpeakerPlan]) -> list[int]:
+    """The user ids of the speakers named in ``--agree``; an unknown name is an error."""
+    by_name = {str(p.name): p.user_id for p in plans}
+    unknown = [n for n in names if n not in by_name]
+    if unknown:
+        raise HarnessError(f"--agree names no speaker {', '.join(unknown)} (speakers: {', '.join(by_name)})")
+    return [by_name[n] for n in names]
+
+
 def _progress_adapter(hook: Optional[ProgressHook]) -> Optional[Callable[[Any], None]]:
     if hook is None:
         return None
@@ -404,20 +433,32 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
         link = await net.connector(net.channel)
         settings = MeetingSettings(strategy=Strategy(opts.strategy), flush_interval_s=opts.flush_interval,
                                    channels=opts.channels)
+        # The cog's consent gate, per frame before the pipeline: under optin only the
+        # speakers who agreed are recorded at all.
+        gate = ConsentGate(ConsentMode(opts.consent), agreed=_agreed_ids(opts.agree, plans))
         session = await recorder.start_meeting(guild_id=GUILD_ID, channel_id=CHANNEL_ID,
-                                               started_by=plans[0].user_id, settings=settings, clock=clock)
+                                               started_by=plans[0].user_id, settings=settings, clock=clock,
+                                               accept_user=gate.accepts)
         meeting_id = session.meeting.id
         net.rebase()  # the network's t=0 is the meeting's t=0
         link.receiver.set_sink(session.feed)
         log.info("meeting %s: %d speaker(s), %.1f s, flush every %.1f s, %s", meeting_id, len(plans),
                  seconds, opts.flush_interval, Strategy(opts.strategy).value)
 
-        stream_progress = None
-        if on_progress is not None:
-            def stream_progress(done: int, total: int) -> None:
-                on_progress("streaming", done * 0.02, total * 0.02)
+        # The meeting streams in stretches between the notes: each note is taken when the
+        # meeting's clock reaches it, through the recorder's add_note as the cog does.
+        done_s = 0.0
+        for at, text in sorted(opts.notes, key=lambda n: n[0]) + [(seconds, "")]:
+            at = min(at, seconds)
+            stream_progress = None
+            if on_progress is not None:
+                def stream_progress(done: int, total: int, _base: float = done_s) -> None:
+                    on_progress("streaming", _base + done * 0.02, seconds)
 
-        await net.run(seconds, on_tick=recorder.tick, tick_s=opts.tick_s, progress=stream_progress)
+            await net.run(at - done_s, on_tick=recorder.tick, tick_s=opts.tick_s, progress=stream_progress)
+            done_s = max(done_s, at)
+            if text:
+                await recorder.add_note(meeting_id, author_id=plans[0].user_id, text=text)
         await net.drain(on_tick=recorder.tick)
         await asyncio.to_thread(link.receiver.flush)
         counts: dict[str, int] = {}
@@ -463,6 +504,9 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
             receive=rstats.as_dict(),
             network=net,
             plans=plans,
+            notes=[{"at_ms": n.at_ms, "text": n.text} for n in promotion.notes],
+            labels_path=str(Path(promotion.labels_path).resolve()) if promotion.labels_path else None,
+            recorded=[p.user_id for p in plans if gate.accepts(p.user_id)],
         )
     finally:
         if link is not None and link.is_connected():

@@ -115,6 +115,22 @@ class Recording:
 
 
 @dataclass(frozen=True, slots=True)
+class Note:
+    """A note taken during a meeting (``[p]record note``): a marker at ``at_ms`` from t=0.
+
+    It becomes a line of the meeting's Audacity label track and a chapter of its mixed
+    MP3; its text is its author's data (erased on their data deletion request).
+    """
+
+    id: str
+    meeting_id: str
+    at_ms: int
+    author_id: int
+    text: str
+    created_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkCounts:
     """Temp rows of a meeting by status; what `[p]record status` and the harness report."""
 

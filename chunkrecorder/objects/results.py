@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Optional
 
-from .records import Meeting, Recording, RecordingKind
+from .records import Meeting, Note, Recording, RecordingKind
 
 __all__ = ["NewRecording", "MeetingPipeline", "TrackAssembly", "Phase", "Progress", "PromotionResult",
            "RecoveryReport", "CleanupReport", "SessionSnapshot", "RemovalReport"]
@@ -63,6 +63,10 @@ class PromotionResult:
     recordings: list[Recording]
     failed_chunks: int
     length_ms: int
+    #: The meeting's notes, in time order (chapters of the mix, lines of the label track).
+    notes: tuple[Note, ...] = ()
+    #: The Audacity label track beside the recordings; None when nobody took a note.
+    labels_path: Optional[str] = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,7 +31,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..audio import mp3
+from ..audio import id3, mp3
 from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TranscodeStatus
 from ..objects.results import NewRecording, TrackAssembly
 from ..store.service import SqlRecordingService
@@ -185,14 +185,22 @@ class Assembler:
         return frame * frames
 
     # ------------------------------------------------------------------ finishing
-    async def finalize(self, meeting: Meeting, track: TrackAssembly) -> NewRecording:
-        """Rename the complete ``.part`` to the final name (idempotent) and describe the file."""
+    async def finalize(self, meeting: Meeting, track: TrackAssembly, *, tag: bytes = b"") -> NewRecording:
+        """Rename the complete ``.part`` to the final name (idempotent) and describe the file.
+
+        With a ``tag`` (``markers.track_tag``: ID3v2 before the first frame) the final
+        file is the tag then the ``.part``'s frames, untouched; its sha256 and size are
+        the tagged file's.
+        """
         key = (meeting.id, track.user_id)
         running = self._hashes.get(key)
-        sha = running.sha.copy() if running and running.size == track.assembled_bytes else None
+        sha = running.sha.copy() if running and running.size == track.assembled_bytes and not tag else None
         part = self._layout.part_path(meeting.id, track.user_id)
         final = self._layout.recording_path(meeting.id, track.user_id)
-        digest = await run_blocking(_finalize, part, final, track.assembled_bytes, sha)
+        if tag:
+            digest = await run_blocking(_finalize_tagged, part, final, track.assembled_bytes, tag)
+        else:
+            digest = await run_blocking(_finalize, part, final, track.assembled_bytes, sha)
         samples = track.assembled_frames * mp3.FRAME
         is_mix = track.user_id == MIX_USER_ID
         return NewRecording(
@@ -202,7 +210,7 @@ class Assembler:
             path=str(final),
             duration_in_ms=round(samples * 1000 / meeting.sample_rate),
             sha256=digest,
-            size_bytes=track.assembled_bytes,
+            size_bytes=len(tag) + track.assembled_bytes,
         )
 
 
@@ -271,6 +279,36 @@ def _append(
         os.fsync(fh.fileno())
         size = fh.tell()
     return size, frames_added, sha, unreadable
+
+
+def _finalize_tagged(part: Path, final: Path, expected: int, tag: bytes) -> str:
+    """``final`` = ``tag`` + the ``.part``'s first ``expected`` bytes (worker thread; idempotent).
+
+    The tagged file is written beside the ``.part`` and renamed over ``final`` before the
+    ``.part`` goes, so a crash anywhere leaves either the ``.part`` (this runs again) or
+    the finished file (checked: the same tag, then ``expected`` bytes).
+    """
+    if part.exists():
+        size = part.stat().st_size
+        if size < expected:
+            raise AssemblyError(f"{part.name} has {size} bytes, fewer than the {expected} assembled")
+        id3.write_with_tag(final, tag, part, offset=0, length=expected)
+        part.unlink()
+        fsync_dir(final.parent)
+    else:
+        try:
+            with open(final, "rb") as fh:
+                head = fh.read(len(tag))
+            ok = head == tag and final.stat().st_size == len(tag) + expected
+        except OSError:
+            ok = False
+        if not ok:
+            raise AssemblyError(f"{final.name} is missing or not the {expected} bytes assembled under its tag")
+    h = hashlib.sha256()
+    with open(final, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _finalize(part: Path, final: Path, expected: int, sha: Optional["hashlib._Hash"]) -> str:

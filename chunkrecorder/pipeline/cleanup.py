@@ -70,6 +70,10 @@ class Cleaner:
             recs = len(gone)
             n, b = await run_blocking(remove_files, [r.path for r in gone])
             files, freed = files + n, freed + b
+            # a meeting's label track (its notes) goes with its last recording
+            emptied = [m for m in {r.meeting_id for r in gone} if not await store.recordings_for_meeting(m)]
+            n, b = await run_blocking(remove_files, [self._layout.labels_path(m) for m in emptied])
+            files, freed = files + n, freed + b
 
         finished = {m.id for m in await store.meetings_with_status(*_DONE)}
         existing = await store.all_meeting_ids()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from ..objects.records import ChunkCounts, Meeting, Recording
+from ..objects.records import ChunkCounts, Meeting, Note, Recording
 from ..store.service import SqlRecordingService
 
 __all__ = ["Library"]
@@ -41,3 +41,7 @@ class Library:
     async def chunk_counts(self, meeting_id: str) -> ChunkCounts:
         """A meeting's chunks by transcode status (what ``[p]record status`` shows)."""
         return await self._store.chunk_counts(meeting_id)
+
+    async def notes(self, meeting_id: str) -> list[Note]:
+        """A meeting's notes in time order (``[p]recordings info``, the label track)."""
+        return await self._store.notes_for_meeting(meeting_id)

@@ -72,6 +72,11 @@ class Layout:
     def recording_path(self, meeting_id: str, user_id: int) -> Path:
         return self.recordings_dir / self.recording_name(meeting_id, user_id)
 
+    def labels_path(self, meeting_id: str) -> Path:
+        """The meeting's Audacity label track (its notes), beside its recordings; the
+        ``recording_<meeting>_`` prefix makes it go wherever the meeting's files go."""
+        return self.recordings_dir / f"recording_{meeting_id}_labels.txt"
+
     def part_path(self, meeting_id: str, user_id: int) -> Path:
         path = self.recording_path(meeting_id, user_id)
         return path.with_name(path.name + PART_SUFFIX)

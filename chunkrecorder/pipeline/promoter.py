@@ -4,6 +4,8 @@
 2. wait for the meeting's QUEUED/IN_PROGRESS chunks, reporting progress, up to a timeout;
 3. assemble the tracks to the end (most of each track was assembled while recording);
 4. rename each complete ``.part`` to its final name and describe it (sha256, size, duration);
+   the mix of a meeting with notes gets their chapters as an ID3v2 tag before its first
+   frame (``markers.track_tag``), and the notes become ``labels.txt`` beside the files;
 5. one transaction: ``recordings`` rows in, temp rows out (unless kept), meeting PROMOTED;
 6. remove the meeting's chunk folder.
 
@@ -21,19 +23,22 @@ import contextlib
 import inspect
 import logging
 import time
-from typing import AsyncIterator, Awaitable, Callable, Optional, Union
+from pathlib import Path
+from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Union
 
-from ..objects.records import Meeting, MeetingStatus, TranscodeStatus
+from ..objects.records import Meeting, MeetingStatus, Note, TranscodeStatus
 from ..objects.results import Phase, Progress, PromotionResult
 from ..store.service import SqlRecordingService, StoreError
 from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .assembler import Assembler
 from .errors import PipelineError, PromotionTimeout
-from .paths import Layout, clear_folder
+from . import markers
+from .paths import Layout, clear_folder, remove_files, write_atomic
 from .recovery import adopt_orphans, expected_frames, settle_length
 
 __all__ = [
+    "write_labels",
     "Progress",
     "ProgressCallback",
     "PromotionResult",
@@ -57,6 +62,16 @@ async def report(progress: Optional[ProgressCallback], phase: Phase, done: int, 
             await result
     except Exception:  # noqa: BLE001
         log.exception("progress callback failed")
+
+
+async def write_labels(layout: Layout, meeting_id: str, notes: Sequence[Note]) -> Optional[Path]:
+    """The meeting's Audacity label track from its notes (removed when it has none left)."""
+    path = layout.labels_path(meeting_id)
+    if not notes:
+        await run_blocking(remove_files, [path])
+        return None
+    await run_blocking(write_atomic, path, markers.labels_text(notes).encode("utf-8"))
+    return path
 
 
 class Promoter:
@@ -183,6 +198,7 @@ class Promoter:
         want = expected_frames(meeting)
         tracks = await store.tracks_for_meeting(meeting_id)
         files = []
+        notes = await store.notes_for_meeting(meeting_id)
         async with self._assembler.lock(meeting_id):
             for i, track in enumerate(tracks):
                 if want is not None and track.assembled_frames != want:
@@ -190,8 +206,10 @@ class Promoter:
                         f"Track {track.user_id} of meeting `{meeting_id}` has {track.assembled_frames} "
                         f"frames, expected {want}."
                     )
-                files.append(await self._assembler.finalize(meeting, track))
+                tag = markers.track_tag(meeting, track.user_id, notes)
+                files.append(await self._assembler.finalize(meeting, track, tag=tag))
                 await report(progress, "assembling", i + 1, len(tracks))
+        await write_labels(self._layout, meeting_id, notes)
         pipe = await store.meeting_pipeline(meeting_id)
         counts = await store.chunk_counts(meeting_id)
         keep = pipe.keep_temp or counts.failed > 0
@@ -215,12 +233,17 @@ class Promoter:
 
     async def _result(self, meeting: Meeting, *, failed: int) -> PromotionResult:
         recordings = await self._store.recordings_for_meeting(meeting.id)
+        notes = await self._store.notes_for_meeting(meeting.id)
+        labels = self._layout.labels_path(meeting.id)
+        has_labels: bool = bool(notes) and await run_blocking(labels.is_file)
         length = meeting.length_samples or 0
         return PromotionResult(
             meeting=meeting,
             recordings=recordings,
             failed_chunks=failed,
             length_ms=round(length * 1000 / meeting.sample_rate),
+            notes=tuple(notes),
+            labels_path=str(labels) if has_labels else None,
         )
 
     def _clear_chunks(self, meeting_id: str, keep: set[str]) -> None:

@@ -30,13 +30,15 @@ Nothing here touches Discord. Errors meant for users are :class:`PipelineError`
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Union
 
 from ..objects.frames import MeetingSettings
-from ..objects.records import MeetingStatus, TempRecording
+from ..audio import id3
+from ..objects.records import MIX_USER_ID, MeetingStatus, Note, RecordingKind, TempRecording
 from ..objects.results import RemovalReport
 from ..store.service import NotFound, SqlRecordingService
 from ..utils.background import BackgroundTasks
@@ -47,7 +49,8 @@ from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
 from .library import Library
 from .paths import Layout, clear_folder, folder_size, remove_files
-from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report
+from . import markers
+from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report, write_labels
 from .recovery import Recovery, RecoveryReport, settle_length
 from .session import RecordingSession, SessionSnapshot
 from .transcoder import ChunkEncoder, ExecutorKind, RetryPolicy, Transcoder
@@ -303,6 +306,52 @@ class Recorder:
         self.transcoder.wake()
         return await self.promoter.promote(meeting_id, progress=progress, timeout_s=_BACKGROUND_PROMOTION_S)
 
+    # ------------------------------------------------------------------ notes
+    async def add_note(self, meeting_id: str, *, author_id: int, text: str,
+                       at_ms: Optional[int] = None) -> Note:
+        """A note in a meeting being recorded, at its current time (or at ``at_ms``).
+
+        The note becomes a line of the meeting's label track and a chapter of its mix
+        when the meeting is promoted. :class:`PipelineError` if the meeting is not being
+        recorded here.
+        """
+        session = self._sessions.get(meeting_id)
+        if session is None or session.finished:
+            raise PipelineError(f"Meeting `{meeting_id}` is not being recorded; notes are taken while it runs.")
+        if at_ms is None:
+            at_ms = int(round(session.elapsed_s() * 1000))
+        return await self.store.add_note(meeting_id, at_ms=max(0, int(at_ms)), author_id=author_id, text=text)
+
+    async def _erase_notes(self, user_id: int) -> tuple[int, int]:
+        """A user's notes, and what finished files were made of them: each such promoted
+        meeting's label track is rewritten and its mix re-tagged without them."""
+        files = freed = 0
+        for mid in await self.store.delete_notes_of_author(user_id):
+            try:
+                meeting = await self.store.get_meeting(mid)
+            except NotFound:
+                continue
+            if meeting.status is not MeetingStatus.PROMOTED:
+                continue  # promotion reads the notes left when it runs
+            notes = await self.store.notes_for_meeting(mid)
+            await write_labels(self.layout, mid, notes)
+            for rec in await self.store.recordings_for_meeting(mid):
+                if rec.kind is RecordingKind.MIXED:
+                    tag = markers.track_tag(meeting, MIX_USER_ID, notes)
+                    sha, size = await run_blocking(_retag, Path(rec.path), tag)
+                    await self.store.set_recording_file(rec.id, sha256=sha, size_bytes=size)
+                    files += 1
+        return files, freed
+
+    async def _drop_labels_if_empty(self, meeting_ids: set[str]) -> int:
+        """A meeting's label track goes with its last recording (the notes stay with the meeting)."""
+        removed = 0
+        for mid in meeting_ids:
+            if not await self.store.recordings_for_meeting(mid):
+                n, _b = await run_blocking(remove_files, [self.layout.labels_path(mid)])
+                removed += n
+        return removed
+
     # ------------------------------------------------------------------ removal
     async def erase_user(self, user_id: int) -> RemovalReport:
         """Remove everything of a user that is not part of a mix; mixes stay.
@@ -327,6 +376,8 @@ class Recorder:
         recs, temps = await self.store.user_data(user_id)
         await self.store.delete_user_rows(user_id)
         n, b = await run_blocking(remove_files, [*(r.path for r in recs), *_chunk_files(temps)])
+        n += await self._drop_labels_if_empty({r.meeting_id for r in recs})
+        await self._erase_notes(user_id)
         result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b)
         log.info("erased user %s: %s", user_id, result)
         return result
@@ -335,6 +386,7 @@ class Recorder:
         """One finished file: its row, then the file. ``NotFound`` if it is not in ``guild_id``."""
         rec = await self.store.delete_recording(recording_id, guild_id=guild_id)
         files, freed = await run_blocking(remove_files, [rec.path])
+        files += await self._drop_labels_if_empty({rec.meeting_id})
         return RemovalReport(rows=1, files=files, bytes_freed=freed)
 
     async def delete_meeting(self, meeting_id: str, *, guild_id: int) -> RemovalReport:
@@ -460,6 +512,20 @@ class Recorder:
                     await out
             except Exception:  # noqa: BLE001
                 log.exception("on_promoted hook failed")
+
+
+def _retag(path: Path, tag: bytes) -> tuple[str, int]:
+    """Replace the ID3v2 tag at the head of a finished file (its frames untouched); returns
+    the new sha256 and size (blocking)."""
+    with open(path, "rb") as fh:
+        head = fh.read(id3.HEADER_SIZE)
+    old = id3.tag_length(head)
+    size = id3.write_with_tag(path, tag, path, offset=old, length=path.stat().st_size - old)
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest(), size
 
 
 def _chunk_files(temps: list[TempRecording]) -> list[str]:

@@ -214,6 +214,11 @@ class RecordingSession:
     def finished(self) -> bool:
         return self._finished
 
+    def elapsed_s(self) -> float:
+        """The meeting's time now: seconds from t=0 on the session's clock (where a note
+        taken now belongs in every file of the meeting)."""
+        return min(max(0.0, self._clock() - self.t0), self._max_len / self.grid.sample_rate)
+
     async def forget_user(self, user_id: int) -> None:
         """Erasure: drop what is buffered of a user and refuse their frames from now on.
 

@@ -107,7 +107,25 @@ V3: Sequence[str] = (
     """,
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3)
+#: Version 4 (issue 12; the number issue 8 reserved was not on main yet, so this is the
+#: next free one): notes taken during a meeting, each a marker at ``at_ms`` from t=0
+#: with its author. They go with their meeting (cascade) and with their author's data.
+V4: Sequence[str] = (
+    """
+    CREATE TABLE notes (
+        id          TEXT    PRIMARY KEY CHECK (length(id) = 16),
+        meeting_id  TEXT    NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        at_ms       INTEGER NOT NULL CHECK (at_ms >= 0),
+        author_id   INTEGER NOT NULL,
+        text        TEXT    NOT NULL,
+        created_at  REAL    NOT NULL
+    )
+    """,
+    "CREATE INDEX notes_meeting ON notes (meeting_id, at_ms)",
+    "CREATE INDEX notes_author ON notes (author_id)",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3, V4)
 
 #: The version a fully migrated database reports in ``PRAGMA user_version``.
 LATEST_VERSION = len(MIGRATIONS)

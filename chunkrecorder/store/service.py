@@ -12,13 +12,13 @@ from __future__ import annotations
 from ..objects.errors import NotFound, StoreError
 from ..objects.results import NewRecording, TrackAssembly
 from .database import new_id
-from .tables import MeetingsTable, RecordingsTable, TempRecordingsTable, TracksTable
+from .tables import MeetingsTable, NotesTable, RecordingsTable, TempRecordingsTable, TracksTable
 
 __all__ = ["SqlRecordingService", "NewRecording", "StoreError", "NotFound", "TrackAssembly", "new_id"]
 
 
-class SqlRecordingService(MeetingsTable, TempRecordingsTable, RecordingsTable, TracksTable):
-    """CRUD for ``meetings``, ``temp_recordings``, ``recordings`` and ``tracks``.
+class SqlRecordingService(MeetingsTable, TempRecordingsTable, RecordingsTable, TracksTable, NotesTable):
+    """CRUD for ``meetings``, ``temp_recordings``, ``recordings``, ``tracks`` and ``notes``.
 
     Use ``async with SqlRecordingService(path) as store`` or ``await store.open()``.
     """

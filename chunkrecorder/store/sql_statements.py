@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from ..objects.records import Meeting, Recording, TempRecording
+from ..objects.records import Meeting, Note, Recording, TempRecording
 from ..objects.results import MeetingPipeline, TrackAssembly
 from .rows import columns
 
@@ -93,6 +93,12 @@ __all__ = [
     "TRACKS_FETCH_FOR_MEETING",
     "TRACKS_ADVANCE",
     "TRACKS_DELETE_FOR_USER_UNFINISHED",
+    # notes (V4)
+    "NOTE_COLUMNS",
+    "NOTES_INSERT",
+    "NOTES_FETCH_FOR_MEETING",
+    "NOTES_DELETE_FOR_AUTHOR",
+    "RECORDINGS_SET_FILE",
 ]
 
 # ------------------------------------------------------------------ connection
@@ -391,4 +397,26 @@ TRACKS_DELETE_FOR_USER_UNFINISHED: Final = """
 DELETE FROM tracks
 WHERE user_id = :user_id AND meeting_id IN (SELECT id FROM meetings WHERE status != 'PROMOTED')
 RETURNING meeting_id
+"""
+
+# ------------------------------------------------------------------ notes (V4)
+NOTE_COLUMNS: Final = columns(Note)
+
+NOTES_INSERT: Final = f"""
+INSERT INTO notes (id, meeting_id, at_ms, author_id, text, created_at)
+VALUES (:id, :meeting_id, :at_ms, :author_id, :text, :created_at)
+RETURNING {NOTE_COLUMNS}
+"""
+
+NOTES_FETCH_FOR_MEETING: Final = f"""
+SELECT {NOTE_COLUMNS} FROM notes WHERE meeting_id = :meeting_id ORDER BY at_ms, created_at, id
+"""
+
+#: A data deletion: the author's notes go; the meetings they were in are returned so
+#: that files made from them (labels, chapters) can be rewritten without them.
+NOTES_DELETE_FOR_AUTHOR: Final = "DELETE FROM notes WHERE author_id = :author_id RETURNING meeting_id"
+
+#: A finished file rewritten in place (its tag changed): its new digest and size.
+RECORDINGS_SET_FILE: Final = """
+UPDATE recordings SET sha256 = :sha256, size_bytes = :size_bytes WHERE id = :id RETURNING id
 """

@@ -18,7 +18,7 @@ from typing import Iterable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
-from chunkrecorder.audio import mp3
+from chunkrecorder.audio import id3, mp3
 from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES, FRAME_SAMPLES
 from chunkrecorder.objects import VoiceFrame
 from chunkrecorder.pipeline.timeline import Grid
@@ -66,8 +66,10 @@ def assemble(frames: Iterable[VoiceFrame], *, first_timestamp: int, length: int)
 
 
 def decode_file(path: str | Path, channels: int = 1) -> np.ndarray:
-    """A promoted MP3 as float64 mono at 48 kHz (channels averaged), untrimmed: what a player hears."""
-    pcm = mp3.decode(Path(path).read_bytes(), channels=channels)
+    """A promoted MP3 as float64 mono at 48 kHz (channels averaged), untrimmed: what a player hears
+    (a player skips an ID3v2 tag before the first frame, as the mix's chapters)."""
+    data = Path(path).read_bytes()
+    pcm = mp3.decode(data[id3.tag_length(data[: id3.HEADER_SIZE]):], channels=channels)
     return pcm.astype(np.float64).mean(axis=1)
 
 

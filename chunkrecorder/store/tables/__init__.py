@@ -4,8 +4,9 @@
 """
 
 from .meetings import MeetingsTable
+from .notes import NotesTable
 from .recordings import RecordingsTable
 from .temp_recordings import TempRecordingsTable
 from .tracks import TracksTable
 
-__all__ = ["MeetingsTable", "RecordingsTable", "TempRecordingsTable", "TracksTable"]
+__all__ = ["MeetingsTable", "NotesTable", "RecordingsTable", "TempRecordingsTable", "TracksTable"]
