@@ -27,7 +27,7 @@ from .i18n import _
 from .objects.errors import StoreError
 from .pipeline.recorder import Recorder
 from .store import SqlRecordingService
-from .tasks import CleanupJob, RestartJob, Ticker
+from .tasks import AutoRecordJob, CleanupJob, RestartJob, Ticker
 from .utils.background import BackgroundTasks
 from .voice.link import VoiceLink
 
@@ -68,6 +68,7 @@ class ChunkRecorder(
             recorder=Recorder(store=self.store, data_dir=self.data_dir),
         )
         self.ticker = Ticker(self.service.meetings)
+        self.autorecord = AutoRecordJob(bot, self.service)
         self.tasks = BackgroundTasks("cog")
 
     @property
@@ -94,8 +95,11 @@ class ChunkRecorder(
         self.tasks.spawn(self.ticker.run(), name="chunkrecorder-ticker")
         self.tasks.spawn(CleanupJob(self.bot, self.service).run(), name="chunkrecorder-cleanup")
         self.tasks.spawn(RestartJob(self.bot, self.service, report).run(), name="chunkrecorder-restart")
+        self.tasks.spawn(self.autorecord.run(), name="chunkrecorder-autorecord")
+        self.bot.add_view(self.service.flows.views.persistent())  # consent buttons, across restarts
 
     async def cog_unload(self) -> None:
+        self.service.flows.views.close()
         await self.tasks.cancel_all()
         await self.service.close()
         await self.store.close()

@@ -13,19 +13,22 @@ from typing import TYPE_CHECKING, Any, Callable, Optional, cast
 import discord
 from discord import app_commands
 from redbot.core import commands
-from redbot.core.utils.chat_formatting import humanize_timedelta, pagify
+from redbot.core.utils.chat_formatting import escape, humanize_timedelta, pagify
 
 from ..core.abc import MixinMeta
 from ..core.errors import ControlDenied, UserError
 from ..core.flows import text_prefix
-from ..core.formatting import chunk_summary, human_size, names
+from ..core.formatting import chunk_summary, clock_duration, human_size, names
 from ..core.permissions import may_control
 from ..i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.commands import Context
 
-__all__ = ["RecordCommands", "ControlDenied", "can_control"]
+__all__ = ["RecordCommands", "ControlDenied", "NOTE_MAX_CHARS", "can_control"]
+
+#: A note's length: a chapter title and a label line, not an essay.
+NOTE_MAX_CHARS = 300
 
 
 def can_control() -> Callable[[Any], Any]:
@@ -94,6 +97,8 @@ class RecordCommands(MixinMeta):
             # and the files follow in the channel, as for the prefix form.
             await ctx.send(_("⏹️ Stopping the recording of **{channel}**; the files follow here.").format(
                 channel=live.channel_name))
+        # An admin's stop wins over an auto-record rule until the channel empties.
+        await self.service.pause_autorecord(ctx.guild.id, live.channel_id)
         await self.service.flows.finish(ctx.guild, ctx.channel, reason=_("stopped by {member}").format(
             member=ctx.author.display_name))
 
@@ -118,6 +123,13 @@ class RecordCommands(MixinMeta):
             _("Disk used: {disk} on disk, {memory} in memory.").format(
                 disk=human_size(disk), memory=human_size(snap.buffered_bytes)),
         ]
+        shown = self.service.flows.notices.indicator_words(live)
+        if shown:
+            lines.append(shown)
+        if live.consent.optin:
+            lines.append(_("Consent: only members who agreed are recorded ({agreed} agreed for this meeting; "
+                           "`{command}`).").format(agreed=len(live.consent.agreed),
+                                                   command=f"{await text_prefix(ctx)}record optin"))
         if live.ending:
             lines.append(_("It is stopping now."))
         if live.events:
@@ -132,7 +144,9 @@ class RecordCommands(MixinMeta):
         assert ctx.guild is not None
         await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, True)
         optin = f"{ctx.clean_prefix}record optin"
-        if self.service.live(ctx.guild.id):
+        live = self.service.live(ctx.guild.id)
+        if live:
+            live.consent.withdraw(ctx.author.id)
             await ctx.send(_("Done: I won't record your voice in this server. From now on your audio is dropped "
                              "from the current recording too. `{command}` undoes it.").format(command=optin))
         else:
@@ -140,8 +154,30 @@ class RecordCommands(MixinMeta):
                 command=optin))
 
     @record.command(name="optin", with_app_command=False)
-    async def record_optin(self, ctx: "Context") -> None:
-        """Allow recording my voice in this server again."""
+    async def record_optin(self, ctx: "Context", scope: str = "") -> None:
+        """Allow recording my voice here: undo an opt-out, and where members must agree, agree.
+
+        `[p]record optin` agrees for the meeting running now; `[p]record optin always` for every recording here.
+        """
         assert ctx.guild is not None
-        await self.service.settings.set_opt_out(ctx.guild.id, ctx.author.id, False)
-        await ctx.send(_("Done: your voice will be recorded again when a recording runs in this server."))
+        if scope.strip().lower() not in ("", "always"):
+            raise UserError(_("`{value}` is not a choice: `{command}` or `{always}`.").format(
+                value=scope, command=f"{ctx.clean_prefix}record optin", always=f"{ctx.clean_prefix}record optin always"))
+        await ctx.send(await self.service.flows.agree(ctx.guild, ctx.author.id, always=bool(scope.strip()),
+                                                      prefix=ctx.clean_prefix))
+
+    @record.command(name="note")
+    @app_commands.describe(text="What to mark at this moment of the meeting (up to 300 characters).")
+    async def record_note(self, ctx: "Context", *, text: str) -> None:
+        """Mark this moment of the recording with a note (a chapter in the mixed file).
+
+        Example: `[p]record note Budget discussion starts`.
+        """
+        assert ctx.guild is not None
+        text = text.strip()
+        if not text or len(text) > NOTE_MAX_CHARS:
+            raise UserError(_("A note is 1 to {limit} characters, not {length}.").format(
+                limit=NOTE_MAX_CHARS, length=len(text)))
+        note = await self.service.add_note(ctx.guild.id, ctx.author.id, text)
+        await ctx.send(_("📝 Noted at {time}: {text}").format(time=clock_duration(note.at_ms),
+                                                              text=escape(text, mass_mentions=True)))

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import discord
 from discord import app_commands
 from redbot.core import commands
-from redbot.core.utils.chat_formatting import humanize_number, pagify
+from redbot.core.utils.chat_formatting import escape, humanize_number, pagify
 from redbot.core.utils.views import SimpleMenu
 
 from ..core.abc import MixinMeta
@@ -177,6 +177,11 @@ class RecordingsCommands(MixinMeta):
         if counts.total:
             lines.append(_("Chunks: {chunks}").format(chunks=chunk_summary(counts)))
         lines += [f"• {recording_line(ctx.guild, r)}" for r in recs] or [_("No files yet.")]
+        notes = await self.service.notes(meeting.id)
+        if notes:
+            lines.append(_("Notes ({count}, chapters of the mixed file):").format(count=len(notes)))
+            lines += [f"`{clock_duration(n.at_ms)}` {escape(n.text, mass_mentions=True)} · "
+                      f"{member_name(ctx.guild, n.author_id)}" for n in notes]
         if any(r.kind is RecordingKind.MIXED for r in recs):
             lines.append(mixed_note())
         if meeting.status in (MeetingStatus.INTERRUPTED, MeetingStatus.FAILED):

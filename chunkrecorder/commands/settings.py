@@ -15,8 +15,11 @@ from redbot.core import commands
 from redbot.core.utils.chat_formatting import box
 
 from ..core.abc import MixinMeta
+from ..core.config import AutoRecordRule
+from ..core.consent import ConsentMode, parse_consent_mode
 from ..core.errors import UserError
 from ..core.settings import (
+    AUTORECORD_MEMBERS,
     AUTOSTOP,
     FLUSH,
     MAX_LENGTH,
@@ -43,6 +46,7 @@ TempHours = Annotated[int, DurationSetting(TEMP_TTL, allowed_units=["weeks", "da
 MaxMinutes = Annotated[int, DurationSetting(MAX_LENGTH, allowed_units=["days", "hours", "minutes"])]
 WaitMinutes = Annotated[int, DurationSetting(AUTOSTOP, allowed_units=["hours", "minutes"])]
 Attempts = Annotated[int, RangeSetting(RECONNECT)]
+Members = Annotated[int, RangeSetting(AUTORECORD_MEMBERS)]
 
 
 def _strategy_words(strategy: str) -> str:
@@ -55,6 +59,12 @@ def _strategy_words(strategy: str) -> str:
 
 def _on_off(value: bool) -> str:
     return _("on") if value else _("off")
+
+
+def _autorecord_words(guild: discord.Guild, rule: AutoRecordRule) -> str:
+    channel = guild.get_channel(rule.channel_id)
+    name = channel.name if channel is not None else str(rule.channel_id)
+    return _("{channel} at {members}+").format(channel=name, members=rule.min_members)
 
 
 class SettingsCommands(MixinMeta):
@@ -70,6 +80,7 @@ class SettingsCommands(MixinMeta):
         s = await self.service.settings.guild(ctx.guild.id)
         ttl = await self.service.settings.temp_ttl_hours()
         role = ctx.guild.get_role(s.recorder_role) if s.recorder_role else None
+        rules = await self.service.settings.autorecord_rules(ctx.guild.id)
         rows = [
             ("flush", _("{seconds} s per chunk").format(seconds=f"{s.flush_interval:g}")),
             ("strategy", _strategy_words(s.strategy)),
@@ -85,6 +96,9 @@ class SettingsCommands(MixinMeta):
             ("announce", _on_off(s.announce)),
             ("role", _("@{role} or Manage Server").format(role=role.name) if role else _("Manage Server")),
             ("reconnect", _("{attempts} attempts").format(attempts=s.reconnect_attempts)),
+            ("consent", _("opt-in: only members who agree") if s.consent == "optin"
+             else _("notice: everyone is told, opt-outs are left out")),
+            ("autorecord", ", ".join(_autorecord_words(ctx.guild, r) for r in rules) or _("off")),
         ]
         width = max(len(k) for k, _v in rows)
         table = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
@@ -185,3 +199,41 @@ class SettingsCommands(MixinMeta):
         """Reconnect attempts after the voice connection drops (0–10). Example: `[p]recordingset reconnect 3`."""
         await self._save(ctx, _("I'll try to reconnect {attempts} times before finishing a recording.")
                          .format(attempts=attempts), reconnect_attempts=int(attempts))
+
+    @recordingset.command(name="consent")
+    async def set_consent(self, ctx: "Context", mode: str) -> None:
+        """`notice` (everyone is told and recorded unless they opt out) or `optin` (only members who agree). Example: `[p]recordingset consent optin`."""
+        value = parse_consent_mode(mode)
+        if value is None:
+            raise UserError(_("`{value}` is not a consent mode: choose `notice` (everyone is told; opt-outs are left "
+                              "out) or `optin` (only members who agree are recorded).").format(value=mode))
+        if value is ConsentMode.OPTIN:
+            msg = _("Consent is opt-in: only members who agree (a button on the start message, or `{command}`) "
+                    "are recorded.").format(command=f"{ctx.clean_prefix}record optin")
+        else:
+            msg = _("Consent is notice: everyone in the channel is told and recorded unless they opt out.")
+        await self._save(ctx, msg, consent=value.value)
+
+    @recordingset.command(name="autorecord")
+    async def set_autorecord(self, ctx: "Context", channel: discord.VoiceChannel,
+                             min_members: Members = 1) -> None:
+        """Record a voice channel by itself once this many members (who have not opted out) are in it; 0 turns it off.
+
+        Example: `[p]recordingset autorecord Standup 3`. A manual `[p]record stop` pauses the rule until the channel empties.
+        """
+        assert ctx.guild is not None
+        settings = self.service.settings
+        if not min_members:
+            if await settings.remove_autorecord_rule(ctx.guild.id, channel.id):
+                await ctx.send(_("**{channel}** is no longer recorded automatically.").format(channel=channel.name))
+            else:
+                await ctx.send(_("**{channel}** had no auto-record rule.").format(channel=channel.name))
+            return
+        await settings.set_autorecord_rule(ctx.guild.id, AutoRecordRule(channel.id, int(min_members)))
+        if min_members == 1:
+            msg = _("I'll record **{channel}** by myself whenever a member who has not opted out is in it, and "
+                    "stop as usual once it is empty.").format(channel=channel.name)
+        else:
+            msg = _("I'll record **{channel}** by myself whenever {members} members who have not opted out are "
+                    "in it, and stop as usual once it is empty.").format(channel=channel.name, members=min_members)
+        await ctx.send(msg)

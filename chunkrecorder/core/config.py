@@ -14,9 +14,35 @@ from typing import Any, Optional
 from redbot.core import Config
 from redbot.core.config import Group, Value
 
-from .settings import CONFIG_IDENTIFIER, GLOBAL_DEFAULTS, GUILD_DEFAULTS, MEMBER_DEFAULTS, GuildSettings
+from .settings import (
+    AUTORECORD_DEFAULTS,
+    CONFIG_IDENTIFIER,
+    GLOBAL_DEFAULTS,
+    GUILD_DEFAULTS,
+    MEMBER_DEFAULTS,
+    GuildSettings,
+)
 
-__all__ = ["ActiveRecord", "SettingsStore"]
+__all__ = ["ActiveRecord", "AutoRecordRule", "SettingsStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class AutoRecordRule:
+    """``[p]recordingset autorecord``: record ``channel_id`` once ``min_members`` are in it."""
+
+    channel_id: int
+    min_members: int
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> Optional["AutoRecordRule"]:
+        try:
+            rule = cls(int(raw["channel"]), int(raw.get("min_members", 1)))
+        except (KeyError, TypeError, ValueError):
+            return None
+        return rule if rule.min_members >= 1 else None
+
+    def as_config(self) -> dict[str, Any]:
+        return {"channel": self.channel_id, "min_members": self.min_members}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +82,17 @@ class SettingsStore:
     def __init__(self, cog_instance: object) -> None:
         self.config: Config = Config.get_conf(cog_instance, identifier=CONFIG_IDENTIFIER, force_registration=True)
         self.config.register_global(**GLOBAL_DEFAULTS)
-        self.config.register_guild(**GUILD_DEFAULTS, active={})
+        self.config.register_guild(**GUILD_DEFAULTS, **AUTORECORD_DEFAULTS, active={})
         self.config.register_member(**MEMBER_DEFAULTS)
         self._opted_out: dict[int, frozenset[int]] = {}
+        self._always: dict[int, frozenset[int]] = {}
 
     async def load(self) -> None:
-        """Read every guild's opt-outs into memory (the receive path asks per frame)."""
+        """Read every guild's opt-outs and standing agreements into memory (the receive
+        path asks per frame)."""
         for guild_id, members in (await self.config.all_members()).items():
             self._opted_out[guild_id] = frozenset(uid for uid, data in members.items() if data.get("opted_out"))
+            self._always[guild_id] = frozenset(uid for uid, data in members.items() if data.get("consent_always"))
 
     # ---- guild settings
     async def guild(self, guild_id: int) -> GuildSettings:
@@ -92,20 +121,75 @@ class SettingsStore:
         return user_id not in self._opted_out.get(guild_id, frozenset())
 
     async def set_opt_out(self, guild_id: int, user_id: int, opted_out: bool) -> None:
-        await _value(self.config.member_from_ids(guild_id, user_id).opted_out).set(opted_out)
-        self._swap(guild_id, user_id, opted_out)
+        """Opting out also withdraws a standing agreement (``consent_always``)."""
+        member = self.config.member_from_ids(guild_id, user_id)
+        await _value(member.opted_out).set(opted_out)
+        self._swap(self._opted_out, guild_id, user_id, opted_out)
+        if opted_out:
+            await _value(member.consent_always).set(False)
+            self._swap(self._always, guild_id, user_id, False)
+
+    # ---- consent (guilds in ``optin`` mode)
+    def agreed_always(self, guild_id: int, user_id: int) -> bool:
+        """Called from the voice receive thread per frame, like :meth:`accepts`."""
+        return user_id in self._always.get(guild_id, frozenset())
+
+    async def set_consent_always(self, guild_id: int, user_id: int, agreed: bool) -> None:
+        await _value(self.config.member_from_ids(guild_id, user_id).consent_always).set(agreed)
+        self._swap(self._always, guild_id, user_id, agreed)
 
     async def forget_member(self, user_id: int) -> None:
-        """A data deletion: the member's entry in every guild, opt-out included."""
+        """A data deletion: the member's entry in every guild, opt-out and agreement included."""
         for guild_id, members in (await self.config.all_members()).items():
             if user_id in members:
                 await self.config.member_from_ids(guild_id, user_id).clear()
-                self._swap(guild_id, user_id, False)
+                self._swap(self._opted_out, guild_id, user_id, False)
+                self._swap(self._always, guild_id, user_id, False)
 
-    def _swap(self, guild_id: int, user_id: int, opted_out: bool) -> None:
-        current = set(self._opted_out.get(guild_id, frozenset()))
-        (current.add if opted_out else current.discard)(user_id)
-        self._opted_out[guild_id] = frozenset(current)  # one atomic swap for the receive thread
+    @staticmethod
+    def _swap(sets: dict[int, frozenset[int]], guild_id: int, user_id: int, member: bool) -> None:
+        current = set(sets.get(guild_id, frozenset()))
+        (current.add if member else current.discard)(user_id)
+        sets[guild_id] = frozenset(current)  # one atomic swap for the receive thread
+
+    # ---- auto-record rules
+    async def autorecord_rules(self, guild_id: int) -> list[AutoRecordRule]:
+        raw = await self.config.guild_from_id(guild_id).autorecord()
+        return [r for r in (AutoRecordRule.from_config(x) for x in raw or []) if r is not None]
+
+    async def all_autorecord_rules(self) -> dict[int, list[AutoRecordRule]]:
+        out: dict[int, list[AutoRecordRule]] = {}
+        for gid, data in (await self.config.all_guilds()).items():
+            rules = [r for r in (AutoRecordRule.from_config(x) for x in data.get("autorecord") or []) if r]
+            if rules:
+                out[gid] = rules
+        return out
+
+    async def set_autorecord_rule(self, guild_id: int, rule: AutoRecordRule) -> None:
+        """Add the rule, or replace the channel's rule."""
+        async with self.config.guild_from_id(guild_id).autorecord() as stored:
+            stored[:] = [x for x in stored
+                         if (old := AutoRecordRule.from_config(x)) is None or old.channel_id != rule.channel_id]
+            stored.append(rule.as_config())
+
+    async def remove_autorecord_rule(self, guild_id: int, channel_id: int) -> bool:
+        removed = False
+        async with self.config.guild_from_id(guild_id).autorecord() as stored:
+            keep = [x for x in stored if (r := AutoRecordRule.from_config(x)) is None or r.channel_id != channel_id]
+            removed = len(keep) != len(stored)
+            stored[:] = keep
+        await self.set_autorecord_paused(guild_id, channel_id, False)
+        return removed
+
+    async def autorecord_paused(self, guild_id: int) -> set[int]:
+        return {int(c) for c in await self.config.guild_from_id(guild_id).autorecord_paused() or []}
+
+    async def set_autorecord_paused(self, guild_id: int, channel_id: int, paused: bool) -> None:
+        """A manual stop pauses a channel's rule until the channel empties (kept across reloads)."""
+        async with self.config.guild_from_id(guild_id).autorecord_paused() as stored:
+            current = {int(c) for c in stored}
+            (current.add if paused else current.discard)(channel_id)
+            stored[:] = sorted(current)
 
     # ---- the running meeting's record
     async def active(self, guild_id: int) -> Optional[ActiveRecord]:

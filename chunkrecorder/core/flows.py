@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import io
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Awaitable, Callable, Optional, Sequence
@@ -28,12 +30,17 @@ from ..i18n import _
 from ..objects.errors import PromotionTimeout
 from ..objects.records import Meeting, Recording, Strategy
 from ..objects.results import PromotionResult
-from .config import ActiveRecord, SettingsStore
+from .config import ActiveRecord, AutoRecordRule, SettingsStore
+from .consent import ConsentGate, ConsentMode
+from .consent_view import ConsentViews
+from .dispatch import EventDispatcher
 from .errors import UserError
 from .meetings import LiveMeeting, MeetingManager, Reason
 from .nickname import PREFIX as NICK_PREFIX, RecNickname
+from .notices import RecordingNotices, can_post_in_voice_chat
 from .posting import result_text, send_long, short_error, upload_recordings
 from .progress import ProgressMessage
+from .settings import GuildSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core import commands
@@ -80,12 +87,20 @@ class MeetingFlows:
         self.nickname = nickname
         self.data_dir = data_dir
         self._erase_users = erase_users
+        #: The consent buttons of this load, the notices in voice channels' chats, and
+        #: the events other cogs listen to.
+        self.views = ConsentViews(self.consent_click)
+        self.notices = RecordingNotices(self.views)
+        self.events = EventDispatcher(bot)
         #: Meetings whose promotion went on in the background: (guild, text channel).
         self._pending_posts: dict[str, tuple[int, int]] = {}
 
     # ------------------------------------------------------------------ start
     async def start(self, guild: discord.Guild, channel: discord.VoiceChannel, *, author: discord.Member,
-                    reply_to: discord.abc.Messageable, text_channel_id: int, prefix: str) -> LiveMeeting:
+                    reply_to: discord.abc.Messageable, text_channel_id: int, prefix: str,
+                    rule: Optional[AutoRecordRule] = None) -> LiveMeeting:
+        """Start recording ``channel``: by a member's command, or by an auto-record ``rule``
+        (then ``author`` is the bot and ``reply_to`` the voice channel's own chat)."""
         live = self.meetings.get(guild.id)
         if live is not None:
             raise UserError(
@@ -98,25 +113,86 @@ class MeetingFlows:
                 channel=channel.name))
         if channel.user_limit and len(channel.members) >= channel.user_limit and not perms.move_members:
             raise UserError(_("**{channel}** is full, so I can't join it.").format(channel=channel.name))
+        if not (self.nickname.can_change(guild) or can_post_in_voice_chat(channel)):
+            raise UserError(_("I can't show that I'm recording **{channel}**: I need Change Nickname, or Send "
+                              "Messages in the voice channel's chat.").format(channel=channel.name))
         settings = await self.settings.guild(guild.id)
+        gate = ConsentGate(settings.consent_mode, always=functools.partial(self.settings.agreed_always, guild.id))
         async with reply_to.typing():
             live = await self.meetings.start(guild_id=guild.id, channel=channel, text_channel_id=text_channel_id,
-                                             started_by=author.id, settings=settings)
-        nick_before: Optional[str] = None
-        changed = False
-        if settings.announce:
-            changed, nick_before = await self.nickname.apply(guild)
+                                             started_by=author.id, settings=settings, consent=gate)
+        live.auto_rule = rule.min_members if rule is not None else None
+        changed, nick_before = await self.nickname.apply(guild)
         await self.settings.set_active(guild.id, ActiveRecord(live.meeting_id, text_channel_id, nick_before, changed))
-        if settings.announce:
-            await reply_to.send(
-                _("🔴 Recording **{channel}** ({kinds}). Stop with `{stop}`; anyone can opt out with `{optout}`.")
-                .format(channel=channel.name, kinds=_kinds(settings.strategy), stop=f"{prefix}record stop",
-                        optout=f"{prefix}record optout")
-            )
-        else:
-            await reply_to.send(_("Recording **{channel}** (meeting `{meeting_id}`).").format(
-                channel=channel.name, meeting_id=live.meeting_id))
+        posted = await self.notices.started(guild, live, prefix, channel.members)
+        nick = guild.me.nick if guild.me is not None else None
+        live.indicator = "nickname" if nick and nick.startswith(NICK_PREFIX) else "message" if posted else "none"
+        if live.indicator == "none":
+            # Nobody may be recorded without a sign of it: end at once.
+            with contextlib.suppress(UserError):
+                await self.finish(guild, None, reason=_("no recording indicator could be shown"))
+            raise UserError(_("I stopped recording **{channel}** at once: I could neither show [REC] in my "
+                              "nickname nor post in the voice channel's chat.").format(channel=channel.name))
+        if rule is None:
+            await self._announce(reply_to, live, settings, prefix)
+        self.events.meeting_started(guild, live)
         return live
+
+    async def _announce(self, reply_to: discord.abc.Messageable, live: LiveMeeting, settings: GuildSettings,
+                        prefix: str) -> None:
+        """The reply where the command was typed (with the consent buttons under optin)."""
+        values = dict(channel=live.channel_name, kinds=_kinds(settings.strategy), stop=f"{prefix}record stop",
+                      optout=f"{prefix}record optout", optin=f"{prefix}record optin", meeting_id=live.meeting_id)
+        if settings.announce and live.consent.optin:
+            text = _("🔴 Recording **{channel}** ({kinds}), only members who agree: press a button below or type "
+                     "`{optin}`. Stop with `{stop}`.").format(**values)
+        elif settings.announce:
+            text = _("🔴 Recording **{channel}** ({kinds}). Stop with `{stop}`; anyone can opt out with "
+                     "`{optout}`.").format(**values)
+        else:
+            text = _("Recording **{channel}** (meeting `{meeting_id}`).").format(**values)
+        if live.consent.optin:
+            await reply_to.send(text, view=self.notices.views.new())
+        else:
+            await reply_to.send(text)
+
+    async def member_joined(self, member: discord.Member, channel_id: Optional[int]) -> None:
+        """A member's voice state changed: a join of the recorded channel gets its notice."""
+        live = self.meetings.get(member.guild.id)
+        if live is None or live.ending or channel_id != live.channel_id:
+            return
+        await set_contextual_locales_from_guild(self.bot, member.guild)
+        await self.notices.joined(member.guild, live, member, await prefix_for(self.bot, member.guild))
+
+    async def agree(self, guild: discord.Guild, user_id: int, *, always: bool, prefix: str) -> str:
+        """A member agrees to be recorded (a consent button, ``[p]record optin [always]``);
+        returns what they are told. Agreeing also lifts their opt-out."""
+        settings = await self.settings.guild(guild.id)
+        if not self.settings.accepts(guild.id, user_id):
+            await self.settings.set_opt_out(guild.id, user_id, False)
+        live = self.meetings.get(guild.id)
+        if settings.consent_mode is not ConsentMode.OPTIN and (live is None or not live.consent.optin):
+            return _("Done: your voice will be recorded again when a recording runs in this server.")
+        if always:
+            await self.settings.set_consent_always(guild.id, user_id, True)
+            if live is not None:
+                live.consent.agree(user_id)
+            return _("Thanks: you agreed to be recorded in every recording of this server. `{command}` takes it "
+                     "back.").format(command=f"{prefix}record optout")
+        if live is None or live.ending:
+            return _("Nothing is being recorded right now. `{command}` agrees to every recording here.").format(
+                command=f"{prefix}record optin always")
+        live.consent.agree(user_id)
+        return _("Thanks: your voice in **{channel}** is recorded from now on, for this meeting.").format(
+            channel=live.channel_name)
+
+    async def consent_click(self, interaction: discord.Interaction, always: bool) -> str:
+        """The consent buttons' handler (``ConsentViews``)."""
+        guild = interaction.guild
+        if guild is None:
+            return _("This button works in a server only.")
+        await set_contextual_locales_from_guild(self.bot, guild)
+        return await self.agree(guild, interaction.user.id, always=always, prefix=await prefix_for(self.bot, guild))
 
     # ------------------------------------------------------------------ stop
     async def auto_stop(self, live: LiveMeeting, reason: Reason) -> None:
@@ -171,6 +247,7 @@ class MeetingFlows:
                     ).format(error=short_error(exc), command=command))
             return
         await self._forget_active(guild)
+        self.events.meeting_promoted(result)
         recordings = list(result.recordings)
         if live.erased:
             await self._erase_users(live.erased)
@@ -239,10 +316,12 @@ class MeetingFlows:
             raise UserError(_("Promoting `{meeting_id}` failed: {error}. Its chunks are kept; try again later.")
                             .format(meeting_id=meeting.id, error=short_error(exc))) from None
         await progress.update(_("done."))
+        self.events.meeting_promoted(result)
         await self.post_result(guild, channel, meeting, result, list(result.recordings))
 
     async def promoted_in_background(self, result: PromotionResult) -> None:
         """A stop that outlived its wait finished later: post it where it was asked for."""
+        self.events.meeting_promoted(result)
         target = self._pending_posts.pop(result.meeting.id, None)
         if target is None:
             return
@@ -257,6 +336,19 @@ class MeetingFlows:
         with contextlib.suppress(discord.HTTPException):
             await send_long(channel, result_text(guild, meeting, result, recordings))
         await self.upload(guild, channel, recordings)
+        await self._post_labels(channel, result)
+
+    async def _post_labels(self, channel: discord.abc.Messageable, result: PromotionResult) -> None:
+        """The notes' Audacity label track, after the files (a few hundred bytes)."""
+        if not result.labels_path:
+            return
+        try:
+            data = await asyncio.to_thread(Path(result.labels_path).read_bytes)
+            await channel.send(_("📝 {notes} notes: the label track for Audacity (File → Import → Labels); "
+                                 "the mixed file has them as chapters.").format(notes=len(result.notes)),
+                               file=discord.File(io.BytesIO(data), filename=Path(result.labels_path).name))
+        except (OSError, discord.HTTPException) as exc:
+            log.info("Posting the label track of %s failed: %s", result.meeting.id, exc)
 
     async def upload(self, guild: discord.Guild, channel: discord.abc.Messageable,
                      recordings: Sequence[Recording]) -> None:

@@ -28,6 +28,7 @@ from ..objects.frames import MeetingSettings
 from ..objects.results import PromotionResult
 from ..utils.background import BackgroundTasks
 from ..voice.link import BaseVoiceEventListener, VoiceConnector, VoiceLink
+from .consent import ConsentGate
 from .errors import UserError
 from .settings import GuildSettings
 
@@ -145,6 +146,15 @@ class LiveMeeting:
     #: Members whose data was erased while the meeting ran: their audio is refused
     #: from then on and their files are removed again once the meeting is promoted.
     erased: set[int] = field(default_factory=set)
+    #: Who may be recorded (the guild's consent mode and who agreed); read per frame.
+    consent: ConsentGate = field(default_factory=ConsentGate)
+    #: How members see that the bot records: "nickname" ([REC] prefix) or "message"
+    #: (a message in the voice channel's own chat); set by the flows at start.
+    indicator: Literal["nickname", "message", "none"] = "none"
+    #: Members told in the voice channel's chat that this meeting records (once each).
+    noticed: set[int] = field(default_factory=set)
+    #: The auto-record rule that started it, if a rule did (its channel's minimum).
+    auto_rule: Optional[int] = None
 
     @property
     def meeting_id(self) -> str:
@@ -242,8 +252,14 @@ class MeetingManager:
         text_channel_id: Optional[int],
         started_by: int,
         settings: GuildSettings,
+        consent: Optional[ConsentGate] = None,
     ) -> LiveMeeting:
-        """Join ``channel`` and start recording; ``UserError`` if that cannot be done."""
+        """Join ``channel`` and start recording; ``UserError`` if that cannot be done.
+
+        ``consent`` decides per frame who may be recorded (default: everyone but the
+        opted-out); it is in force from the meeting's first frame.
+        """
+        gate = consent if consent is not None else ConsentGate()
         if self._closing:
             raise UserError(_("The recorder is shutting down; try again once the cog is loaded again."))
         async with self._lock(guild_id):
@@ -263,7 +279,7 @@ class MeetingManager:
                     started_by=started_by,
                     settings=meeting_settings,
                     clock=self.clock,
-                    accept_user=self._acceptor(guild_id),
+                    accept_user=self._acceptor(guild_id, gate),
                 )
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -278,17 +294,21 @@ class MeetingManager:
                 session=session,
                 link=link,
                 started_at=self.now(),
+                consent=gate,
             )
             self._attach(live, link)
             self.live[guild_id] = live
             return live
 
-    def _acceptor(self, guild_id: int) -> Callable[[int], bool]:
-        """Per-frame gate: opted-out and erased members never reach the pipeline."""
+    def _acceptor(self, guild_id: int, consent: ConsentGate) -> Callable[[int], bool]:
+        """Per-frame gate: opted-out, erased and (under optin) not-agreed members never
+        reach the pipeline."""
 
         def accept(user_id: int) -> bool:
             live = self.live.get(guild_id)
             if live is not None and user_id in live.erased:
+                return False
+            if not consent.accepts(user_id):
                 return False
             if self._accept_user is None:
                 return True

@@ -14,10 +14,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Optional
 
-from ..objects.records import ChunkCounts, Meeting, Recording
+from ..i18n import _
+from ..objects.records import ChunkCounts, Meeting, Note, Recording
 from ..objects.results import CleanupReport, RecoveryReport, RemovalReport
 from ..voice.link import VoiceConnector
 from .config import SettingsStore
+from .errors import UserError
 from .flows import MeetingFlows
 from .meetings import LiveMeeting, MeetingManager
 from .nickname import RecNickname
@@ -91,10 +93,34 @@ class RecordingService:
         return await asyncio.to_thread(self.recorder.meeting_disk_usage, meeting_id)
 
     async def delete_recording(self, guild_id: int, recording_id: str) -> RemovalReport:
-        return await self.recorder.delete_recording(recording_id, guild_id=guild_id)
+        report = await self.recorder.delete_recording(recording_id, guild_id=guild_id)
+        self.flows.events.recordings_deleted(guild_id, report.recordings, "deleted")
+        return report
 
     async def delete_meeting(self, guild_id: int, meeting_id: str) -> RemovalReport:
-        return await self.recorder.delete_meeting(meeting_id, guild_id=guild_id)
+        report = await self.recorder.delete_meeting(meeting_id, guild_id=guild_id)
+        self.flows.events.recordings_deleted(guild_id, report.recordings, "meeting_deleted")
+        return report
+
+    # ------------------------------------------------------------------ notes
+    async def add_note(self, guild_id: int, author_id: int, text: str) -> Note:
+        """A note at the live meeting's current time; ``UserError`` if nothing is recorded."""
+        live = self.meetings.get(guild_id)
+        if live is None or live.ending:
+            raise UserError(_("Nothing is being recorded in this server, so there is nothing to take a note in."))
+        return await self.recorder.add_note(live.meeting_id, author_id=author_id, text=text)
+
+    async def notes(self, meeting_id: str) -> list[Note]:
+        return await self.recorder.library.notes(meeting_id)
+
+    # ------------------------------------------------------------------ auto-record
+    async def pause_autorecord(self, guild_id: int, channel_id: int) -> bool:
+        """A manual stop of a channel with an auto-record rule pauses the rule until the
+        channel empties (so the bot does not start again while the meeting goes on)."""
+        if not any(r.channel_id == channel_id for r in await self.settings.autorecord_rules(guild_id)):
+            return False
+        await self.settings.set_autorecord_paused(guild_id, channel_id, True)
+        return True
 
     # ------------------------------------------------------------------ retention
     async def cleanup(self) -> CleanupReport:
@@ -102,7 +128,9 @@ class RecordingService:
         retention = {gid: s.retention_days for gid, s in (await self.settings.all_guilds()).items()
                      if s.retention_days > 0}
         ttl_h = await self.settings.temp_ttl_hours()
-        return await self.recorder.cleanup(temp_ttl_s=ttl_h * 3600.0, retention_days=retention)
+        report = await self.recorder.cleanup(temp_ttl_s=ttl_h * 3600.0, retention_days=retention)
+        self.flows.events.recordings_deleted(0, report.deleted, "retention")
+        return report
 
     # ------------------------------------------------------------------ erasure
     async def erase_user(self, user_id: int, *, requester: RequestType) -> None:
@@ -115,10 +143,12 @@ class RecordingService:
         """
         for live in self.meetings.live.values():
             live.erased.add(user_id)  # refuse their audio for the rest of live meetings
+            live.consent.withdraw(user_id)
         await self._erase_finished({user_id})
         if requester != "user":
             await self.settings.forget_member(user_id)
 
     async def _erase_finished(self, user_ids: set[int]) -> None:
         for user_id in user_ids:
-            await self.recorder.erase_user(user_id)
+            report = await self.recorder.erase_user(user_id)
+            self.flows.events.recordings_deleted(0, report.recordings, "data_request")

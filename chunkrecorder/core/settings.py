@@ -16,6 +16,7 @@ from typing import Any, Literal, Mapping, Optional
 from ..i18n import _
 from ..objects.frames import MeetingSettings
 from ..objects.records import Strategy
+from .consent import ConsentMode
 from .errors import UserError
 
 __all__ = [
@@ -23,8 +24,10 @@ __all__ = [
     "GLOBAL_DEFAULTS",
     "GUILD_DEFAULTS",
     "MEMBER_DEFAULTS",
+    "AUTORECORD_DEFAULTS",
     "BITRATES_KBPS",
     "AUTOSTOP",
+    "AUTORECORD_MEMBERS",
     "FLUSH",
     "GuildSettings",
     "MAX_LENGTH",
@@ -59,6 +62,7 @@ class GuildSettings:
     announce: bool = True
     recorder_role: Optional[int] = None  # None = Manage Server (or Red admin) only
     reconnect_attempts: int = 3
+    consent: str = ConsentMode.NOTICE.value  # "notice": everyone but opt-outs; "optin": who agreed
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "GuildSettings":
@@ -72,9 +76,14 @@ class GuildSettings:
         try:
             settings.meeting_settings()
             Strategy(settings.strategy)
+            ConsentMode(settings.consent)
         except (ValueError, TypeError):
             return default
         return settings
+
+    @property
+    def consent_mode(self) -> ConsentMode:
+        return ConsentMode(self.consent)
 
     def meeting_settings(self) -> MeetingSettings:
         """What a new meeting records with (validated by ``MeetingSettings`` itself)."""
@@ -100,7 +109,11 @@ class GuildSettings:
 
 
 GUILD_DEFAULTS: dict[str, Any] = GuildSettings().as_config()
-MEMBER_DEFAULTS: dict[str, Any] = {"opted_out": False}
+#: ``consent_always``: the member agreed to every recording in the guild (consent ``optin``).
+MEMBER_DEFAULTS: dict[str, Any] = {"opted_out": False, "consent_always": False}
+#: Guild keys kept beside the settings: auto-record rules (``[{"channel": id, "min_members": n}]``)
+#: and the rule channels a manual stop paused until they empty.
+AUTORECORD_DEFAULTS: dict[str, Any] = {"autorecord": [], "autorecord_paused": []}
 #: Bot-wide: temp chunks of every guild share one cleanup pass.
 GLOBAL_DEFAULTS: dict[str, Any] = {"temp_ttl_hours": 24}
 
@@ -122,7 +135,7 @@ def parse_bool(text: str, *, setting: Literal["autopromote", "announce"]) -> boo
     raise UserError(_("`{value}` is not on or off: say `on` or `off` for announcements.").format(value=text))
 
 
-NumberName = Literal["flush", "retention", "tempttl", "maxlength", "autostop", "reconnect"]
+NumberName = Literal["flush", "retention", "tempttl", "maxlength", "autostop", "reconnect", "members"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +168,9 @@ class NumberSetting:
             msg = _(
                 "`{value}` is not a whole number of minutes: give the empty-channel wait between {low} and {high}."
             )
+        elif self.name == "members":
+            msg = _("`{value}` is not a whole number of members: give the auto-record minimum between {low} and "
+                    "{high} (0 turns it off).")
         else:
             msg = _("`{value}` is not a whole number of attempts: give reconnect attempts between {low} and {high}.")
         return msg.format(value=text, low=low, high=high)
@@ -172,6 +188,8 @@ class NumberSetting:
             msg = _("The maximum length must be between {low} and {high} minutes, not {value}.")
         elif self.name == "autostop":
             msg = _("The empty-channel wait must be between {low} and {high} minutes, not {value}.")
+        elif self.name == "members":
+            msg = _("The auto-record minimum must be between {low} and {high} members, not {value}.")
         else:
             msg = _("Reconnect attempts must be between {low} and {high} attempts, not {value}.")
         return msg.format(low=low, high=high, value=shown)
@@ -201,6 +219,8 @@ TEMP_TTL = NumberSetting("tempttl", 1, 720, unit_s=3600.0)
 MAX_LENGTH = NumberSetting("maxlength", 1, 1440, unit_s=60.0)
 AUTOSTOP = NumberSetting("autostop", 0, 1440, unit_s=60.0)
 RECONNECT = NumberSetting("reconnect", 0, 10)
+#: Members an auto-record rule waits for (0 removes the rule).
+AUTORECORD_MEMBERS = NumberSetting("members", 0, 99)
 
 
 def _fmt(value: float) -> str:

@@ -21,7 +21,11 @@ class DiscordEvents(MixinMeta):
                                     after: discord.VoiceState) -> None:
         me = self.bot.user
         if me is None or member.id != me.id:
-            return  # members coming and going: the ticker watches the channel's head count
+            # Members coming and going: the ticker watches the channel's head count; a
+            # member who joins the recorded channel is told it records.
+            if after.channel is not None and (before.channel is None or before.channel.id != after.channel.id):
+                await self.service.flows.member_joined(member, after.channel.id)
+            return
         self.service.meetings.bot_voice_moved(member.guild.id, after.channel.id if after.channel else None)
 
     @commands.Cog.listener()

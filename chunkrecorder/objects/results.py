@@ -6,7 +6,7 @@ promotion's result or a recovery's report without importing the layer that made 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Optional
 
 from .records import Meeting, Note, Recording, RecordingKind
@@ -96,6 +96,8 @@ class CleanupReport:
     files_deleted: int = 0
     recordings_deleted: int = 0
     bytes_freed: int = 0
+    #: The recordings retention removed (told to other cogs as deletions).
+    deleted: tuple[Recording, ...] = field(default=(), compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +128,9 @@ class RemovalReport:
     rows: int = 0
     files: int = 0
     bytes_freed: int = 0
+    #: The finished recordings removed (told to other cogs as deletions).
+    recordings: tuple[Recording, ...] = field(default=(), compare=False, repr=False)
 
     def __add__(self, other: "RemovalReport") -> "RemovalReport":
-        return RemovalReport(self.rows + other.rows, self.files + other.files, self.bytes_freed + other.bytes_freed)
+        return RemovalReport(self.rows + other.rows, self.files + other.files, self.bytes_freed + other.bytes_freed,
+                             self.recordings + other.recordings)

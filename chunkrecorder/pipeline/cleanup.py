@@ -82,7 +82,7 @@ class Cleaner:
         n_files, n_bytes = await run_blocking(self._sweep, finished, existing, known, cutoff)
         files += n_files
         freed += n_bytes
-        report = CleanupReport(rows_deleted, files, recs, freed)
+        report = CleanupReport(rows_deleted, files, recs, freed, deleted=tuple(gone))
         if rows_deleted or files or recs:
             log.info("cleanup: %s", report)
         return report

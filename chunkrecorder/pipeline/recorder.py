@@ -378,7 +378,8 @@ class Recorder:
         n, b = await run_blocking(remove_files, [*(r.path for r in recs), *_chunk_files(temps)])
         n += await self._drop_labels_if_empty({r.meeting_id for r in recs})
         await self._erase_notes(user_id)
-        result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b)
+        result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b,
+                               recordings=tuple(recs))
         log.info("erased user %s: %s", user_id, result)
         return result
 
@@ -387,7 +388,7 @@ class Recorder:
         rec = await self.store.delete_recording(recording_id, guild_id=guild_id)
         files, freed = await run_blocking(remove_files, [rec.path])
         files += await self._drop_labels_if_empty({rec.meeting_id})
-        return RemovalReport(rows=1, files=files, bytes_freed=freed)
+        return RemovalReport(rows=1, files=files, bytes_freed=freed, recordings=(rec,))
 
     async def delete_meeting(self, meeting_id: str, *, guild_id: int) -> RemovalReport:
         """A meeting and everything of it: its rows, then every file of it under the data dir.
@@ -409,7 +410,8 @@ class Recorder:
                 files, freed = await run_blocking(self._remove_meeting_files, meeting_id, [r.path for r in recs])
         self.assembler.forget(meeting_id)
         self.transcoder.forget(meeting_id)
-        result = RemovalReport(rows=1 + len(recs) + len(temps), files=files, bytes_freed=freed)
+        result = RemovalReport(rows=1 + len(recs) + len(temps), files=files, bytes_freed=freed,
+                               recordings=tuple(recs))
         log.info("deleted meeting %s: %s", meeting_id, result)
         return result
 

@@ -75,6 +75,6 @@ class RestartJob:
             if target is not None and guild is not None:
                 await service.flows.promote_and_post(guild, target, meeting, after_restart=True)
             else:
-                await service.recorder.promote(meeting.id)
+                service.flows.events.meeting_promoted(await service.recorder.promote(meeting.id))
         except Exception:
             log.exception("Promoting interrupted meeting %s failed", meeting.id)

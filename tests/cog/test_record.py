@@ -63,10 +63,16 @@ async def record(voice: VoiceWorld, seconds: float, *, by: int = ADMIN_ID) -> li
 # --------------------------------------------------------------------------- the whole path
 async def test_start_speak_stop_posts_files_that_line_up_with_the_speakers(voice_world: VoiceWorld) -> None:
     voice, world = voice_world, voice_world.world
-    (announce,) = await world.invoke(ADMIN_ID, "!record start")
+    started = await world.invoke(ADMIN_ID, "!record start")
+    (announce,) = [m for m in started if m.channel_id == TEXT_ID]
     assert announce.text == ("🔴 Recording **Standup** (per speaker and mixed). Stop with `!record stop`; "
                              "anyone can opt out with `!record optout`.")
     assert world.guild.me.nick == "[REC] Minutes"
+    # Everyone in the voice channel is told in its own chat, by name.
+    (notice,) = [m for m in started if m.channel_id == VOICE_ID]
+    assert notice.text.startswith("🔴 **[REC]** This voice channel is being recorded, started by Admin.")
+    for uid in (ADMIN_ID, SPEAKER_ID, MEMBER_ID):
+        assert f"<@{uid}>" in notice.text
     await voice.run(3.0)
     (status,) = await world.invoke(MEMBER_ID, "!record status")
     assert "Recording **Standup** for 3 seconds" in status.text
@@ -149,7 +155,7 @@ async def test_start_refusals_are_one_line_and_leave_nothing_behind(voice_world:
 
 async def test_named_channel_is_recorded(voice_world: VoiceWorld) -> None:
     world = voice_world.world
-    (reply,) = await world.invoke(OWNER_ID, "!record start Standup")
+    (reply,) = [m for m in await world.invoke(OWNER_ID, "!record start Standup") if m.channel_id == TEXT_ID]
     assert "Recording **Standup**" in reply.text
     assert voice_world.live.channel_id == VOICE_ID and voice_world.live.started_by == OWNER_ID
 
@@ -210,12 +216,14 @@ async def test_without_attach_files_or_change_nickname_recording_still_works(voi
                                "`!recordings get <id>` works where I can."
 
 
-async def test_announce_off_means_no_announcement_and_no_nickname(voice_world: VoiceWorld) -> None:
+async def test_announce_off_drops_the_announcement_but_never_the_indicator_or_the_notice(voice_world: VoiceWorld) -> None:
     world = voice_world.world
     await world.invoke(ADMIN_ID, "!recordingset announce off")
-    (reply,) = await world.invoke(ADMIN_ID, "!record start")
+    replies = await world.invoke(ADMIN_ID, "!record start")
+    (reply,) = [m for m in replies if m.channel_id == TEXT_ID]
     assert reply.text.startswith("Recording **Standup** (meeting `")
-    assert world.nick_changes == []
+    assert world.nick_changes == ["[REC] Minutes"]  # the indicator is not optional
+    assert [m.text[:12] for m in replies if m.channel_id == VOICE_ID] == ["🔴 **[REC]** "]
 
 
 async def test_files_over_the_upload_limit_are_not_attached_and_say_how_to_get_them(cog_world: RedWorld) -> None:

@@ -67,7 +67,7 @@ async def test_sync_offers_the_hybrid_commands_with_what_discord_needs(cog_world
     assert {c["name"] for c in world.rest.synced} == {"record", "recordings"}
     record, recordings = synced(world, "record"), synced(world, "recordings")
     # Only the hybrid subcommands; opting out and in, and the admin tools, stay prefix-only.
-    assert {o["name"] for o in record["options"]} == {"start", "stop", "status"}
+    assert {o["name"] for o in record["options"]} == {"start", "stop", "status", "note"}
     assert {o["name"] for o in recordings["options"]} == {"list", "get"}
     channel = sub(sub(record, "start"), "channel")
     assert channel["type"] == 7 and channel["channel_types"] == [2]  # a voice channel, chosen from a list
