@@ -237,6 +237,12 @@ class Sent:
     ephemeral: bool = False
     #: A deferred response still showing "<bot> is thinking…".
     loading: bool = False
+    #: Buttons and other components under the message, as sent.
+    components: list[dict[str, Any]] = field(default_factory=list)
+
+    def custom_ids(self) -> list[str]:
+        """The custom ids of the message's buttons, in order."""
+        return [c["custom_id"] for row in self.components for c in row.get("components", []) if "custom_id" in c]
 
     @property
     def text(self) -> str:
@@ -390,7 +396,7 @@ class FakeDiscordREST:
             "pinned": False,
             "type": 0 if sent.interaction_id is None else 20,  # 20: CHAT_INPUT_COMMAND's reply
             "flags": (64 if sent.ephemeral else 0) | (128 if sent.loading else 0),
-            "components": [],
+            "components": sent.components,
         }
         if sent.interaction_id is not None:
             payload["webhook_id"] = str(BOT_ID)
@@ -437,7 +443,8 @@ class FakeDiscordREST:
                 limit = channel.guild.filesize_limit if getattr(channel, "guild", None) else 10 * 2**20
                 if sum(len(d) for _, d in read) > limit:
                     raise discord.HTTPException(_Response(413, "Payload Too Large"), {"code": 40005, "message": "Request entity too large"})
-            sent = Sent(snowflake(), channel_id, payload.get("content"), payload.get("embeds") or [], read)
+            sent = Sent(snowflake(), channel_id, payload.get("content"), payload.get("embeds") or [], read,
+                        components=payload.get("components") or [])
             sent.history.append(sent.content)
             self.messages[sent.id] = sent
             return self._message_payload(sent)
@@ -854,6 +861,49 @@ class RedWorld:
         await settle()  # error handlers run as tasks of their own
         return [m for i, m in self.rest.messages.items()
                 if i not in before or before[i] != (m.content, m.loading, len(m.history))]
+
+    async def click(self, author_id: int, message: Sent, custom_id: str, *, guild_id: int = GUILD_ID,
+                    timeout: float = 10.0) -> Sent:
+        """Press a button under ``message`` as Discord's client does (a component
+        INTERACTION_CREATE); returns the bot's answer to the click."""
+        assert custom_id in message.custom_ids(), f"no button {custom_id!r} under that message: Discord shows none"
+        guild = self.bot.get_guild(guild_id)
+        channel = guild.get_channel(message.channel_id)
+        member = guild.get_member(author_id)
+        interaction_id = snowflake()
+        token = f"token-{interaction_id}"
+        record = InteractionRecord(interaction_id, token, message.channel_id, custom_id)
+        self.rest.interactions[interaction_id] = record
+        payload = {
+            "id": str(interaction_id),
+            "application_id": str(BOT_ID),
+            "type": 3,  # MESSAGE_COMPONENT
+            "data": {"custom_id": custom_id, "component_type": 2},
+            "guild_id": str(guild_id),
+            "channel_id": str(message.channel_id),
+            "channel": _channel_payload(message.channel_id, guild_id, channel.name, channel.type.value,
+                                        channel.position),
+            "member": dict(_member_payload(author_id, member.name, [r.id for r in member.roles if not r.is_default()],
+                                           bot=member.bot, nick=member.nick),
+                           permissions=str(channel.permissions_for(member).value)),
+            "message": self.rest._message_payload(message),
+            "token": token,
+            "version": 1,
+            "app_permissions": str(channel.permissions_for(guild.me).value),
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(guild_id)},
+            "context": 0,
+            "attachment_size_limit": guild.filesize_limit,
+        }
+        self.bot._connection.parse_interaction_create(payload)
+        deadline = asyncio.get_running_loop().time() + timeout
+        while record.original_id is None:
+            assert asyncio.get_running_loop().time() < deadline, f"the click on {custom_id!r} was never answered"
+            await asyncio.sleep(0.01)
+        await settle()
+        return self.rest.messages[record.original_id]
 
     def interaction(self, command: str) -> InteractionRecord:
         """The last use of ``/command`` (to see whether and how it was answered)."""
