@@ -99,6 +99,8 @@ class AutoRecordJob:
             return
         now = self.now()
         since = self._since.setdefault(key, now)
+        if now < since:  # the clock was replaced (tests) or stepped back: wait afresh
+            since = self._since[key] = now
         if now - since < self.debounce_s:
             return
         del self._since[key]
