@@ -134,7 +134,10 @@ class RecordingService:
 
     # ------------------------------------------------------------------ erasure
     async def erase_user(self, user_id: int, *, requester: RequestType) -> None:
-        """Delete a member's per-user recordings, chunks and opt-out choice.
+        """Delete a member's per-user recordings, chunks, notes and opt-out and consent choices.
+
+        Their notes also leave the label track and the mix's chapters of finished meetings
+        (``Recorder.erase_user``).
 
         Mixed files are everyone's voices in one track and are kept (the end user data
         statement says so). A requester of kind "user" (a member asking under the
