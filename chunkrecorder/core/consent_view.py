@@ -67,7 +67,7 @@ class ConsentViews:
 
     def __init__(self, on_agree: AgreeHandler) -> None:
         self._on_agree = on_agree
-        self._views: list[ConsentView] = []
+        self._views: dict[Optional[int], list[ConsentView]] = {}
         self._persistent: Optional[ConsentView] = None
 
     def persistent(self) -> ConsentView:
@@ -76,14 +76,21 @@ class ConsentViews:
             self._persistent = self.new()
         return self._persistent
 
-    def new(self) -> ConsentView:
-        """A view for one message."""
+    def new(self, guild_id: Optional[int] = None) -> ConsentView:
+        """A view for one message of ``guild_id``'s meeting."""
         view = ConsentView(self._on_agree)
-        self._views.append(view)
+        self._views.setdefault(guild_id, []).append(view)
         return view
 
-    def close(self) -> None:
-        for view in self._views:
+    def end_meeting(self, guild_id: int) -> None:
+        """The guild's meeting ended: stop tracking its messages' views (a later click on
+        them reaches the persistent view, which answers the same way)."""
+        for view in self._views.pop(guild_id, []):
             view.stop()
+
+    def close(self) -> None:
+        for views in self._views.values():
+            for view in views:
+                view.stop()
         self._views.clear()
         self._persistent = None

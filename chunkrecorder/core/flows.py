@@ -152,7 +152,7 @@ class MeetingFlows:
         else:
             text = _("Recording **{channel}** (meeting `{meeting_id}`).").format(**values)
         if live.consent.optin:
-            await reply_to.send(text, view=self.notices.views.new())
+            await reply_to.send(text, view=self.views.new(live.guild_id))
         else:
             await reply_to.send(text)
 
@@ -258,6 +258,7 @@ class MeetingFlows:
             await self.post_result(guild, channel, live.session.meeting, result, recordings)
 
     async def _forget_active(self, guild: discord.Guild) -> None:
+        self.views.end_meeting(guild.id)
         await self.restore_nick(guild)
         await self.settings.clear_active(guild.id)
 

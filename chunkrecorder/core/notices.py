@@ -77,12 +77,12 @@ class RecordingNotices:
         return _("🔴 **[REC]** {mentions}, **{channel}** is being recorded (started by {starter}). "
                  "`{optout}` if you don't want your voice recorded.").format(**values)
 
-    async def _send(self, channel: discord.abc.Messageable, text: str, *, optin: bool) -> bool:
+    async def _send(self, channel: discord.abc.Messageable, text: str, *, optin: bool, guild_id: int) -> bool:
         """Send ``text`` (in pages if long; the consent buttons on the last); False if it failed."""
         pages = list(pagify(text, delims=[" ", "\n"], page_length=1900))
         try:
             for i, page in enumerate(pages):
-                view = self.views.new() if optin and i == len(pages) - 1 else None
+                view = self.views.new(guild_id) if optin and i == len(pages) - 1 else None
                 if view is not None:
                     await channel.send(page, allowed_mentions=_MENTIONS, view=view)
                 else:
@@ -103,7 +103,7 @@ class RecordingNotices:
         live.noticed.update(m.id for m in humans)
         mentions = " ".join(m.mention for m in humans) or _("Everyone who joins")
         return await self._send(channel, self._text(guild, live, mentions, prefix, start=True),
-                                optin=live.consent.optin)
+                                optin=live.consent.optin, guild_id=guild.id)
 
     async def joined(self, guild: discord.Guild, live: "LiveMeeting", member: discord.Member, prefix: str) -> None:
         """A member joined the recorded channel: tell them, once per meeting."""
@@ -115,7 +115,7 @@ class RecordingNotices:
             return
         with contextlib.suppress(Exception):
             await self._send(channel, self._text(guild, live, member.mention, prefix, start=False),
-                             optin=live.consent.optin)
+                             optin=live.consent.optin, guild_id=guild.id)
 
     @staticmethod
     def indicator_words(live: "LiveMeeting") -> Optional[str]:
