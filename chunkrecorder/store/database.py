@@ -68,7 +68,10 @@ class Database:
         if self._conn is not None:
             return self
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-        conn = await aiosqlite.connect(self.path, isolation_level=None)
+        try:
+            conn = await aiosqlite.connect(self.path, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from exc
         try:
             # Rows carry their column names: the mapper fills fields by name.
             conn.row_factory = sqlite3.Row
@@ -77,11 +80,31 @@ class Database:
             await conn.execute(sql.PRAGMA_SET_SYNCHRONOUS_NORMAL)
             await conn.execute(sql.PRAGMA_SET_FOREIGN_KEYS_ON)
             await self._migrate(conn)
-        except BaseException:
+        except BaseException as exc:
             await conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._unusable(exc) from exc
             raise
         self._conn = conn
         return self
+
+    def _unusable(self, exc: sqlite3.Error) -> StoreError:
+        """The one sentence for a database file SQLite refuses to open or read.
+
+        A damaged file (not a database, a malformed image) says how the owner gets going
+        again: move it aside, and the next load starts a new one and finds the recording
+        files again (``pipeline/adoption.py``); nothing in the data folder is deleted.
+        """
+        reason = str(exc).strip().rstrip(".") or type(exc).__name__
+        if isinstance(exc, sqlite3.OperationalError):
+            return StoreError(
+                f"The recordings database {self.path.name} cannot be opened ({reason}), "
+                f"so check that the bot may read and write {self.path.parent}."
+            )
+        return StoreError(
+            f"The recordings database {self.path.name} is damaged ({reason}), so move it aside and load again: "
+            f"the recording files stay in {self.path.parent} and are found again."
+        )
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -294,3 +294,19 @@ async def test_load_refuses_a_database_from_a_newer_version(red_world: RedWorld,
     assert world.bot.get_cog("ChunkRecorder") is None
     with sqlite3.connect(folder / "chunkrecorder.sqlite3") as db:
         assert db.execute("PRAGMA user_version").fetchone()[0] == 99
+
+
+async def test_load_refuses_a_damaged_database_in_one_sentence(red_world: RedWorld, fresh_modules: None) -> None:
+    """A damaged database file: the load says what to do in one sentence (not a raw
+    ``DatabaseError``), leaves no half-loaded cog, and the file is left for rescue."""
+    world = red_world
+    folder = world.data_path / "cogs" / "ChunkRecorder"
+    folder.mkdir(parents=True)
+    (folder / "chunkrecorder.sqlite3").write_bytes(b"not a database" * 200)
+    await world.bot._cog_mgr.add_path(ROOT)
+    replies = await world.invoke(OWNER_ID, "!load chunkrecorder")
+    text = "\n".join(m.text for m in replies)
+    assert "chunkrecorder cannot open its recordings" in text and "is damaged" in text, text
+    assert "DatabaseError" not in text and "Traceback" not in text, text
+    assert world.bot.get_cog("ChunkRecorder") is None
+    assert (folder / "chunkrecorder.sqlite3").read_bytes() == b"not a database" * 200

@@ -68,6 +68,20 @@ async def test_a_newer_database_is_refused_in_one_sentence_and_left_alone(tmp_pa
         assert con.execute("SELECT count(*) FROM sqlite_master").fetchone()[0] == 0
 
 
+@pytest.mark.parametrize("content", [b"this is not a database at all" * 100, b"SQLite format 3\0" + b"\xff" * 4000])
+async def test_a_damaged_database_is_refused_in_one_sentence_and_left_alone(tmp_path: Path, content: bytes) -> None:
+    """What an operator meets after a disk error: one sentence saying what to do, not
+    a raw ``DatabaseError``, and the file as it was (it may still be rescued)."""
+    path = tmp_path / "chunkrecorder.sqlite3"
+    path.write_bytes(content)
+    with pytest.raises(StoreError) as caught:
+        await SqlRecordingService(path).open()
+    text = str(caught.value)
+    assert_one_sentence(text)
+    assert "chunkrecorder.sqlite3 is damaged" in text and "move it aside" in text, text
+    assert path.read_bytes() == content
+
+
 async def test_a_closed_store_says_so_in_one_sentence(tmp_path: Path) -> None:
     store = SqlRecordingService(tmp_path / "closed.sqlite3")
     with pytest.raises(StoreError) as caught:
