@@ -47,6 +47,7 @@ from .blocking import run_blocking
 from .cleanup import Cleaner, CleanupReport, Retention
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
+from .folder_lock import DataFolderLock, FolderInUse
 from .library import Library
 from .paths import Layout, clear_folder, folder_size, remove_files
 from . import markers
@@ -69,6 +70,7 @@ __all__ = [
     "PipelineError",
     "PromotionTimeout",
     "FlushError",
+    "FolderInUse",
     "RetryPolicy",
 ]
 
@@ -107,6 +109,8 @@ class Recorder:
     ) -> None:
         self.store = store
         self.layout = Layout(data_dir)
+        #: Held from ``start()`` (or ``recover()``) to ``close()``: one process per data folder.
+        self.folder_lock = DataFolderLock(self.layout.data_dir)
         self.library = Library(store)
         self.on_promoted = on_promoted
         self._margin_s = jitter_margin_s
@@ -128,12 +132,21 @@ class Recorder:
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> RecoveryReport:
-        """``recover()``, then start the encoder workers. Promotes nothing: the report's
-        ``awaiting_promotion`` lists the interrupted meetings for the owner to promote."""
+        """Take the data folder, ``recover()``, then start the encoder workers.
+
+        Raises :class:`FolderInUse` (one sentence naming the holder) if another process
+        or another ``Recorder`` owns the folder; nothing is read or changed then.
+        Promotes nothing: the report's ``awaiting_promotion`` lists the interrupted
+        meetings for the owner to promote.
+        """
         if self._started and self._recovery is not None:
             return self._recovery
-        rec = await self.recover()
-        await self.transcoder.start()
+        try:
+            rec = await self.recover()
+            await self.transcoder.start()
+        except BaseException:
+            await self._release_folder()
+            raise
         self.transcoder.wake()
         self._started = True
         return rec
@@ -147,6 +160,7 @@ class Recorder:
         """
         if self._recovery is not None:
             return self._recovery
+        await run_blocking(self.folder_lock.acquire)  # before anything is read: see folder_lock
         for d in (self.layout.chunks_dir, self.layout.recordings_dir):
             await run_blocking(d.mkdir, parents=True, exist_ok=True)
         self._recovery = await Recovery(
@@ -203,6 +217,10 @@ class Recorder:
         await self.transcoder.close()
         self._started = False
         self._recovery = None
+        await self._release_folder()
+
+    async def _release_folder(self) -> None:
+        await run_blocking(self.folder_lock.release)
 
     # ------------------------------------------------------------------ meetings
     async def start_meeting(

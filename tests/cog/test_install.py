@@ -310,3 +310,27 @@ async def test_load_refuses_a_damaged_database_in_one_sentence(red_world: RedWor
     assert "DatabaseError" not in text and "Traceback" not in text, text
     assert world.bot.get_cog("ChunkRecorder") is None
     assert (folder / "chunkrecorder.sqlite3").read_bytes() == b"not a database" * 200
+
+
+async def test_load_refuses_a_data_folder_another_process_records_in(red_world: RedWorld, fresh_modules: None) -> None:
+    """A second bot on the same data folder: the load names the holder in one sentence and
+    takes nothing of the meeting the other process is recording."""
+    import sqlite3
+
+    from tests.pipeline.test_folder_lock import Holder
+
+    world = red_world
+    folder = world.data_path / "cogs" / "ChunkRecorder"
+    holder = Holder(folder)
+    try:
+        await world.bot._cog_mgr.add_path(ROOT)
+        replies = await world.invoke(OWNER_ID, "!load chunkrecorder")
+        text = "\n".join(m.text for m in replies)
+        assert "chunkrecorder cannot open its recordings" in text, text
+        assert f"is in use by process {holder.pid} on " in text, text
+        assert world.bot.get_cog("ChunkRecorder") is None
+        with sqlite3.connect(folder / "chunkrecorder.sqlite3") as db:
+            (status,) = db.execute("SELECT status FROM meetings WHERE id = ?", (holder.meeting_id,)).fetchone()
+        assert status == "ACTIVE"
+    finally:
+        holder.kill()

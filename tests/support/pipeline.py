@@ -185,4 +185,5 @@ async def kill(recorder) -> None:
         pool.shutdown(wait=True, cancel_futures=True)
     for s in recorder.sessions():
         s._finished = True  # its memory is gone with the process
+    recorder.folder_lock.release()  # the OS drops a dead process's lock
     await recorder.store.close()
