@@ -17,6 +17,10 @@ from .records import (
 
 from .results import (
     CleanupReport,
+    Gap,
+    NewGap,
+    RepairResult,
+    UnknownFiles,
     MeetingPipeline,
     NewRecording,
     Progress,
@@ -34,6 +38,10 @@ __all__ = [
     "PromotionTimeout",
     "FlushError",
     "CleanupReport",
+    "Gap",
+    "NewGap",
+    "RepairResult",
+    "UnknownFiles",
     "MeetingPipeline",
     "NewRecording",
     "Progress",

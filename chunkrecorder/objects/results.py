@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from .records import Meeting, Note, Recording, RecordingKind
+from .records import MIX_USER_ID, Meeting, Note, Recording, RecordingKind, TranscodeStatus
 
 __all__ = ["NewRecording", "MeetingPipeline", "TrackAssembly", "Phase", "Progress", "PromotionResult",
-           "RecoveryReport", "CleanupReport", "SessionSnapshot", "RemovalReport"]
+           "RecoveryReport", "CleanupReport", "SessionSnapshot", "RemovalReport", "Gap", "NewGap",
+           "RepairResult", "UnknownFiles"]
 
 Phase = Literal["flushing", "transcoding", "assembling", "done"]
 
@@ -51,6 +52,44 @@ class TrackAssembly:
 
 
 @dataclass(frozen=True, slots=True)
+class NewGap:
+    """A window of one track that assembly filled with silence, and why (for the ``gaps`` table)."""
+
+    user_id: int
+    seq: int
+    start_sample: int
+    sample_count: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """A window of one track that is silent in its finished file though audio was recorded.
+
+    ``chunk_status`` is the status of the chunk kept for a repair (its PCM, or its MP3
+    once encoded), ``None`` when nothing of it is kept (an MP3 found damaged after its
+    PCM was gone): only a gap with a kept chunk can be repaired.
+    """
+
+    meeting_id: str
+    user_id: int
+    seq: int
+    start_sample: int
+    sample_count: int
+    reason: str
+    created_at: float
+    chunk_status: Optional[TranscodeStatus] = None
+
+    @property
+    def repairable(self) -> bool:
+        return self.chunk_status is not None
+
+    @property
+    def is_mix(self) -> bool:
+        return self.user_id == MIX_USER_ID
+
+
+@dataclass(frozen=True, slots=True)
 class Progress:
     phase: Phase
     done: int
@@ -59,6 +98,9 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class PromotionResult:
+    """A finished meeting. ``failed_chunks`` counts its ``gaps`` (windows of a track
+    that are silence in the file though audio was recorded there), listed in ``gaps``."""
+
     meeting: Meeting
     recordings: list[Recording]
     failed_chunks: int
@@ -67,6 +109,34 @@ class PromotionResult:
     notes: tuple[Note, ...] = ()
     #: The Audacity label track beside the recordings; None when nobody took a note.
     labels_path: Optional[str] = None
+    gaps: tuple[Gap, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RepairResult:
+    """What a repair of a finished meeting did: ``repaired`` gaps spliced into the files
+    (same recording ids, new sha256 and size), ``remaining`` gaps still silent."""
+
+    meeting: Meeting
+    repaired: tuple[Gap, ...]
+    remaining: tuple[Gap, ...]
+    recordings: list[Recording]
+
+
+@dataclass(frozen=True, slots=True)
+class UnknownFiles:
+    """Files in the data folder that belong to no meeting the database knows.
+
+    They are never deleted (the database may have been lost: ``adoption`` re-adopts
+    what it can); the count is logged and shown to the bot owner.
+    """
+
+    files: int = 0
+    bytes: int = 0
+    meetings: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.files > 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +153,13 @@ class RecoveryReport:
     adopted: int = 0
     cleaned: int = 0
     awaiting_promotion: tuple[str, ...] = ()
+    readopted: tuple[str, ...] = ()
+    unknown: UnknownFiles = UnknownFiles()
 
     @property
     def anything(self) -> bool:
         return bool(self.interrupted or self.requeued or self.adopted or self.cleaned
-                    or self.awaiting_promotion)
+                    or self.awaiting_promotion or self.readopted or self.unknown)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +170,7 @@ class CleanupReport:
     bytes_freed: int = 0
     #: The recordings retention removed (told to other cogs as deletions).
     deleted: tuple[Recording, ...] = field(default=(), compare=False, repr=False)
+    unknown: UnknownFiles = UnknownFiles()
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,12 @@ A window with no chunk row for a track (the track was silent there, or the speak
 had not joined yet) gets a cached encoding of silence of the window's length: MP3
 frames of digital silence are identical bytes, and they decode to zeros, so the
 file still starts at t=0 and has the meeting's full length.
+
+Silence never stands in for recorded audio without the database saying so: when a
+final assembly fills a window whose chunk failed (or is still failing and the
+promoter gave up waiting for it), or finds a chunk's MP3 unreadable, it records a
+*gap* (``gaps`` table) in the same transaction as the track's advance. The chunk's
+row and PCM stay, and a repair (``repair.py``) splices it in later.
 """
 
 from __future__ import annotations
@@ -32,8 +38,8 @@ from typing import Optional, Union
 import numpy as np
 
 from ..audio import id3, mp3
-from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TranscodeStatus
-from ..objects.results import NewRecording, TrackAssembly
+from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TempRecording, TranscodeStatus
+from ..objects.results import NewGap, NewRecording, TrackAssembly
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .paths import Layout, fsync_dir, remove_files
@@ -58,6 +64,7 @@ class AssemblyStatus:
     appended_chunks: int
     silent_chunks: int
     failed_chunks: int
+    promoted: bool = False
 
     @property
     def complete(self) -> bool:
@@ -111,20 +118,22 @@ class Assembler:
             meeting = await self._store.get_meeting(meeting_id)
             if meeting.status is MeetingStatus.PROMOTED:
                 tracks = await self._store.tracks_for_meeting(meeting_id)
-                return AssemblyStatus(pipe.flushed_windows, len(tracks), len(tracks), 0, 0, 0)
+                return AssemblyStatus(pipe.flushed_windows, len(tracks), len(tracks), 0, 0, 0, promoted=True)
             grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
             windows = pipe.flushed_windows
             tracks = await self._store.tracks_for_meeting(meeting_id)
+            gapped = {(g.user_id, g.seq) for g in await self._store.gaps_for_meeting(meeting_id)} if final else set()
             appended = silent = failed = complete = 0
             for track in tracks:
-                a, s, f = await self._advance(meeting, pipe.quality, grid, track, windows, final)
+                a, s, f = await self._advance(meeting, pipe.quality, grid, track, windows, final, gapped)
                 appended, silent, failed = appended + a, silent + s, failed + f
                 if track.assembled_seq + a + s + f >= windows:
                     complete += 1
             return AssemblyStatus(windows, len(tracks), complete, appended, silent, failed)
 
     async def _advance(
-        self, meeting: Meeting, quality: int, grid: Grid, track: TrackAssembly, windows: int, final: bool
+        self, meeting: Meeting, quality: int, grid: Grid, track: TrackAssembly, windows: int, final: bool,
+        gapped: set[tuple[int, int]],
     ) -> tuple[int, int, int]:
         seq = track.assembled_seq
         if seq >= windows:
@@ -132,8 +141,9 @@ class Assembler:
         rows = {r.seq: r for r in await self._store.temp_recordings_for_track(
             meeting.id, track.user_id, from_seq=seq, limit=windows - seq)}
         pieces: list[tuple[_Piece, int]] = []
-        done_mp3s: list[str] = []
-        n_chunk = n_silent = n_failed = 0
+        done: dict[int, TempRecording] = {}  # piece index → the chunk it appends
+        gaps: list[NewGap] = []
+        n_chunk = n_silent = 0
         s = seq
         while s < windows:
             frames = mp3.frames_for(grid.body(s, meeting.length_samples))
@@ -142,14 +152,16 @@ class Assembler:
                 pieces.append((await self._silence(meeting, quality, frames), frames))
                 n_silent += 1
             elif row.transcode_status is TranscodeStatus.DONE and row.mp3_path:
+                done[len(pieces)] = row
                 pieces.append((row.mp3_path, frames))
-                done_mp3s.append(row.mp3_path)
                 n_chunk += 1
-            elif row.transcode_status is TranscodeStatus.FAILED and final:
-                log.error("meeting %s track %s chunk %d failed for good (%s); silence stands in",
-                          meeting.id, track.user_id, s, row.last_error)
+            elif final and (row.transcode_status is TranscodeStatus.FAILED or (track.user_id, s) in gapped):
+                # failed for good, or still failing and the promotion stopped waiting for it
+                reason = row.last_error or "not encoded yet"
+                log.error("meeting %s track %s chunk %d is not encoded (%s); silence stands in and the "
+                          "gap is recorded for a repair", meeting.id, track.user_id, s, reason)
                 pieces.append((await self._silence(meeting, quality, frames), frames))
-                n_failed += 1
+                gaps.append(NewGap(track.user_id, s, row.start_sample, row.sample_count, reason))
             else:
                 break
             s += 1
@@ -164,16 +176,21 @@ class Assembler:
             _append, part, track.assembled_bytes, pieces, running.sha.copy() if running else None,
             await self._silence(meeting, quality, 1),
         )
-        n_failed += unreadable
-        n_chunk -= unreadable
+        for index in unreadable:
+            row = done.pop(index)
+            gaps.append(NewGap(track.user_id, row.seq, row.start_sample, row.sample_count,
+                               "its encoded chunk was missing or damaged when it was assembled"))
+        n_chunk -= len(unreadable)
         await self._store.advance_track(
             meeting.id, track.user_id, from_seq=seq, to_seq=s, bytes_=size,
-            frames=track.assembled_frames + frames_added,
+            frames=track.assembled_frames + frames_added, gaps=gaps,
+            filled=[r.seq for r in done.values() if (track.user_id, r.seq) in gapped],
         )
         if sha is not None:
             self._hashes[key] = _Hash(sha, size)
-        await run_blocking(remove_files, done_mp3s)
-        return n_chunk, n_silent, n_failed
+        # in the track's file now (the row just said so): the chunk MP3s may go
+        await run_blocking(remove_files, [r.mp3_path for r in done.values()])
+        return n_chunk, n_silent, len(gaps)
 
     async def _silence(self, meeting: Meeting, quality: int, frames: int) -> bytes:
         key = (meeting.channels, meeting.bitrate, quality, meeting.sample_rate)
@@ -233,12 +250,13 @@ def _append(
     pieces: list[tuple[_Piece, int]],
     sha: Optional["hashlib._Hash"],
     silent: bytes,
-) -> tuple[int, int, Optional["hashlib._Hash"], int]:
+) -> tuple[int, int, Optional["hashlib._Hash"], list[int]]:
     """Cut ``part`` back to ``expected`` bytes and append the pieces (worker thread).
 
     A chunk MP3 that is missing or does not walk as the expected frames (someone
     deleted or damaged it after it was verified) is replaced by silence of the same
-    length and counted, so one bad file cannot block its track.
+    length and its piece's index returned (the caller records the gap), so one bad
+    file cannot block its track.
     """
     part.parent.mkdir(parents=True, exist_ok=True)
     if not part.exists():
@@ -255,12 +273,12 @@ def _append(
                     raise AssemblyError(f"{part.name} is shorter than the {expected} bytes assembled")
                 sha.update(block)
                 remaining -= len(block)
-    unreadable = 0
+    unreadable: list[int] = []
     frames_added = 0
     with open(part, "r+b") as fh:
         fh.truncate(expected)
         fh.seek(expected)
-        for piece, frames in pieces:
+        for index, (piece, frames) in enumerate(pieces):
             if isinstance(piece, str):
                 try:
                     data = Path(piece).read_bytes()
@@ -269,7 +287,7 @@ def _append(
                 except (OSError, mp3.EncodeError) as exc:
                     log.error("chunk %s unusable (%s); silence stands in", piece, exc)
                     data = silent * frames
-                    unreadable += 1
+                    unreadable.append(index)
             else:
                 data = piece
             fh.write(data)

@@ -1,15 +1,26 @@
-"""Retention and the janitor: old recordings, stale temp rows, orphaned files.
+"""Retention and the janitor: old recordings, stale temp rows, leftover files.
 
 The one implementation of retention: ``Recorder.cleanup`` runs it when its owner asks
 (the cog's hourly task with each guild's setting, a test, the harness); nothing here
 schedules itself.
 
-Safety rule: nothing that belongs to an unfinished meeting (ACTIVE, STOPPING,
-INTERRUPTED, FAILED) is ever touched, because recovery and promotion may still need
-it (a chunk file without a row is adopted, not deleted). Only files of PROMOTED
-meetings, or of meetings that no longer exist, and only when older than the TTL.
-Rows go before files everywhere, so a crash in between leaves an orphaned file for
-the next run, never a row pointing at nothing.
+It obeys the invariant (``docs/architecture.md``): audio that reached disk is removed
+only when a committed row already holds it elsewhere, an admin deleted it, an erasure
+covers it, or the retention of a recording the database knows has passed. So:
+
+* a temp row (and its files) goes only once its meeting is PROMOTED (a recording holds
+  its audio) and it is older than the TTL, and never a gap's chunk (kept for a repair);
+  an unfinished or FAILED meeting keeps every chunk, whatever its age;
+* a recording goes when its guild's retention has passed, with its track's leftover
+  chunks (``RecordingsTable.remove_recording``);
+* a file no row points at goes only if its meeting is PROMOTED (its audio is in the
+  recordings; the file is a deletion a crash interrupted) and it is older than the
+  TTL, or if an admin deleted its meeting or an erasure covers it (``removals``);
+* a file of a meeting the database does not know is never deleted: it is counted
+  (``UnknownFiles``), and the recovery adopts it back where it can.
+
+Rows go before files everywhere, so a crash in between leaves a leftover file for the
+next run, never a row pointing at nothing.
 """
 
 from __future__ import annotations
@@ -21,13 +32,13 @@ from pathlib import Path
 from typing import Mapping, Union
 
 from ..objects.errors import NotFound
-from ..objects.records import MeetingStatus, Recording
-from ..objects.results import CleanupReport
-from ..store.service import SqlRecordingService
+from ..objects.records import MeetingStatus, Recording, TempRecording
+from ..objects.results import CleanupReport, UnknownFiles
+from ..store.service import Removals, SqlRecordingService
 from .blocking import run_blocking
-from .paths import Layout, clear_folder, remove_files
+from .paths import TMP_SUFFIX, Layout, remove_files
 
-__all__ = ["CleanupReport", "Cleaner", "Retention"]
+__all__ = ["CleanupReport", "Cleaner", "Retention", "chunk_files"]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.cleanup")
 
@@ -61,14 +72,17 @@ class Cleaner:
 
         expired = await self._expired(days_of)
         gone: list[Recording] = []
+        gone_files: list[str] = []
         for rec in expired:
             try:
-                gone.append(await store.delete_recording(rec.id))
+                removed, chunks = await store.remove_recording(rec.id)
             except NotFound:
                 continue  # deleted meanwhile (an admin, an erasure)
+            recs += 1
+            gone.append(removed)
+            gone_files += [removed.path, *chunk_files(chunks)]  # with its gaps' kept chunks
         if gone:
-            recs = len(gone)
-            n, b = await run_blocking(remove_files, [r.path for r in gone])
+            n, b = await run_blocking(remove_files, gone_files)
             files, freed = files + n, freed + b
             # a meeting's label track (its notes) goes with its last recording
             emptied = [m for m in {r.meeting_id for r in gone} if not await store.recordings_for_meeting(m)]
@@ -78,13 +92,17 @@ class Cleaner:
         finished = {m.id for m in await store.meetings_with_status(*_DONE)}
         existing = await store.all_meeting_ids()
         known = await store.known_paths()
+        removals = await store.removals()
         cutoff = time.time() - temp_ttl_s
-        n_files, n_bytes = await run_blocking(self._sweep, finished, existing, known, cutoff)
+        n_files, n_bytes, unknown = await run_blocking(self._sweep, finished, existing, known, removals, cutoff)
         files += n_files
         freed += n_bytes
-        report = CleanupReport(rows_deleted, files, recs, freed, deleted=tuple(gone))
+        report = CleanupReport(rows_deleted, files, recs, freed, deleted=tuple(gone), unknown=unknown)
         if rows_deleted or files or recs:
             log.info("cleanup: %s", report)
+        if unknown:
+            log.warning("%d file(s) (%d bytes) in %s belong to no meeting the database knows; they are kept",
+                        unknown.files, unknown.bytes, self._layout.data_dir)
         return report
 
     async def _expired(self, days_of: Mapping[int, int] | int) -> list[Recording]:
@@ -103,29 +121,39 @@ class Cleaner:
             if r.guild_id in kept and r.created_at < now - kept[r.guild_id] * _DAY_S
         ]
 
-    def _sweep(self, finished: set[str], existing: set[str], known: set[str], cutoff: float) -> tuple[int, int]:
-        """Orphaned chunk folders/files and recording files (worker thread)."""
-        files = freed = 0
-
-        def removable(meeting_id: str) -> bool:
-            return meeting_id in finished or meeting_id not in existing
-
-        def old_orphan(path: Path) -> bool:
-            return str(path) not in known and _mtime(path) <= cutoff
-
-        for folder in _entries(self._layout.chunks_dir):
-            if not folder.is_dir() or not removable(folder.name):
+    def _sweep(
+        self, finished: set[str], existing: set[str], known: set[str], removals: Removals, cutoff: float
+    ) -> tuple[int, int, UnknownFiles]:
+        """Leftover files, and the count of unknown ones (worker thread); see the module docstring."""
+        doomed: list[Path] = []
+        unknown_files = unknown_bytes = 0
+        unknown_meetings: set[str] = set()
+        for meeting_id, user_id, path in self._layout.audio_files():
+            if str(path) in known:
                 continue
-            young = {str(p) for p in _entries(folder) if not old_orphan(p)}
-            n, b = clear_folder(folder, keep=young)
-            files, freed = files + n, freed + b
-        orphans = []
-        for path in _entries(self._layout.recordings_dir):
-            parsed = self._layout.parse_recording(path.name)
-            if parsed is not None and removable(parsed[0]) and old_orphan(path):
-                orphans.append(path)
-        n, b = remove_files(orphans)
-        return files + n, freed + b
+            if meeting_id in existing:
+                if meeting_id in finished and _mtime(path) <= cutoff:
+                    doomed.append(path)  # a PROMOTED meeting's: its audio is in the recordings
+                continue
+            if removals.covers(meeting_id, user_id, _mtime(path)):
+                doomed.append(path)  # an admin's deletion or an erasure a crash interrupted
+                continue
+            unknown_files += 1
+            unknown_bytes += _size(path)
+            unknown_meetings.add(meeting_id)
+        # what is not audio: half-written temp files of finished meetings, deleted meetings' manifests
+        for folder in _entries(self._layout.chunks_dir):
+            if folder.name in finished:
+                doomed += [p for p in _entries(folder) if p.name.endswith(TMP_SUFFIX) and _mtime(p) <= cutoff]
+        doomed += [self._layout.manifest_path(m) for m in removals.meetings if m not in existing]
+        n, b = remove_files(doomed)
+        for folder in _entries(self._layout.chunks_dir):
+            if folder.name in finished or folder.name in removals.meetings:
+                try:
+                    folder.rmdir()  # empty now
+                except OSError:
+                    pass
+        return n, b, UnknownFiles(unknown_files, unknown_bytes, tuple(sorted(unknown_meetings)))
 
 
 def _retention(days: Retention) -> Mapping[int, int] | int:
@@ -151,3 +179,21 @@ def _mtime(path: Path) -> float:
         return os.stat(path).st_mtime
     except OSError:
         return float("inf")
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def chunk_files(temps: list[TempRecording]) -> list[str]:
+    """Every file a chunk row may have: its PCM, and its MP3 even if the row has not
+    recorded it yet (an encode that finished while the rows were being deleted)."""
+    out: list[str] = []
+    for t in temps:
+        out += [t.pcm_path, str(Path(t.pcm_path).with_suffix(".mp3"))]
+        if t.mp3_path:
+            out.append(t.mp3_path)
+    return out

@@ -34,6 +34,7 @@ log = logging.getLogger("red.chunkrecorder.pipeline.paths")
 AnyPath = Union[Path, str, None]
 
 _CHUNK_RE = re.compile(r"^(\d+)_(\d+)\.(pcm|mp3)$")
+_RECORDING_RE = re.compile(r"^recording_([0-9a-f]{16})_(mix|\d+)\.mp3(\.part)?$")
 #: Suffix of a file being written; never a complete file, always safe to delete.
 TMP_SUFFIX = ".tmp"
 #: Suffix of a track being assembled.
@@ -54,6 +55,11 @@ class Layout:
         self.data_dir = Path(data_dir)
         self.chunks_dir = self.data_dir / "chunks"
         self.recordings_dir = self.data_dir / "recordings"
+        #: one small JSON per meeting (``manifest.py``): what a lost database knew of it
+        self.manifests_dir = self.data_dir / "meetings"
+
+    def manifest_path(self, meeting_id: str) -> Path:
+        return self.manifests_dir / f"{meeting_id}.json"
 
     def meeting_dir(self, meeting_id: str) -> Path:
         return self.chunks_dir / meeting_id
@@ -91,8 +97,32 @@ class Layout:
     @staticmethod
     def parse_recording(name: str) -> Optional[tuple[str, str]]:
         """``(meeting_id, who)`` of a recording or ``.part`` file name, else None."""
-        m = re.match(r"^recording_([0-9a-f]{16})_(mix|\d+)\.mp3(\.part)?$", name)
+        m = _RECORDING_RE.match(name)
         return (m.group(1), m.group(2)) if m else None
+
+    @staticmethod
+    def recording_user(who: str) -> int:
+        """The track's user id from a recording name's ``who`` (the mix is ``MIX_USER_ID``)."""
+        return MIX_USER_ID if who == "mix" else int(who)
+
+    def audio_files(self) -> list[tuple[str, int, Path]]:
+        """Every chunk, ``.part`` and recording file in the data folder as ``(meeting, user, path)`` (blocking).
+
+        What the invariant is about: the cleanup and the recovery account for each one.
+        """
+        out: list[tuple[str, int, Path]] = []
+        for folder in _entries(self.chunks_dir):
+            if not folder.is_dir():
+                continue
+            for path in _entries(folder):
+                chunk = self.parse_chunk(path.name)
+                if chunk is not None:
+                    out.append((folder.name, chunk.user_id, path))
+        for path in _entries(self.recordings_dir):
+            parsed = self.parse_recording(path.name)
+            if parsed is not None:
+                out.append((parsed[0], self.recording_user(parsed[1]), path))
+        return out
 
     def meeting_recording_files(self, meeting_id: str) -> list[Path]:
         """Every file in ``recordings/`` of one meeting: finished, ``.part`` and ``.tmp`` (blocking).
@@ -286,3 +316,11 @@ def folder_size(folder: Path) -> int:
     except (FileNotFoundError, NotADirectoryError):
         return 0
     return total
+
+
+def _entries(folder: Path) -> list[Path]:
+    """The folder's entries, sorted; none if it does not exist (blocking)."""
+    try:
+        return sorted(folder.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        return []

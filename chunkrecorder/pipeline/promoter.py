@@ -11,9 +11,14 @@
 
 Every step is idempotent, so a promotion interrupted at any point is simply run
 again and yields the same files and rows; a PROMOTED meeting returns its recordings.
-A chunk that failed for good becomes silence of its length (the file keeps its
-length and sync) and is counted in ``failed_chunks``; its row and PCM are kept so
-the audio is not thrown away.
+
+Missing audio is never silent without saying so. A chunk that failed for good, or
+that is still failing (a transient error, retried with backoff) when the wait's
+deadline comes and nothing else is left to wait for, becomes silence of its length
+(the file keeps its length and sync) recorded as a *gap* (``gaps``), counted in
+``failed_chunks`` and listed in the result; its row and PCM are kept, the transcoder
+goes on retrying a transient failure, and ``repair`` (or any later promotion of the
+finished meeting) splices the encoded chunk into the file (``repair.py``).
 """
 
 from __future__ import annotations
@@ -26,8 +31,8 @@ import time
 from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Union
 
-from ..objects.records import Meeting, MeetingStatus, Note, TranscodeStatus
-from ..objects.results import Phase, Progress, PromotionResult
+from ..objects.records import Meeting, MeetingStatus, Note
+from ..objects.results import NewGap, Phase, Progress, PromotionResult, RepairResult
 from ..store.service import SqlRecordingService, StoreError
 from ..utils.waiting import wait_event
 from .blocking import run_blocking
@@ -36,6 +41,7 @@ from .errors import PipelineError, PromotionTimeout
 from . import markers
 from .paths import Layout, clear_folder, remove_files, write_atomic
 from .recovery import adopt_orphans, expected_frames, settle_length
+from .repair import Repairer
 
 __all__ = [
     "write_labels",
@@ -84,12 +90,15 @@ class Promoter:
         assembler: Assembler,
         *,
         changes: Callable[[], asyncio.Event],
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
         self._store = store
         self._layout = layout
         self._assembler = assembler
         self._changes = changes
+        self._wake = wake  # the transcoder: chunks were re-queued
         self._locks: dict[str, asyncio.Lock] = {}
+        self.repairer = Repairer(store, layout)
 
     def busy(self, meeting_id: str) -> bool:
         """Whether a promotion of the meeting is running (or waiting for the running one)."""
@@ -130,12 +139,13 @@ class Promoter:
         store = self._store
         meeting = await store.get_meeting(meeting_id)
         if meeting.status is MeetingStatus.PROMOTED:
+            await self.repairer.splice_ready(meeting)  # gaps whose chunk got encoded since
             try:
-                await run_blocking(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+                await run_blocking(self._clear_chunks, meeting_id, await self._kept_files(meeting_id))
             except OSError as exc:
                 log.warning("meeting %s: chunk folder not removed: %s", meeting_id, exc)
             await report(progress, "done", 1, 1)
-            return await self._result(meeting, failed=(await store.chunk_counts(meeting_id)).failed)
+            return await self._result(meeting)
         if meeting.status is MeetingStatus.ACTIVE:
             raise PipelineError(f"Meeting `{meeting_id}` is still being recorded; stop it first.")
         if meeting.status is MeetingStatus.FAILED:
@@ -162,28 +172,50 @@ class Promoter:
             ) from exc
 
     async def _wait(self, meeting_id: str, progress: Optional[ProgressCallback], timeout_s: float) -> None:
+        """Until no chunk that is not a gap is pending; at the deadline, chunks that are
+        all failing become gaps, and anything else is a :class:`PromotionTimeout`."""
         deadline = time.monotonic() + timeout_s
         total: Optional[int] = None
         last = -1
         while True:
             changed = self._changes()
             counts = await self._store.chunk_counts(meeting_id)
+            pending = await self._store.pending_not_gap_count(meeting_id)
             if total is None:
                 total = counts.total
             total = max(total, counts.total)
-            done = total - counts.pending
+            done = total - pending
             if done != last:
                 await report(progress, "transcoding", done, total)
                 last = done
-            if not counts.pending:
+            if not pending:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if await self._give_up_failing(meeting_id):
+                    return
                 raise PromotionTimeout(
-                    f"{counts.pending} chunk(s) of meeting `{meeting_id}` are still being encoded. "
+                    f"{pending} chunk(s) of meeting `{meeting_id}` are still being encoded. "
                     f"The recording will be finished when they are done."
                 )
             await wait_event(changed, min(remaining, 1.0))
+
+    async def _give_up_failing(self, meeting_id: str) -> bool:
+        """At the deadline: if every chunk still pending has failed at least once (a disk
+        that stays full, say), they become gaps and the promotion goes on (the members get
+        their files now; the transcoder keeps retrying and the repair puts them in). A
+        chunk merely waiting its turn (a backlog) is waited for instead: False."""
+        gapped = {(g.user_id, g.seq) for g in await self._store.gaps_for_meeting(meeting_id)}
+        waiting = [r for r in await self._store.pending_temp_recordings(meeting_id)
+                   if (r.user_id, r.seq) not in gapped]
+        if not waiting or not all(r.last_error for r in waiting):
+            return False
+        await self._store.add_gaps(meeting_id, [
+            NewGap(r.user_id, r.seq, r.start_sample, r.sample_count, r.last_error or "") for r in waiting
+        ])
+        log.error("meeting %s: %d chunk(s) still failing at the deadline (%s); finished with gaps, "
+                  "their audio is kept and retried", meeting_id, len(waiting), waiting[0].last_error)
+        return True
 
     async def _finish(self, meeting_id: str, progress: Optional[ProgressCallback]) -> PromotionResult:
         store = self._store
@@ -211,41 +243,101 @@ class Promoter:
                 await report(progress, "assembling", i + 1, len(tracks))
         await write_labels(self._layout, meeting_id, notes)
         pipe = await store.meeting_pipeline(meeting_id)
-        counts = await store.chunk_counts(meeting_id)
-        keep = pipe.keep_temp or counts.failed > 0
+        # the gaps' chunk rows stay (and every row, if kept for audit)
         await store.promote_temp_recordings_to_persistent(
-            meeting_id, files, length_samples=meeting.length_samples, keep_temp=keep
+            meeting_id, files, length_samples=meeting.length_samples, keep_temp=pipe.keep_temp
         )
-        if counts.failed and not pipe.keep_temp:
-            await store.delete_temp_recordings_except_failed(meeting_id)
         try:
-            await run_blocking(self._clear_chunks, meeting_id, await self._failed_pcms(meeting_id))
+            await run_blocking(self._clear_chunks, meeting_id, await self._kept_files(meeting_id))
         except OSError as exc:  # the recordings are done; leftovers go with the cleanup job
             log.warning("meeting %s promoted, but its chunk folder was not removed: %s", meeting_id, exc)
         self._assembler.forget(meeting_id)
         meeting = await store.get_meeting(meeting_id)
         await report(progress, "done", len(tracks), len(tracks))
-        return await self._result(meeting, failed=counts.failed)
+        return await self._result(meeting)
 
-    async def _failed_pcms(self, meeting_id: str) -> set[str]:
-        rows = await self._store.get_temp_recordings_for_meeting(meeting_id, status=TranscodeStatus.FAILED)
-        return {r.pcm_path for r in rows}
+    async def _kept_files(self, meeting_id: str) -> set[str]:
+        """Files of the chunk rows a promotion keeps (the gaps' chunks, for the repair)."""
+        out: set[str] = set()
+        for r in await self._store.get_temp_recordings_for_meeting(meeting_id):
+            out.add(r.pcm_path)
+            out.add(r.mp3_path or r.pcm_path[: -len(".pcm")] + ".mp3")
+        return out
 
-    async def _result(self, meeting: Meeting, *, failed: int) -> PromotionResult:
+    async def _result(self, meeting: Meeting) -> PromotionResult:
         recordings = await self._store.recordings_for_meeting(meeting.id)
         notes = await self._store.notes_for_meeting(meeting.id)
         labels = self._layout.labels_path(meeting.id)
         has_labels: bool = bool(notes) and await run_blocking(labels.is_file)
+        gaps = await self._store.gaps_for_meeting(meeting.id)
         length = meeting.length_samples or 0
         return PromotionResult(
             meeting=meeting,
             recordings=recordings,
-            failed_chunks=failed,
+            failed_chunks=len(gaps),
             length_ms=round(length * 1000 / meeting.sample_rate),
             notes=tuple(notes),
             labels_path=str(labels) if has_labels else None,
+            gaps=tuple(gaps),
         )
 
     def _clear_chunks(self, meeting_id: str, keep: set[str]) -> None:
-        """Delete the meeting's chunk folder except PCMs kept for a retry (worker thread)."""
+        """Delete the meeting's chunk folder except the chunks kept for a repair (worker thread).
+
+        The recordings hold the rest of its audio now (their rows committed first).
+        """
         clear_folder(self._layout.meeting_dir(meeting_id), keep=keep)
+
+    # ------------------------------------------------------------------ repair
+    async def repair(
+        self, meeting_id: str, *, timeout_s: float = 300.0, progress: Optional[ProgressCallback] = None
+    ) -> RepairResult:
+        """An admin's repair of a finished meeting: every gap's chunk is encoded again now
+        (waiting up to ``timeout_s``), and what got encoded is spliced into the files."""
+        lock = self._locks.setdefault(meeting_id, asyncio.Lock())
+        try:
+            async with lock:
+                meeting = await self._store.get_meeting(meeting_id)
+                if meeting.status is not MeetingStatus.PROMOTED:
+                    raise PipelineError(f"Meeting `{meeting_id}` is not finished yet, so promote it first.")
+                before = await self._store.gaps_for_meeting(meeting_id)
+                await self._store.requeue_gap_chunks(meeting_id)
+                self._wake()
+                await self._wait_gap_chunks(meeting_id, progress, timeout_s)
+                repaired = await self.repairer.splice_ready(meeting)
+                await run_blocking(self._clear_chunks, meeting_id, await self._kept_files(meeting_id))
+                remaining = await self._store.gaps_for_meeting(meeting_id)
+                await report(progress, "done", len(before) - len(remaining), len(before))
+                return RepairResult(
+                    meeting=await self._store.get_meeting(meeting_id), repaired=tuple(repaired),
+                    remaining=tuple(remaining), recordings=await self._store.recordings_for_meeting(meeting_id),
+                )
+        finally:
+            if not lock.locked():
+                self._locks.pop(meeting_id, None)
+
+    async def _wait_gap_chunks(
+        self, meeting_id: str, progress: Optional[ProgressCallback], timeout_s: float
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            changed = self._changes()
+            chunks = await self._store.gap_chunks(meeting_id)
+            pending = sum(1 for c in chunks if c.pending)
+            await report(progress, "transcoding", len(chunks) - pending, len(chunks))
+            remaining = deadline - time.monotonic()
+            if not pending or remaining <= 0:
+                return  # what is still failing stays a gap, retried in the background
+            await wait_event(changed, min(remaining, 1.0))
+
+    async def splice_ready(self, meeting_id: str) -> None:
+        """A gap's chunk of a finished meeting got encoded: put it in its file now."""
+        lock = self._locks.setdefault(meeting_id, asyncio.Lock())
+        try:
+            async with lock:
+                meeting = await self._store.get_meeting(meeting_id)
+                if meeting.status is MeetingStatus.PROMOTED:
+                    await self.repairer.splice_ready(meeting)
+        finally:
+            if not lock.locked():
+                self._locks.pop(meeting_id, None)

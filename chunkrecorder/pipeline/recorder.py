@@ -39,16 +39,17 @@ from typing import Awaitable, Callable, Optional, Union
 from ..objects.frames import MeetingSettings
 from ..audio import id3
 from ..objects.records import MIX_USER_ID, MeetingStatus, Note, RecordingKind, TempRecording
-from ..objects.results import RemovalReport
+from ..objects.results import Gap, RemovalReport, RepairResult, UnknownFiles
 from ..store.service import NotFound, SqlRecordingService
 from ..utils.background import BackgroundTasks
 from .assembler import Assembler
 from .blocking import run_blocking
-from .cleanup import Cleaner, CleanupReport, Retention
+from .cleanup import Cleaner, CleanupReport, Retention, chunk_files
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
 from .folder_lock import DataFolderLock, FolderInUse
 from .library import Library
+from .manifest import remove_manifest, write_manifest
 from .paths import Layout, clear_folder, folder_size, remove_files
 from . import markers
 from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report, write_labels
@@ -72,6 +73,7 @@ __all__ = [
     "FlushError",
     "FolderInUse",
     "RetryPolicy",
+    "RepairResult",
 ]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.recorder")
@@ -121,7 +123,8 @@ class Recorder:
             on_settled=self._settled, tasks=self._tasks,
         )
         self.assembler = Assembler(store, self.layout)
-        self.promoter = Promoter(store, self.layout, self.assembler, changes=lambda: self._changed)
+        self.promoter = Promoter(store, self.layout, self.assembler, changes=lambda: self._changed,
+                                 wake=self.transcoder.wake)
         self.cleaner = Cleaner(store, self.layout)
         self._sessions: dict[str, RecordingSession] = {}
         self._assembling: dict[str, asyncio.Task[None]] = {}
@@ -129,6 +132,8 @@ class Recorder:
         self._stop_locks: dict[str, asyncio.Lock] = {}
         self._started = False
         self._recovery: Optional[RecoveryReport] = None
+        #: Files of meetings the database does not know, as last counted (start-up, cleanup).
+        self.unknown = UnknownFiles()
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> RecoveryReport:
@@ -166,6 +171,7 @@ class Recorder:
         self._recovery = await Recovery(
             self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts
         ).run()
+        self.unknown = self._recovery.unknown
         if self._recovery.anything:
             log.warning("recovery: %s", self._recovery)
         return self._recovery
@@ -193,7 +199,9 @@ class Recorder:
     async def cleanup(self, *, temp_ttl_s: float, retention_days: Retention = 0) -> CleanupReport:
         """Retention and the janitor (see ``cleanup``); ``retention_days`` is one number of
         days for every guild or a mapping guild id → days (0 or absent: keep forever)."""
-        return await self.cleaner.run(temp_ttl_s=temp_ttl_s, retention_days=retention_days)
+        report = await self.cleaner.run(temp_ttl_s=temp_ttl_s, retention_days=retention_days)
+        self.unknown = report.unknown
+        return report
 
     async def close(self) -> None:
         """Flush live sessions (their meetings become INTERRUPTED), stop every task and worker.
@@ -254,6 +262,8 @@ class Recorder:
         await self.store.set_meeting_pipeline(
             meeting.id, quality=settings.quality, keep_temp=settings.keep_temp_rows
         )
+        # what a lost database knew of it, before any audio (see manifest.py)
+        await run_blocking(write_manifest, self.layout, meeting, quality=settings.quality)
         session = RecordingSession(
             meeting=meeting,
             settings=settings,
@@ -308,7 +318,9 @@ class Recorder:
                     meeting_id, MeetingStatus.INTERRUPTED, length_samples=length
                 )
         try:
-            return await self.promoter.promote(meeting_id, progress=progress, timeout_s=timeout_s)
+            result = await self.promoter.promote(meeting_id, progress=progress, timeout_s=timeout_s)
+            self.transcoder.forget(meeting_id)
+            return result
         except PromotionTimeout:
             self._tasks.spawn(self._promote_in_background(meeting_id), name=f"chunkrecorder-promote-{meeting_id}")
             raise
@@ -322,7 +334,26 @@ class Recorder:
         if meeting_id in self._sessions:
             raise PipelineError(f"Meeting `{meeting_id}` is still being recorded; stop it instead.")
         self.transcoder.wake()
-        return await self.promoter.promote(meeting_id, progress=progress, timeout_s=_BACKGROUND_PROMOTION_S)
+        result = await self.promoter.promote(meeting_id, progress=progress, timeout_s=_BACKGROUND_PROMOTION_S)
+        self.transcoder.forget(meeting_id)
+        return result
+
+    async def repair(
+        self, meeting_id: str, *, progress: Optional[ProgressCallback] = None, timeout_s: float = 300.0
+    ) -> RepairResult:
+        """Put the audio back into a finished meeting's gaps (see ``repair``).
+
+        Every gap whose chunk is kept is encoded again now (a chunk that failed for good
+        gets a new round of attempts), waiting up to ``timeout_s``; what got encoded is
+        spliced into its file in place (same recording ids; sha256 and size updated).
+        What is still failing stays a gap and keeps being retried. :class:`PipelineError`
+        for a meeting that is not finished.
+        """
+        return await self.promoter.repair(meeting_id, timeout_s=timeout_s, progress=progress)
+
+    async def gaps(self, meeting_id: str) -> list[Gap]:
+        """The windows of a meeting's tracks that are silent in its files though audio was recorded."""
+        return await self.store.gaps_for_meeting(meeting_id)
 
     # ------------------------------------------------------------------ notes
     async def add_note(self, meeting_id: str, *, author_id: int, text: str,
@@ -392,8 +423,9 @@ class Recorder:
                 )
             files, freed = files + n, freed + b
         recs, temps = await self.store.user_data(user_id)
-        await self.store.delete_user_rows(user_id)
-        n, b = await run_blocking(remove_files, [*(r.path for r in recs), *_chunk_files(temps)])
+        await self.store.delete_user_rows(user_id)  # records the erasure (removals) with the rows
+        named = await run_blocking(self._files_of_user, user_id)
+        n, b = await run_blocking(remove_files, [*(r.path for r in recs), *chunk_files(temps), *named])
         n += await self._drop_labels_if_empty({r.meeting_id for r in recs})
         await self._erase_notes(user_id)
         result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b,
@@ -401,12 +433,18 @@ class Recorder:
         log.info("erased user %s: %s", user_id, result)
         return result
 
+    def _files_of_user(self, user_id: int) -> list[Path]:
+        """Every audio file whose name says it is this user's (blocking): after their rows are
+        gone, these are the ones no row knew (a meeting the database lost, a crash's leftover)."""
+        return [path for _m, user, path in self.layout.audio_files() if user == user_id and user != MIX_USER_ID]
+
     async def delete_recording(self, recording_id: str, *, guild_id: int) -> RemovalReport:
-        """One finished file: its row, then the file. ``NotFound`` if it is not in ``guild_id``."""
-        rec = await self.store.delete_recording(recording_id, guild_id=guild_id)
-        files, freed = await run_blocking(remove_files, [rec.path])
+        """One finished file: its row (with its track's gaps and their kept chunks), then the
+        files. ``NotFound`` if it is not in ``guild_id``."""
+        rec, chunks = await self.store.remove_recording(recording_id, guild_id=guild_id)
+        files, freed = await run_blocking(remove_files, [rec.path, *chunk_files(chunks)])
         files += await self._drop_labels_if_empty({rec.meeting_id})
-        return RemovalReport(rows=1, files=files, bytes_freed=freed, recordings=(rec,))
+        return RemovalReport(rows=1 + len(chunks), files=files, bytes_freed=freed, recordings=(rec,))
 
     async def delete_meeting(self, meeting_id: str, *, guild_id: int) -> RemovalReport:
         """A meeting and everything of it: its rows, then every file of it under the data dir.
@@ -424,7 +462,7 @@ class Recorder:
                 self._refuse_busy(meeting_id, (await self.store.get_meeting(meeting_id)).status)
                 recs = await self.store.recordings_for_meeting(meeting_id)
                 temps = await self.store.get_temp_recordings_for_meeting(meeting_id)
-                await self.store.delete_meeting(meeting_id)
+                await self.store.delete_meeting(meeting_id)  # records the deletion (removals) with the rows
                 files, freed = await run_blocking(self._remove_meeting_files, meeting_id, [r.path for r in recs])
         self.assembler.forget(meeting_id)
         self.transcoder.forget(meeting_id)
@@ -441,6 +479,7 @@ class Recorder:
 
     def _remove_meeting_files(self, meeting_id: str, recording_paths: list[str]) -> tuple[int, int]:
         """Recordings (wherever their rows said), the rest of ``recordings/`` of it, the chunk folder."""
+        remove_manifest(self.layout, meeting_id)  # not audio: not counted
         n1, b1 = remove_files(recording_paths)
         n2, b2 = remove_files(self.layout.meeting_recording_files(meeting_id))
         n3, b3 = clear_folder(self.layout.meeting_dir(meeting_id))
@@ -507,7 +546,10 @@ class Recorder:
             while True:
                 self._assembly_dirty.discard(meeting_id)
                 try:
-                    await self.assembler.run(meeting_id)
+                    status = await self.assembler.run(meeting_id)
+                    if status.promoted:
+                        # a finished meeting's chunk settled: a gap's, encoded at last
+                        await self.promoter.splice_ready(meeting_id)
                 except NotFound:
                     return  # the meeting was deleted meanwhile
                 except Exception:  # noqa: BLE001 - retried at the next kick and at promotion
@@ -546,14 +588,3 @@ def _retag(path: Path, tag: bytes) -> tuple[str, int]:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest(), size
-
-
-def _chunk_files(temps: list[TempRecording]) -> list[str]:
-    """Every file a chunk row may have: its PCM, and its MP3 even if the row has not
-    recorded it yet (an encode that finished while the rows were being deleted)."""
-    out: list[str] = []
-    for t in temps:
-        out += [t.pcm_path, str(Path(t.pcm_path).with_suffix(".mp3"))]
-        if t.mp3_path:
-            out.append(t.mp3_path)
-    return out

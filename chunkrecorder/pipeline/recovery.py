@@ -11,7 +11,9 @@ each repaired here idempotently:
 * half-written ``.tmp`` files → deleted (an atomic write never finished);
 * IN_PROGRESS rows (their worker died) and FAILED rows below the attempt limit
   (the crash came between FAILED and the re-queue) → QUEUED;
-* DONE rows whose PCM is still there (crash between DONE and the delete) → cleaned.
+* DONE rows whose PCM is still there (crash between DONE and the delete) → cleaned;
+* files of meetings the database does not know (it was lost) → adopted back from the
+  meeting's manifest where possible, else kept and counted (``adoption``): never deleted.
 
 The report's ``awaiting_promotion`` lists the interrupted meetings; promoting them is
 the recorder's owner's decision (the cog asks each guild's ``autopromote`` setting,
@@ -29,6 +31,7 @@ from ..audio import mp3
 from ..objects.records import Meeting, MeetingStatus
 from ..objects.results import RecoveryReport
 from ..store.service import SqlRecordingService
+from .adoption import Adoption
 from .blocking import run_blocking
 from .paths import TMP_SUFFIX, Layout, remove_files
 from .timeline import Grid
@@ -54,6 +57,16 @@ async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Mee
         return 0
     # PCMs on disk are the few not yet encoded: look up only their part of the meeting.
     have = await store.chunk_keys(meeting.id, from_seq=min(p.seq for _, p in candidates))
+    removals = await store.removals()
+    if removals.users:
+        erased = [folder / name for name, p in candidates
+                  if (p.user_id, p.seq) not in have
+                  and removals.covers(meeting.id, p.user_id, await run_blocking(_mtime, folder / name))]
+        if erased:
+            # an erasure removed their rows and a crash came before their files: finish it, never adopt
+            await run_blocking(remove_files, erased)
+            gone = {path.name for path in erased}
+            candidates = [(name, p) for name, p in candidates if name not in gone]
     grid = Grid.for_interval(meeting.flush_interval_s, meeting.sample_rate)
     frame_bytes = 2 * meeting.channels
     adopted: list[int] = []
@@ -81,6 +94,13 @@ async def adopt_orphans(store: SqlRecordingService, layout: Layout, meeting: Mee
         await store.ensure_tracks(meeting.id, adopted)
         log.warning("meeting %s: adopted %d chunk file(s) that had no row", meeting.id, len(adopted))
     return len(adopted)
+
+
+def _mtime(path: "os.PathLike[str]") -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return float("inf")
 
 
 def _listdir(folder: "os.PathLike[str]") -> list[str]:
@@ -119,6 +139,9 @@ class Recovery:
 
     async def run(self) -> RecoveryReport:
         store = self._store
+        # Files of meetings the database does not know first (a lost database): the
+        # meetings adopted back are INTERRUPTED and take the ordinary path below.
+        readopted, unknown = await Adoption(store, self._layout).run()
         interrupted: list[str] = []
         adopted = 0
         for meeting in await store.meetings_left_open():
@@ -153,6 +176,8 @@ class Recovery:
             awaiting_promotion=tuple(
                 m.id for m in await store.meetings_with_status(MeetingStatus.INTERRUPTED)
             ),
+            readopted=readopted,
+            unknown=unknown,
         )
 
 

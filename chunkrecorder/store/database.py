@@ -99,7 +99,7 @@ class Database:
         if isinstance(exc, sqlite3.OperationalError):
             return StoreError(
                 f"The recordings database {self.path.name} cannot be opened ({reason}), "
-                f"so check that the bot may read and write {self.path.parent}."
+                f"so check that the bot may read and write {self.path.parent} and that its disk is not full."
             )
         return StoreError(
             f"The recordings database {self.path.name} is damaged ({reason}), so move it aside and load again: "

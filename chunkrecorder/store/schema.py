@@ -125,7 +125,41 @@ V4: Sequence[str] = (
     "CREATE INDEX notes_author ON notes (author_id)",
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3, V4)
+#: Version 5 (issue 8, "nothing recorded is ever lost"; issue 12 took V4 first, so this is
+#: the next free number): where a finished file is silent
+#: though audio was recorded there, and what an admin or an erasure removed.
+#:
+#: ``gaps``: one row per track and window that a promotion filled with silence (a chunk
+#: still failing, failed for good, or unreadable); its chunk row and PCM stay while
+#: they exist, and a repair splices the chunk into the file and deletes the gap.
+#: ``removals``: a meeting deleted, or a user's data erased (``subject`` is the user id,
+#: ``removed_at`` the latest erasure), written in the same transaction as the rows it
+#: removes: files a crash left behind are then known to be removable, and are never
+#: adopted again (a chunk of an erased user older than the erasure stays erased).
+V5: Sequence[str] = (
+    """
+    CREATE TABLE gaps (
+        meeting_id   TEXT    NOT NULL REFERENCES meetings (id) ON DELETE CASCADE,
+        user_id      INTEGER NOT NULL,
+        seq          INTEGER NOT NULL CHECK (seq >= 0),
+        start_sample INTEGER NOT NULL CHECK (start_sample >= 0),
+        sample_count INTEGER NOT NULL CHECK (sample_count > 0),
+        reason       TEXT    NOT NULL,
+        created_at   REAL    NOT NULL,
+        PRIMARY KEY (meeting_id, user_id, seq)
+    )
+    """,
+    """
+    CREATE TABLE removals (
+        kind       TEXT NOT NULL CHECK (kind IN ('meeting', 'user')),
+        subject    TEXT NOT NULL,
+        removed_at REAL NOT NULL,
+        PRIMARY KEY (kind, subject)
+    )
+    """,
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3, V4, V5)
 
 #: The version a fully migrated database reports in ``PRAGMA user_version``.
 LATEST_VERSION = len(MIGRATIONS)

@@ -12,13 +12,23 @@ from __future__ import annotations
 from ..objects.errors import NotFound, StoreError
 from ..objects.results import NewRecording, TrackAssembly
 from .database import new_id
-from .tables import MeetingsTable, NotesTable, RecordingsTable, TempRecordingsTable, TracksTable
+from .tables import (
+    GapsTable,
+    MeetingsTable,
+    NotesTable,
+    RecordingsTable,
+    Removals,
+    RemovalsTable,
+    TempRecordingsTable,
+    TracksTable,
+)
 
-__all__ = ["SqlRecordingService", "NewRecording", "StoreError", "NotFound", "TrackAssembly", "new_id"]
+__all__ = ["SqlRecordingService", "NewRecording", "StoreError", "NotFound", "TrackAssembly", "Removals", "new_id"]
 
 
-class SqlRecordingService(MeetingsTable, TempRecordingsTable, RecordingsTable, TracksTable, NotesTable):
-    """CRUD for ``meetings``, ``temp_recordings``, ``recordings``, ``tracks`` and ``notes``.
+class SqlRecordingService(MeetingsTable, TempRecordingsTable, RecordingsTable, TracksTable, NotesTable, GapsTable,
+                          RemovalsTable):
+    """CRUD for ``meetings``, ``temp_recordings``, ``recordings``, ``tracks``, ``notes``, ``gaps`` and ``removals``.
 
     Use ``async with SqlRecordingService(path) as store`` or ``await store.open()``.
     """

@@ -19,7 +19,7 @@ from __future__ import annotations
 from typing import Final
 
 from ..objects.records import Meeting, Note, Recording, TempRecording
-from ..objects.results import MeetingPipeline, TrackAssembly
+from ..objects.results import Gap, MeetingPipeline, TrackAssembly
 from .rows import columns
 
 __all__ = [
@@ -87,6 +87,7 @@ __all__ = [
     "USER_TEMP_FETCH",
     "USER_RECORDINGS_DELETE",
     "USER_TEMP_DELETE",
+    "USER_GAPS_DELETE",
     # tracks
     "TRACK_COLUMNS",
     "TRACKS_INSERT_MISSING",
@@ -99,6 +100,25 @@ __all__ = [
     "NOTES_FETCH_FOR_MEETING",
     "NOTES_DELETE_FOR_AUTHOR",
     "RECORDINGS_SET_FILE",
+    # gaps (V5)
+    "GAP_COLUMNS",
+    "GAPS_INSERT",
+    "GAPS_FETCH_FOR_MEETING",
+    "GAPS_COUNT_FOR_MEETING",
+    "GAPS_DELETE_SEQS",
+    "GAPS_DELETE_TRACK",
+    "TEMP_COUNT_PENDING_NOT_GAP",
+    "TEMP_DELETE_FOR_MEETING_EXCEPT_GAPS",
+    "TEMP_FETCH_FOR_GAPS",
+    "TEMP_REQUEUE_GAPS",
+    "TRACK_ROWS_DELETE_AFTER_RECORDING",
+    "TRACK_TEMP_FETCH",
+    # removals (V5)
+    "REMOVALS_INSERT",
+    "REMOVALS_FETCH",
+    "MEETINGS_INSERT_ADOPTED",
+    "TRACKS_INSERT_ADOPTED",
+    "TEMP_INSERT_DONE",
 ]
 
 # ------------------------------------------------------------------ connection
@@ -287,11 +307,15 @@ TEMP_FETCH_DONE_UNCLEANED: Final = f"""
 SELECT {TEMP_COLUMNS} FROM temp_recordings WHERE transcode_status = 'DONE' AND cleaned = 0
 """
 
-#: Old rows of meetings that are over; a live meeting's rows are never stale.
+#: Old rows of finished meetings whose audio a recording holds. Never a row of a
+#: meeting that is not PROMOTED (its chunks are all it has, whatever their age: a
+#: FAILED meeting is promoted again), and never a gap's chunk (kept for the repair).
 TEMP_FETCH_STALE: Final = f"""
 SELECT {columns(TempRecording, table="t")}
 FROM temp_recordings t JOIN meetings m ON m.id = t.meeting_id
-WHERE t.created_at < :before AND m.status IN ('PROMOTED', 'FAILED')
+WHERE t.created_at < :before AND m.status = 'PROMOTED'
+  AND NOT EXISTS (SELECT 1 FROM gaps g
+                  WHERE g.meeting_id = t.meeting_id AND g.user_id = t.user_id AND g.seq = t.seq)
 ORDER BY t.created_at
 """
 
@@ -373,6 +397,9 @@ USER_RECORDINGS_DELETE: Final = "DELETE FROM recordings WHERE user_id = :user_id
 
 USER_TEMP_DELETE: Final = "DELETE FROM temp_recordings WHERE user_id = :user_id"
 
+#: A user's gaps go with their files (``user_id`` is never 0, the mix's).
+USER_GAPS_DELETE: Final = "DELETE FROM gaps WHERE user_id = :user_id"
+
 # ------------------------------------------------------------------ tracks
 TRACK_COLUMNS: Final = columns(TrackAssembly)
 
@@ -419,4 +446,123 @@ NOTES_DELETE_FOR_AUTHOR: Final = "DELETE FROM notes WHERE author_id = :author_id
 #: A finished file rewritten in place (its tag changed): its new digest and size.
 RECORDINGS_SET_FILE: Final = """
 UPDATE recordings SET sha256 = :sha256, size_bytes = :size_bytes WHERE id = :id RETURNING id
+"""
+
+# ------------------------------------------------------------------ gaps (V5)
+#: A gap and the status of the chunk kept for its repair (NULL: nothing kept).
+GAP_COLUMNS: Final = ", ".join(
+    [f"g.{name} AS {name}" for name in
+     ("meeting_id", "user_id", "seq", "start_sample", "sample_count", "reason", "created_at")]
+    + ["t.transcode_status AS chunk_status"]
+)
+_GAPS_JOIN_TEMP: Final = (
+    "gaps g LEFT JOIN temp_recordings t "
+    "ON t.meeting_id = g.meeting_id AND t.user_id = g.user_id AND t.seq = g.seq"
+)
+
+#: Idempotent: assembly re-run after a crash records the same gap once.
+GAPS_INSERT: Final = """
+INSERT INTO gaps (meeting_id, user_id, seq, start_sample, sample_count, reason, created_at)
+VALUES (:meeting_id, :user_id, :seq, :start_sample, :sample_count, :reason, :created_at)
+ON CONFLICT (meeting_id, user_id, seq) DO NOTHING
+"""
+
+GAPS_FETCH_FOR_MEETING: Final = f"""
+SELECT {GAP_COLUMNS} FROM {_GAPS_JOIN_TEMP} WHERE g.meeting_id = :meeting_id ORDER BY g.seq, g.user_id
+"""
+
+GAPS_COUNT_FOR_MEETING: Final = "SELECT count(*) FROM gaps WHERE meeting_id = :meeting_id"
+
+GAPS_DELETE_SEQS: Final = """
+DELETE FROM gaps WHERE meeting_id = :meeting_id AND user_id = :user_id
+  AND seq IN (SELECT value FROM json_each(:seqs))
+"""
+
+GAPS_DELETE_TRACK: Final = "DELETE FROM gaps WHERE meeting_id = :meeting_id AND user_id = :user_id"
+
+#: Chunks a promotion still has to wait for: pending ones that are not gaps (a gap's
+#: chunk may go on retrying after the promotion; the repair takes it in).
+TEMP_COUNT_PENDING_NOT_GAP: Final = """
+SELECT count(*) FROM temp_recordings t
+WHERE t.meeting_id = :meeting_id AND t.transcode_status IN ('QUEUED', 'IN_PROGRESS')
+  AND NOT EXISTS (SELECT 1 FROM gaps g
+                  WHERE g.meeting_id = t.meeting_id AND g.user_id = t.user_id AND g.seq = t.seq)
+"""
+
+#: After promotion: the chunks of gaps stay for the repair, the rest go.
+TEMP_DELETE_FOR_MEETING_EXCEPT_GAPS: Final = """
+DELETE FROM temp_recordings
+WHERE meeting_id = :meeting_id
+  AND NOT EXISTS (SELECT 1 FROM gaps g
+                  WHERE g.meeting_id = temp_recordings.meeting_id AND g.user_id = temp_recordings.user_id
+                    AND g.seq = temp_recordings.seq)
+RETURNING id
+"""
+
+#: The chunk rows of a meeting's gaps.
+TEMP_FETCH_FOR_GAPS: Final = f"""
+SELECT {columns(TempRecording, table="t")}
+FROM temp_recordings t JOIN gaps g ON g.meeting_id = t.meeting_id AND g.user_id = t.user_id AND g.seq = t.seq
+WHERE t.meeting_id = :meeting_id ORDER BY t.user_id, t.seq
+"""
+
+#: A repair asked for now: every gap chunk not DONE is due again (FAILED ones get a new
+#: round of attempts: a deterministic failure may be gone after an update).
+TEMP_REQUEUE_GAPS: Final = f"""
+UPDATE temp_recordings
+SET transcode_status = 'QUEUED', next_attempt_at = NULL, completed_at = NULL,
+    attempts = CASE WHEN transcode_status = 'FAILED' THEN 0 ELSE attempts END
+WHERE meeting_id = :meeting_id AND transcode_status IN ('QUEUED', 'FAILED')
+  AND EXISTS (SELECT 1 FROM gaps g
+              WHERE g.meeting_id = temp_recordings.meeting_id AND g.user_id = temp_recordings.user_id
+                AND g.seq = temp_recordings.seq)
+RETURNING {TEMP_COLUMNS}
+"""
+
+#: A track's chunk rows left after its recording is gone (a deleted or expired file):
+#: the gaps' chunks, read before they are deleted with the recording.
+TRACK_TEMP_FETCH: Final = f"""
+SELECT {TEMP_COLUMNS} FROM temp_recordings WHERE meeting_id = :meeting_id AND user_id = :user_id
+"""
+
+TRACK_ROWS_DELETE_AFTER_RECORDING: Final = """
+DELETE FROM temp_recordings WHERE meeting_id = :meeting_id AND user_id = :user_id
+"""
+
+# ------------------------------------------------------------------ removals (V5)
+#: Written with the rows a deletion or an erasure removes; a user's latest erasure wins.
+REMOVALS_INSERT: Final = """
+INSERT INTO removals (kind, subject, removed_at) VALUES (:kind, :subject, :removed_at)
+ON CONFLICT (kind, subject) DO UPDATE SET removed_at = max(removed_at, excluded.removed_at)
+"""
+
+REMOVALS_FETCH: Final = "SELECT kind, subject, removed_at FROM removals"
+
+#: A meeting found again from its manifest after the database was lost (``adoption``).
+MEETINGS_INSERT_ADOPTED: Final = f"""
+INSERT INTO meetings (id, guild_id, channel_id, started_by, started_at, ended_at, status, strategy,
+                      flush_interval_s, sample_rate, channels, bitrate, length_samples, note, quality)
+VALUES (:id, :guild_id, :channel_id, :started_by, :started_at, :ended_at, :status, :strategy,
+        :flush_interval_s, :sample_rate, :channels, :bitrate, :length_samples, :note, :quality)
+ON CONFLICT (id) DO NOTHING
+RETURNING {MEETING_COLUMNS}
+"""
+
+#: A track found again: how far its ``.part`` (or finished file) holds whole windows.
+TRACKS_INSERT_ADOPTED: Final = """
+INSERT INTO tracks (meeting_id, user_id, assembled_seq, assembled_bytes, assembled_frames)
+VALUES (:meeting_id, :user_id, :assembled_seq, :assembled_bytes, :assembled_frames)
+ON CONFLICT (meeting_id, user_id) DO NOTHING
+"""
+
+#: A chunk found again as its encoded MP3 alone (its PCM was removed once it was DONE).
+TEMP_INSERT_DONE: Final = f"""
+INSERT INTO temp_recordings (id, meeting_id, user_id, guild_id, seq, created_at, completed_at, pcm_path,
+                             mp3_path, transcode_status, sha256, duration_ms, cleaned, start_sample,
+                             sample_count, prime_samples, tail_samples, attempts)
+VALUES (:id, :meeting_id, :user_id, :guild_id, :seq, :created_at, :created_at, :pcm_path,
+        :mp3_path, 'DONE', :sha256, :duration_ms, 1, :start_sample,
+        :sample_count, :prime_samples, :tail_samples, 1)
+ON CONFLICT (meeting_id, user_id, seq) DO NOTHING
+RETURNING {TEMP_COLUMNS}
 """

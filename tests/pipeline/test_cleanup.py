@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from freezegun import freeze_time
 
-from chunkrecorder.objects import MeetingStatus, RecordingKind
+from chunkrecorder.objects import MeetingStatus, NewGap, RecordingKind
 from chunkrecorder.pipeline import Recorder
 from chunkrecorder.pipeline.cleanup import Cleaner
 from chunkrecorder.pipeline.paths import Layout
@@ -40,9 +40,10 @@ async def promoted_meeting(store, layout: Layout, *, failed_chunk: bool = False)
     pcm = touch(layout.pcm_path(m.id, 7, 0), b"\0" * 4000, at=time.time())
     row = await store.insert_temp_recording(meeting_id=m.id, user_id=7, guild_id=1, pcm_path=str(pcm), seq=0,
                                             start_sample=0, sample_count=100)
-    if failed_chunk:
+    if failed_chunk:  # as promotion leaves it: a gap, its chunk kept
         await store.update_temp_recording_transcode_started(row.id)
         await store.update_temp_recording_transcode_failed(row.id, error="EncodeError: broken")
+        await store.add_gaps(m.id, [NewGap(7, 0, 0, 100, "EncodeError: broken")])
     else:
         await store.update_temp_recording_transcode_started(row.id)
         await store.update_temp_recording_transcode_completed(row.id, mp3_path=str(pcm.with_suffix(".mp3")),
@@ -58,7 +59,8 @@ async def test_stale_temp_rows_go_with_their_files_after_the_ttl(store, tmp_path
     layout = Layout(tmp_path)
     cleaner = Cleaner(store, layout)
     with freeze_time(T0) as frozen:
-        old_id, old_pcm = await promoted_meeting(store, layout, failed_chunk=True)
+        old_id, old_pcm = await promoted_meeting(store, layout)
+        gap_id, gap_pcm = await promoted_meeting(store, layout, failed_chunk=True)
         frozen.move_to(T0 + timedelta(hours=20))
         new_id, new_pcm = await promoted_meeting(store, layout)
         frozen.move_to(T0 + timedelta(hours=25))
@@ -67,19 +69,28 @@ async def test_stale_temp_rows_go_with_their_files_after_the_ttl(store, tmp_path
     assert await store.get_temp_recordings_for_meeting(old_id) == []
     assert not old_pcm.exists()
     assert len(await store.get_temp_recordings_for_meeting(new_id)) == 1 and new_pcm.exists()
+    # a gap's chunk is kept, whatever its age: it is what a repair puts back into the file
+    assert len(await store.get_temp_recordings_for_meeting(gap_id)) == 1 and gap_pcm.exists()
     # recordings are untouched by the TTL
     assert len(await store.recordings_for_meeting(old_id)) == 1
     assert layout.recording_path(old_id, 7).exists()
 
 
-async def test_orphaned_files_go_but_never_those_of_unfinished_meetings(store, tmp_path: Path) -> None:
+async def test_leftover_files_go_but_never_those_of_unfinished_or_unknown_meetings(store, tmp_path: Path) -> None:
     layout = Layout(tmp_path)
     old = time.time() - 2 * DAY
     done_id, _ = await promoted_meeting(store, layout)
     orphan = touch(layout.mp3_path(done_id, 7, 3), b"x" * 10, at=old)
     fresh_orphan = touch(layout.mp3_path(done_id, 7, 4), b"x" * 10, at=time.time())
-    gone = touch(layout.pcm_path("ffffffffffffffff", 1, 0), b"x" * 10, at=old)  # meeting deleted
-    stray_part = touch(layout.part_path("ffffffffffffffff", 1), b"x" * 10, at=old)
+    # a meeting the database does not know (it was lost): never deleted, counted
+    unknown = touch(layout.pcm_path("ffffffffffffffff", 1, 0), b"x" * 10, at=old)
+    unknown_part = touch(layout.part_path("ffffffffffffffff", 1), b"x" * 10, at=old)
+    unknown_rec = touch(layout.recording_path("eeeeeeeeeeeeeeee", 1), b"x" * 10, at=old)
+    # a meeting an admin deleted, whose files a crash left behind: removed
+    deleted = await store.create_meeting(guild_id=1, channel_id=2, started_by=3)
+    await store.set_meeting_status(deleted.id, MeetingStatus.INTERRUPTED)
+    await store.delete_meeting(deleted.id)
+    leftover = touch(layout.pcm_path(deleted.id, 5, 0), b"x" * 10, at=time.time())
     # an interrupted meeting's chunk with no row is adopted later, never cleaned
     live = await store.create_meeting(guild_id=1, channel_id=2, started_by=3)
     await store.set_meeting_status(live.id, MeetingStatus.INTERRUPTED)
@@ -87,14 +98,19 @@ async def test_orphaned_files_go_but_never_those_of_unfinished_meetings(store, t
     live_part = touch(layout.part_path(live.id, 5), b"x" * 10, at=old)
     active = await store.create_meeting(guild_id=1, channel_id=3, started_by=3)
     active_pcm = touch(layout.pcm_path(active.id, 5, 0), b"x" * 10, at=old)
+    failed = await store.create_meeting(guild_id=1, channel_id=3, started_by=3)
+    await store.set_meeting_status(failed.id, MeetingStatus.FAILED)
+    failed_pcm = touch(layout.pcm_path(failed.id, 5, 0), b"x" * 10, at=old)
 
     report = await Cleaner(store, layout).run(temp_ttl_s=DAY, retention_days=0)
-    assert not orphan.exists() and not gone.exists() and not stray_part.exists()
-    assert not gone.parent.exists()
+    assert not orphan.exists() and not leftover.exists() and not leftover.parent.exists()
     assert fresh_orphan.exists()
-    assert unadopted.exists() and live_part.exists() and active_pcm.exists()
+    assert unknown.exists() and unknown_part.exists() and unknown_rec.exists()
+    assert unadopted.exists() and live_part.exists() and active_pcm.exists() and failed_pcm.exists()
     assert layout.recording_path(done_id, 7).exists()  # has a row
-    assert report.files_deleted == 3 and report.bytes_freed == 30
+    assert report.files_deleted == 2 and report.bytes_freed == 20
+    assert report.unknown.files == 3 and report.unknown.bytes == 30
+    assert report.unknown.meetings == ("eeeeeeeeeeeeeeee", "ffffffffffffffff")
 
 
 async def test_retention_deletes_old_recordings_and_their_files(store, tmp_path: Path) -> None:

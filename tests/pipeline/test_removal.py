@@ -64,7 +64,8 @@ def files_under(data: Path, match: Callable[[Path], bool]) -> dict[Path, int]:
 
 
 def of_meeting(mid: str) -> Callable[[Path], bool]:
-    return lambda p: mid in p.name or p.parent.name == mid
+    """Its audio files (its manifest, ``meetings/<id>.json``, holds no audio and is checked apart)."""
+    return lambda p: (mid in p.name or p.parent.name == mid) and p.suffix != ".json"
 
 
 def of_user(user_id: int) -> Callable[[Path], bool]:
@@ -91,6 +92,7 @@ async def test_deleting_a_finished_meeting_removes_every_file_and_says_what_it_f
 
     assert files_under(data, of_meeting(mid)) == {}
     assert not recorder.layout.meeting_dir(mid).exists()
+    assert not recorder.layout.manifest_path(mid).exists()  # no adoption can bring it back
     assert report.files == len(before) and report.bytes_freed == sum(before.values())
     assert report.rows == 1 + len(result.recordings)  # the meeting and its recordings (chunks went at promotion)
     with pytest.raises(NotFound):

@@ -154,7 +154,10 @@ async def test_a_meeting_survives_every_read(filled: SqlRecordingService) -> Non
 
 
 async def test_a_chunk_survives_every_read(filled: SqlRecordingService) -> None:
+    from chunkrecorder.objects import NewGap
+
     _same(await filled.get_temp_recording(CHUNK.id), CHUNK)
+    await filled.add_gaps(MEETING.id, [NewGap(CHUNK.user_id, CHUNK.seq, CHUNK.start_sample, 10, "x")])
     reads = [
         await filled.get_temp_recordings_for_meeting(MEETING.id),
         await filled.get_temp_recordings_for_meeting(
@@ -162,7 +165,7 @@ async def test_a_chunk_survives_every_read(filled: SqlRecordingService) -> None:
         ),
         await filled.temp_recordings_for_track(MEETING.id, CHUNK.user_id),
         await filled.failed_temp_recordings(max_attempts=5),
-        await filled.stale_temp_recordings(60.0),  # the join with meetings
+        await filled.gap_chunks(MEETING.id),  # the join with gaps
         (await filled.user_data(CHUNK.user_id))[1],
     ]
     for rows in reads:

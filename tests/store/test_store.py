@@ -121,7 +121,7 @@ async def test_failed_migration_leaves_previous_version(tmp_path: Path, monkeypa
     broken = list(MIGRATIONS)
     broken[1] = (*MIGRATIONS[1][:2], "THIS IS NOT SQL")
     monkeypatch.setattr("chunkrecorder.store.database.MIGRATIONS", broken)
-    with pytest.raises(sqlite3.OperationalError):
+    with pytest.raises(StoreError, match="half.sqlite3 cannot be opened"):
         await SqlRecordingService(path).open()
     con = sqlite3.connect(path)
     assert con.execute("PRAGMA user_version").fetchone()[0] == 1
@@ -331,14 +331,27 @@ async def test_delete_temp_recordings_by_meeting_or_ids(store) -> None:
         await store.delete_temp_recordings()
 
 
-async def test_stale_temp_rows_are_old_rows_of_finished_meetings_only(store) -> None:
-    done, live = await _meeting(store), await _meeting(store)
+async def test_stale_temp_rows_are_old_rows_of_promoted_meetings_only(store) -> None:
+    """The invariant (issue 8): an unfinished or FAILED meeting's chunks are all it has,
+    whatever their age; a gap's chunk is kept for the repair."""
+    from chunkrecorder.objects import NewGap
+
+    done, failed, live = await _meeting(store), await _meeting(store), await _meeting(store)
     with freeze_time("2026-03-01 00:00:00", real_asyncio=True):
         old_done = await _chunk(store, done, seq=0)
+        gap_chunk = await _chunk(store, done, seq=2)
+        await _chunk(store, failed, seq=0)
         await _chunk(store, live, seq=0)
     with freeze_time("2026-03-01 23:00:00", real_asyncio=True):
-        await _chunk(store, done, seq=1)
-    await store.set_meeting_status(done.id, MeetingStatus.FAILED)
+        young = await _chunk(store, done, seq=1)
+    await _finish(store, old_done.id)
+    await _finish(store, young.id)
+    await store.update_temp_recording_transcode_started(gap_chunk.id)
+    await store.update_temp_recording_transcode_failed(gap_chunk.id, error="EncodeError: rejected")
+    await store.add_gaps(done.id, [NewGap(42, 2, gap_chunk.start_sample, 480_384, "EncodeError: rejected")])
+    await store.set_meeting_status(done.id, MeetingStatus.STOPPING)
+    await store.promote_temp_recordings_to_persistent(done.id, [_file(42)], keep_temp=True)
+    await store.set_meeting_status(failed.id, MeetingStatus.FAILED)
     with freeze_time("2026-03-02 01:00:00", real_asyncio=True):
         stale = await store.stale_temp_recordings(24 * 3600)
     assert [c.id for c in stale] == [old_done.id]

@@ -3,10 +3,13 @@
 ``SqlRecordingService`` (``store/service.py``) composes them; callers use that.
 """
 
+from .gaps import GapsTable
 from .meetings import MeetingsTable
 from .notes import NotesTable
 from .recordings import RecordingsTable
+from .removals import Removals, RemovalsTable
 from .temp_recordings import TempRecordingsTable
 from .tracks import TracksTable
 
-__all__ = ["MeetingsTable", "NotesTable", "RecordingsTable", "TempRecordingsTable", "TracksTable"]
+__all__ = ["GapsTable", "MeetingsTable", "NotesTable", "RecordingsTable", "Removals", "RemovalsTable",
+           "TempRecordingsTable", "TracksTable"]

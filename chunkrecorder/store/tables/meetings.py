@@ -17,6 +17,7 @@ from ...objects.results import MeetingPipeline
 from .. import sql_statements as sql
 from ..database import Database, fetch_in, new_id, wall_clock
 from ..rows import row_to
+from .removals import removal
 
 __all__ = ["MeetingsTable", "MEETING_MOVES", "allowed_from", "read_meeting"]
 
@@ -140,8 +141,37 @@ class MeetingsTable(Database):
         return {str(r[0]) for r in rows}
 
     async def delete_meeting(self, meeting_id: str) -> None:
-        """Remove a meeting and (by cascade) its temp and persistent rows."""
-        await self._fetch(sql.MEETINGS_DELETE, {"id": meeting_id})
+        """Remove a meeting and (by cascade) its temp, persistent, track and gap rows.
+
+        The removal is recorded in the same transaction (``removals``), so its files,
+        removed next, are known to be removable if a crash leaves some behind.
+        """
+        await self._transaction([removal("meeting", meeting_id), (sql.MEETINGS_DELETE, {"id": meeting_id})])
+
+    async def insert_adopted_meeting(self, meeting: Meeting, *, quality: int) -> Optional[Meeting]:
+        """A meeting found again from its manifest (``pipeline/adoption.py``); None if it exists."""
+        rows = await self._fetch_as(
+            Meeting,
+            sql.MEETINGS_INSERT_ADOPTED,
+            {
+                "id": meeting.id,
+                "guild_id": meeting.guild_id,
+                "channel_id": meeting.channel_id,
+                "started_by": meeting.started_by,
+                "started_at": meeting.started_at,
+                "ended_at": meeting.ended_at,
+                "status": MeetingStatus(meeting.status).value,
+                "strategy": Strategy(meeting.strategy).value,
+                "flush_interval_s": meeting.flush_interval_s,
+                "sample_rate": meeting.sample_rate,
+                "channels": meeting.channels,
+                "bitrate": meeting.bitrate,
+                "length_samples": meeting.length_samples,
+                "note": meeting.note,
+                "quality": int(quality),
+            },
+        )
+        return rows[0] if rows else None
 
     # ------------------------------------------------------------------ pipeline (V3)
     async def set_meeting_pipeline(self, meeting_id: str, *, quality: int, keep_temp: bool) -> None:

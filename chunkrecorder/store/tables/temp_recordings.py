@@ -88,6 +88,40 @@ class TempRecordingsTable(Database):
         )
         return first
 
+    async def insert_done_chunk(
+        self,
+        *,
+        meeting_id: str,
+        user_id: int,
+        guild_id: int,
+        pcm_path: str,
+        mp3_path: str,
+        sha256: str,
+        duration_ms: int,
+        seq: int,
+        start_sample: int,
+        sample_count: int,
+        prime_samples: int,
+        tail_samples: int,
+    ) -> Optional[TempRecording]:
+        """A chunk found again as its verified MP3 alone (adoption); None if its row exists."""
+        rows = await self._fetch_as(
+            TempRecording,
+            sql.TEMP_INSERT_DONE,
+            {
+                "id": new_id(), "meeting_id": meeting_id, "user_id": user_id, "guild_id": guild_id,
+                "seq": seq, "created_at": wall_clock(), "pcm_path": str(pcm_path), "mp3_path": str(mp3_path),
+                "sha256": sha256, "duration_ms": int(duration_ms), "start_sample": start_sample,
+                "sample_count": sample_count, "prime_samples": prime_samples, "tail_samples": tail_samples,
+            },
+        )
+        return rows[0] if rows else None
+
+    async def pending_not_gap_count(self, meeting_id: str) -> int:
+        """Chunks a promotion still waits for: pending ones that are not gaps."""
+        rows = await self._fetch(sql.TEMP_COUNT_PENDING_NOT_GAP, {"meeting_id": meeting_id})
+        return int(rows[0][0])
+
     async def get_temp_recording(self, temp_id: str) -> TempRecording:
         rows = await self._fetch_as(TempRecording, sql.TEMP_FETCH, {"id": temp_id})
         if not rows:

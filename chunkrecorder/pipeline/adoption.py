@@ -1,0 +1,255 @@
+"""Files the database does not know: found again where possible, never deleted.
+
+The database can be lost while the audio is not: an operator deletes a broken
+``chunkrecorder.sqlite3`` (the first thing anyone tries), restores an old backup, or
+moves it aside after the load refused it as damaged. Every audio file in the data
+folder names its meeting (``chunks/<meeting>/…``, ``recording_<meeting>_<user>.mp3``),
+so at start-up (``Recorder.recover``) the files of meetings the database does not know
+are grouped by meeting and:
+
+* with the meeting's manifest (``manifest.py``: guild, channel, settings), adopted:
+  a meeting whose tracks are all finished files comes back PROMOTED with a recording
+  row per file (speaker from the name; length and duration from counting its MP3
+  frames; sha256 and size read), and one with unfinished parts comes back INTERRUPTED
+  with its tracks' ``.part`` files measured in whole windows, its PCM chunks queued and
+  its encoded chunk MP3s as done chunks, so an ordinary promotion finishes it;
+* without a manifest, or if its files do not add up, kept as they are and reported
+  (:class:`UnknownFiles`: a count in the log and in ``[p]recordings info``).
+
+Files of a meeting an admin deleted, or of an erased user (``removals``), are not
+adopted: the cleanup finishes removing them. Nothing here deletes anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..audio import mp3
+from ..objects.records import MIX_USER_ID, MeetingStatus, RecordingKind
+from ..objects.results import NewRecording, TrackAssembly, UnknownFiles
+from ..store.service import SqlRecordingService
+from .blocking import run_blocking
+from .manifest import Manifest, read_manifest
+from .paths import PART_SUFFIX, Layout
+from .timeline import Grid
+
+__all__ = ["Adoption", "whole_frames"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.adoption")
+
+
+def whole_frames(data: bytes) -> tuple[int, int]:
+    """``(frames, bytes)`` of the longest prefix of ``data`` that is whole MP3 frames.
+
+    The pipeline's MP3s are constant bitrate at 48 kHz, where every frame has the same
+    size; a ``.part`` may end inside a frame (a crash mid-append), which is cut off.
+    Raises ``mp3.EncodeError`` if the prefix is not such frames.
+    """
+    if len(data) < 4:
+        return 0, 0
+    h = int.from_bytes(data[:4], "big")
+    if (h >> 21) & 0x7FF != 0x7FF or (h >> 19) & 0x3 != 3:
+        raise mp3.EncodeError("not an MPEG-1 Layer III stream")
+    bitrate_idx, rate_idx, padding = (h >> 12) & 0xF, (h >> 10) & 0x3, (h >> 9) & 1
+    if bitrate_idx in (0, 15) or rate_idx == 3:
+        raise mp3.EncodeError("unsupported MP3 frame header")
+    kbps = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)[bitrate_idx]
+    size = 144 * kbps * 1000 // (44_100, 48_000, 32_000)[rate_idx] + padding
+    n = len(data) // size
+    if mp3.count_frames(data[: n * size]) != n:
+        raise mp3.EncodeError("MP3 frames of unequal size")
+    return n, n * size
+
+
+@dataclass
+class _Found:
+    """One unknown meeting's files, by kind."""
+
+    recordings: dict[int, Path] = field(default_factory=dict)   # user → finished file
+    parts: dict[int, Path] = field(default_factory=dict)        # user → .part
+    pcms: list[tuple[int, int, Path]] = field(default_factory=list)   # (user, seq, path)
+    mp3s: list[tuple[int, int, Path]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def unfinished(self) -> bool:
+        return bool(self.parts or self.pcms or self.mp3s)
+
+
+@dataclass(frozen=True, slots=True)
+class _Measured:
+    frames: int
+    size: int
+    sha256: str
+
+
+def _measure(path: Path, *, whole_only: bool) -> Optional[_Measured]:
+    """Frames, usable size and sha256 of an MP3 (of its whole-frame prefix, for a ``.part``)."""
+    try:
+        data = path.read_bytes()
+        if whole_only:
+            frames = mp3.count_frames(data)
+            size = len(data)
+        else:
+            frames, size = whole_frames(data)
+    except (OSError, mp3.EncodeError) as exc:
+        log.error("%s cannot be adopted (%s); it is kept as it is", path, exc)
+        return None
+    return _Measured(frames, size, hashlib.sha256(data[:size]).hexdigest())
+
+
+def _size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+class Adoption:
+    """Start-up's look at files of meetings the database does not know (see the module docstring)."""
+
+    def __init__(self, store: SqlRecordingService, layout: Layout) -> None:
+        self._store = store
+        self._layout = layout
+
+    async def run(self) -> tuple[tuple[str, ...], UnknownFiles]:
+        """Adopt what can be; returns the adopted meetings and what stays unknown."""
+        files = await run_blocking(self._layout.audio_files)
+        if not files:
+            return (), UnknownFiles()
+        known = await self._store.all_meeting_ids()
+        removals = await self._store.removals()
+        found: dict[str, _Found] = defaultdict(_Found)
+        for meeting_id, user_id, path in files:
+            if meeting_id in known:
+                continue
+            if removals.covers(meeting_id, user_id, await run_blocking(_mtime, path)):
+                continue  # removed on purpose; the cleanup finishes it
+            self._sort(found[meeting_id], user_id, path)
+        adopted: list[str] = []
+        unknown_files = unknown_bytes = 0
+        unknown_meetings: list[str] = []
+        for meeting_id, what in sorted(found.items()):
+            manifest = await run_blocking(read_manifest, self._layout, meeting_id)
+            ok = manifest is not None and await self._adopt(manifest, what)
+            if ok:
+                adopted.append(meeting_id)
+                continue
+            unknown_meetings.append(meeting_id)
+            unknown_files += len(what.files)
+            unknown_bytes += sum([await run_blocking(_size, p) for p in what.files])
+        unknown = UnknownFiles(unknown_files, unknown_bytes, tuple(unknown_meetings))
+        if adopted:
+            log.warning("adopted %d meeting(s) the database did not know, from their files: %s",
+                        len(adopted), ", ".join(adopted))
+        if unknown:
+            log.warning("%d file(s) (%d bytes) of %d meeting(s) the database does not know are kept, "
+                        "not deleted: %s", unknown.files, unknown.bytes, len(unknown.meetings),
+                        ", ".join(unknown.meetings))
+        return tuple(adopted), unknown
+
+    def _sort(self, what: _Found, user_id: int, path: Path) -> None:
+        what.files.append(path)
+        name = path.name
+        if name.startswith("recording_"):
+            (what.parts if name.endswith(PART_SUFFIX) else what.recordings)[user_id] = path
+            return
+        chunk = self._layout.parse_chunk(name)
+        if chunk is not None:
+            (what.pcms if chunk.ext == "pcm" else what.mp3s).append((chunk.user_id, chunk.seq, path))
+
+    async def _adopt(self, manifest: Manifest, what: _Found) -> bool:
+        grid = Grid.for_interval(manifest.flush_interval_s, manifest.sample_rate)
+        finished: dict[int, _Measured] = {}
+        for user_id, path in what.recordings.items():
+            measured = await run_blocking(_measure, path, whole_only=True)
+            if measured is None:
+                return False
+            finished[user_id] = measured
+        if not what.unfinished:
+            return await self._adopt_finished(manifest, what, finished)
+        return await self._adopt_unfinished(manifest, what, finished, grid)
+
+    async def _adopt_finished(self, manifest: Manifest, what: _Found, finished: dict[int, _Measured]) -> bool:
+        frames = {m.frames for m in finished.values()}
+        if len(frames) != 1:
+            log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
+                      manifest.meeting_id, sorted(frames))
+            return False
+        (n,) = frames
+        length = n * mp3.FRAME
+        ms = round(length * 1000 / manifest.sample_rate)
+        recordings = [
+            NewRecording(
+                kind=RecordingKind.MIXED if user == MIX_USER_ID else RecordingKind.PER_USER,
+                user_id=None if user == MIX_USER_ID else user,
+                filename=what.recordings[user].name,
+                path=str(what.recordings[user]),
+                duration_in_ms=ms,
+                sha256=m.sha256,
+                size_bytes=m.size,
+            )
+            for user, m in sorted(finished.items())
+        ]
+        meeting = manifest.meeting(status=MeetingStatus.PROMOTED, length_samples=length,
+                                   note="found again from its files after the database was lost")
+        return await self._store.adopt_meeting(meeting, quality=manifest.quality, recordings=recordings)
+
+    async def _adopt_unfinished(
+        self, manifest: Manifest, what: _Found, finished: dict[int, _Measured], grid: Grid
+    ) -> bool:
+        tracks: dict[int, TrackAssembly] = {}
+        windows = 0
+        for user_id, path in what.parts.items():
+            measured = await run_blocking(_measure, path, whole_only=False)
+            if measured is None:
+                return False
+            seq = measured.frames // grid.chunk_frames  # whole windows; the rest is cut off
+            frames = seq * grid.chunk_frames
+            size = measured.size * frames // measured.frames if measured.frames else 0
+            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, size, frames)
+            windows = max(windows, seq)
+        length: Optional[int] = None
+        for user_id, m in finished.items():
+            # renamed by a promotion whose rows never committed: complete, and the meeting's length
+            length = m.frames * mp3.FRAME
+            seq = grid.windows_for(length)
+            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, m.size, m.frames)
+            windows = max(windows, seq)
+        meeting = manifest.meeting(status=MeetingStatus.INTERRUPTED, length_samples=length,
+                                   note="found again from its files after the database was lost")
+        if not await self._store.adopt_meeting(meeting, quality=manifest.quality,
+                                               tracks=list(tracks.values()), flushed_windows=windows):
+            return False
+        # chunk MP3s whose PCM is gone were DONE: rows for those not yet in a .part
+        pcm_keys = {(u, s) for u, s, _ in what.pcms}
+        for user_id, seq, path in sorted(what.mp3s):
+            track = tracks.get(user_id)
+            if (user_id, seq) in pcm_keys or (track is not None and seq < track.assembled_seq):
+                continue
+            measured = await run_blocking(_measure, path, whole_only=True)
+            if measured is None:
+                continue  # kept on disk; the window reads as silence unless its PCM turns up
+            body = min(grid.chunk_samples, measured.frames * mp3.FRAME)
+            await self._store.insert_done_chunk(
+                meeting_id=manifest.meeting_id, user_id=user_id, guild_id=manifest.guild_id,
+                pcm_path=str(self._layout.pcm_path(manifest.meeting_id, user_id, seq)), mp3_path=str(path),
+                sha256=measured.sha256, duration_ms=round(body * 1000 / manifest.sample_rate), seq=seq,
+                start_sample=grid.start(seq), sample_count=body, prime_samples=grid.prime, tail_samples=grid.tail,
+            )
+        users = {u for u, _s, _p in what.pcms} | {u for u, _s, _p in what.mp3s}
+        await self._store.ensure_tracks(manifest.meeting_id, users)
+        return True  # the PCMs are adopted by recovery's ordinary pass over interrupted meetings
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return float("inf")
