@@ -6,7 +6,7 @@ reads as "not found" and nobody can reach another guild's files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 import discord
 from discord import app_commands
@@ -22,6 +22,7 @@ from ..core.formatting import (
     channel_label,
     chunk_summary,
     clock_duration,
+    gap_lines,
     human_size,
     meeting_line,
     member_name,
@@ -87,6 +88,9 @@ class RecordingsCommands(MixinMeta):
             for meeting in meetings:
                 channel = ctx.guild.get_channel(meeting.channel_id)
                 lines = [meeting_line(ctx.guild, meeting, channel.name if channel else None)]
+                gaps = len(await self.service.gaps(meeting))
+                if gaps:
+                    lines[0] += " " + (_("⚠️ 1 gap") if gaps == 1 else _("⚠️ {gaps} gaps").format(gaps=gaps))
                 for rec in await self.service.recordings_of(meeting):
                     lines.append(f"  • {recording_line(ctx.guild, rec)}")
                 blocks.append("\n".join(lines))
@@ -115,15 +119,43 @@ class RecordingsCommands(MixinMeta):
             raise UserError(_("Meeting `{meeting_id}` is being recorded right now; `{command}` finishes it.").format(
                 meeting_id=meeting.id, command=f"{ctx.clean_prefix}record stop"))
         if meeting.status is MeetingStatus.PROMOTED:
-            raise UserError(_("Meeting `{meeting_id}` is already done; `{command}` shows its files.").format(
-                meeting_id=meeting.id, command=f"{ctx.clean_prefix}recordings info {meeting.id}"))
+            if not await self.service.gaps(meeting):
+                raise UserError(_("Meeting `{meeting_id}` is already done; `{command}` shows its files.").format(
+                    meeting_id=meeting.id, command=f"{ctx.clean_prefix}recordings info {meeting.id}"))
+            await self._repair(ctx, meeting)
+            return
         await self.service.flows.promote_and_post(ctx.guild, ctx.channel, meeting)
+
+    async def _repair(self, ctx: "Context", meeting: Meeting) -> None:
+        """A finished meeting with gaps: encode them again and put them into the files."""
+        assert ctx.guild is not None
+        if self.service.finishing(meeting.id):
+            raise UserError(_("Meeting `{meeting_id}` is being finished right now; try again when it is done.")
+                            .format(meeting_id=meeting.id))
+        async with ctx.typing():
+            result = await self.service.repair(ctx.guild.id, meeting.id)
+        done, left = len(result.repaired), len(result.remaining)
+        if not left:
+            await ctx.send(_("Repaired meeting `{meeting_id}`: its {gaps} gap(s) hold their audio again, "
+                             "in the same files.").format(meeting_id=meeting.id, gaps=done))
+            return
+        lines = [_("Repaired {done} of {total} gap(s) of meeting `{meeting_id}`; these are still silent:").format(
+            done=done, total=done + left, meeting_id=meeting.id)]
+        lines += gap_lines(ctx.guild, meeting, result.remaining)
+        if any(g.repairable for g in result.remaining):
+            lines.append(_("Their audio is kept and retried; `{command}` tries again now.").format(
+                command=f"{ctx.clean_prefix}recordings promote {meeting.id}"))
+        for page in pagify("\n".join(lines), delims=["\n"], page_length=PAGE_CHARS):
+            await ctx.send(page)
 
     @recordings.command(name="info", with_app_command=False)
     @commands.admin_or_permissions(manage_guild=True)
-    async def recordings_info(self, ctx: "Context", recording_or_meeting_id: str) -> None:
-        """Details of a recording or a meeting. Example: `[p]recordings info 3f2a9c0d1e4b5a67`."""
+    async def recordings_info(self, ctx: "Context", recording_or_meeting_id: Optional[str] = None) -> None:
+        """Details of a recording or a meeting; without an id, the server's totals. Example: `[p]recordings info 3f2a9c0d1e4b5a67`."""
         assert ctx.guild is not None
+        if recording_or_meeting_id is None:
+            await ctx.send(await self._totals(ctx))
+            return
         ident = self._clean_id(recording_or_meeting_id)
         try:
             rec = await self.service.recording(ctx.guild.id, ident)
@@ -152,6 +184,25 @@ class RecordingsCommands(MixinMeta):
         if await ctx.bot.is_owner(ctx.author):
             lines.append(_("Path (owner only): `{path}`").format(path=rec.path))
         await ctx.send("\n".join(lines))
+
+    async def _totals(self, ctx: "Context") -> str:
+        """The guild's meetings and files; for the bot owner, files no meeting holds (a lost database)."""
+        assert ctx.guild is not None
+        _page, meetings = await self.service.meetings_page(ctx.guild.id, limit=1)
+        lines = [_("This server has {meetings} recorded meeting(s); `{command}` lists them.").format(
+            meetings=humanize_number(meetings), command=f"{ctx.clean_prefix}recordings list")]
+        if await ctx.bot.is_owner(ctx.author):
+            unknown = self.service.unknown_files()
+            if unknown:
+                lines.append(_(
+                    "⚠️ (Bot owner) {files} file(s), {size}, in the data folder belong to no meeting the database "
+                    "knows (it was lost or replaced, and they have no manifest to find it again): they are kept, "
+                    "never deleted, in `{folder}`."
+                ).format(files=humanize_number(unknown.files), size=human_size(unknown.bytes),
+                         folder=self.service.data_dir))
+            else:
+                lines.append(_("(Bot owner) Every file in the data folder belongs to a meeting the database knows."))
+        return "\n".join(lines)
 
     async def _meeting_info(self, ctx: "Context", meeting: Meeting) -> str:
         assert ctx.guild is not None
@@ -184,6 +235,13 @@ class RecordingsCommands(MixinMeta):
                       f"{member_name(ctx.guild, n.author_id)}" for n in notes]
         if any(r.kind is RecordingKind.MIXED for r in recs):
             lines.append(mixed_note())
+        gaps = await self.service.gaps(meeting)
+        if gaps:
+            lines.append(_("⚠️ Gaps: silent in the files though audio was recorded there:"))
+            lines += gap_lines(ctx.guild, meeting, gaps)
+            if meeting.status is MeetingStatus.PROMOTED and any(g.repairable for g in gaps):
+                lines.append(_("`{command}` puts their audio back into the same files.").format(
+                    command=f"{ctx.clean_prefix}recordings promote {meeting.id}"))
         if meeting.status in (MeetingStatus.INTERRUPTED, MeetingStatus.FAILED):
             lines.append(_("`{command}` finishes it.").format(
                 command=f"{ctx.clean_prefix}recordings promote {meeting.id}"))
@@ -211,10 +269,16 @@ class RecordingsCommands(MixinMeta):
             live = self.service.live(ctx.guild.id)
             if live is not None and live.meeting_id == meeting.id:
                 raise UserError(_("That meeting is being recorded right now; stop it first."))
-            if meeting.status is MeetingStatus.STOPPING:
+            if meeting.status is MeetingStatus.STOPPING or self.service.finishing(meeting.id):
                 raise UserError(_("That meeting is being finished right now; try again when it is done."))
             files = await self.service.recordings_of(meeting)
-            if len(files) == 1:
+            unfinished = await self.service.disk_usage(meeting.id)
+            if unfinished:
+                question = _(
+                    "Delete the meeting `{meeting_id}`, its {files} file(s) and {size} of unfinished audio? "
+                    "This cannot be undone. Press a button, or type `yes` to confirm or `no` to keep it."
+                ).format(meeting_id=meeting.id, files=len(files), size=human_size(unfinished))
+            elif len(files) == 1:
                 question = _(
                     "Delete the meeting `{meeting_id}` and its 1 file? This cannot be undone. "
                     "Press a button, or type `yes` to confirm or `no` to keep it."
@@ -232,15 +296,17 @@ class RecordingsCommands(MixinMeta):
             await ctx.send(_("Kept: nothing was deleted."))
             return
         if rec is not None:
-            await self.service.delete_recording(ctx.guild.id, rec.id)
-            await ctx.send(_("Deleted the recording `{recording_id}`.").format(recording_id=rec.id))
+            removed = await self.service.delete_recording(ctx.guild.id, rec.id)
+            await ctx.send(_("Deleted the recording `{recording_id}` ({size} freed).").format(
+                recording_id=rec.id, size=human_size(removed.bytes_freed)))
         else:
             removed = await self.service.delete_meeting(ctx.guild.id, ident)
             if removed.files == 1:
-                await ctx.send(_("Deleted the meeting `{meeting_id}` (1 file).").format(meeting_id=ident))
+                await ctx.send(_("Deleted the meeting `{meeting_id}` (1 file, {size} freed).").format(
+                    meeting_id=ident, size=human_size(removed.bytes_freed)))
             else:
-                await ctx.send(_("Deleted the meeting `{meeting_id}` ({files} files).").format(
-                    meeting_id=ident, files=removed.files))
+                await ctx.send(_("Deleted the meeting `{meeting_id}` ({files} files, {size} freed).").format(
+                    meeting_id=ident, files=removed.files, size=human_size(removed.bytes_freed)))
 
     @recordings.command(name="get")
     @app_commands.describe(recording_id="The id of the recording (from /recordings list).")

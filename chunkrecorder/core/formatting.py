@@ -20,6 +20,7 @@ from ..objects.records import (
     Recording,
     RecordingKind,
 )
+from ..objects.results import Gap
 
 #: The styles of Discord's ``<t:...:style>`` timestamps.
 TimestampStyle = Literal["f", "F", "d", "D", "t", "T", "s", "S", "R"]
@@ -167,3 +168,34 @@ def batches(sizes: Sequence[int], limit: int, max_files: int = 10) -> list[list[
     if current:
         out.append(current)
     return out
+
+
+def gap_reason(reason: str) -> str:
+    """Why a window is silent, in a few words: the error's gist, never a code span breaker."""
+    text = reason.replace("`", "'").strip()
+    if "No space left" in text or "ENOSPC" in text:
+        return _("the disk was full")
+    if "Permission denied" in text:
+        return _("no permission to write")
+    if "damaged" in text or "missing" in text:
+        return _("its encoded part was damaged")
+    return text[:80] or _("encoding failed")
+
+
+def gap_lines(guild: Optional[discord.Guild], meeting: Meeting, gaps: Sequence[Gap]) -> list[str]:
+    """One line per stretch of time some files are silent in, who, why, and whether it can be put back."""
+    by_window: dict[tuple[int, int], list[Gap]] = {}
+    for gap in gaps:
+        by_window.setdefault((gap.start_sample, gap.sample_count), []).append(gap)
+    lines = []
+    for (start, count), group in sorted(by_window.items()):
+        who = humanize_list([mixed_name() if g.is_mix else member_name(guild, g.user_id) for g in group])
+        span = "{start}–{end}".format(start=clock_duration(start * 1000 / meeting.sample_rate),
+                                      end=clock_duration((start + count) * 1000 / meeting.sample_rate))
+        if all(g.repairable for g in group):
+            lines.append(_("• {span} silent for {who} ({reason}); its audio is kept for a repair").format(
+                span=span, who=who, reason=gap_reason(group[0].reason)))
+        else:
+            lines.append(_("• {span} silent for {who} ({reason}); nothing of it is left to repair").format(
+                span=span, who=who, reason=gap_reason(group[0].reason)))
+    return lines

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Optional
+from typing import TYPE_CHECKING, Awaitable, Callable, Literal, Optional, Union
 
 from ..i18n import _
 from ..objects.records import ChunkCounts, Meeting, Note, Recording
-from ..objects.results import CleanupReport, RecoveryReport, RemovalReport
+from ..objects.results import CleanupReport, Gap, Progress, RecoveryReport, RemovalReport, RepairResult, UnknownFiles
 from ..voice.link import VoiceConnector
 from .config import SettingsStore
 from .errors import UserError
@@ -91,6 +91,24 @@ class RecordingService:
 
     async def disk_usage(self, meeting_id: str) -> int:
         return await asyncio.to_thread(self.recorder.meeting_disk_usage, meeting_id)
+
+    async def gaps(self, meeting: Meeting) -> list[Gap]:
+        """Windows of the meeting's files that are silent though audio was recorded (kept for a repair)."""
+        return await self.recorder.gaps(meeting.id)
+
+    def finishing(self, meeting_id: str) -> bool:
+        """Whether the meeting is being promoted or repaired right now."""
+        return self.recorder.finishing(meeting_id)
+
+    async def repair(self, guild_id: int, meeting_id: str, *,
+                     progress: Optional[Callable[[Progress], Union[Awaitable[None], None]]] = None) -> RepairResult:
+        """Encode a finished meeting's gaps again and put them into its files (``NotFound`` outside the guild)."""
+        await self.meeting(guild_id, meeting_id)
+        return await self.recorder.repair(meeting_id, progress=progress)
+
+    def unknown_files(self) -> UnknownFiles:
+        """Files in the data folder no meeting of the database holds (kept; the owner is told)."""
+        return self.recorder.unknown
 
     async def delete_recording(self, guild_id: int, recording_id: str) -> RemovalReport:
         report = await self.recorder.delete_recording(recording_id, guild_id=guild_id)

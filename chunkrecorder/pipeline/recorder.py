@@ -485,6 +485,10 @@ class Recorder:
         n3, b3 = clear_folder(self.layout.meeting_dir(meeting_id))
         return n1 + n2 + n3, b1 + b2 + b3
 
+    def finishing(self, meeting_id: str) -> bool:
+        """Whether a promotion (or repair) of the meeting runs now: its deletion is refused meanwhile."""
+        return self.promoter.busy(meeting_id)
+
     def meeting_disk_usage(self, meeting_id: str) -> int:
         """Bytes a meeting holds on disk before promotion: its chunk folder and ``.part`` files.
 

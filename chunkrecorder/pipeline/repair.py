@@ -136,8 +136,7 @@ class Repairer:
                 frames = mp3.frames_for(grid.body(chunk.seq, meeting.length_samples))
                 data = await run_blocking(_read_chunk, str(chunk.mp3_path), frames)
                 if data is None:
-                    log.error("meeting %s: the encoded chunk %s is missing or damaged; its gap stays",
-                              meeting.id, chunk.mp3_path)
+                    await self._unusable(meeting, chunk)
                     continue
                 pieces.append((chunk.seq * grid.chunk_frames, data))
                 used.append(chunk)
@@ -157,3 +156,15 @@ class Repairer:
             repaired += [gaps[(user_id, c.seq)] for c in used if (user_id, c.seq) in gaps]
             log.info("meeting %s: repaired %d gap(s) of %s", meeting.id, len(used), rec.filename)
         return repaired
+
+    async def _unusable(self, meeting: Meeting, chunk: TempRecording) -> None:
+        """An encoded gap chunk whose MP3 is missing or damaged: encoded again from its PCM if
+        that is still there; otherwise nothing of its audio is left and the gap stays for good
+        (its row goes, so it no longer reads as repairable)."""
+        if await run_blocking(os.path.exists, chunk.pcm_path):
+            log.error("meeting %s: the encoded chunk %s is damaged; encoding it again", meeting.id, chunk.mp3_path)
+            await self._store.reencode_chunk(chunk.id)
+            return
+        log.error("meeting %s: the encoded chunk %s is damaged and its PCM is gone; the gap stays",
+                  meeting.id, chunk.mp3_path)
+        await self._store.delete_temp_recordings(ids=[chunk.id])

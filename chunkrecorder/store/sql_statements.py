@@ -119,6 +119,7 @@ __all__ = [
     "MEETINGS_INSERT_ADOPTED",
     "TRACKS_INSERT_ADOPTED",
     "TEMP_INSERT_DONE",
+    "TEMP_REENCODE",
 ]
 
 # ------------------------------------------------------------------ connection
@@ -564,5 +565,14 @@ VALUES (:id, :meeting_id, :user_id, :guild_id, :seq, :created_at, :created_at, :
         :mp3_path, 'DONE', :sha256, :duration_ms, 1, :start_sample,
         :sample_count, :prime_samples, :tail_samples, 1)
 ON CONFLICT (meeting_id, user_id, seq) DO NOTHING
+RETURNING {TEMP_COLUMNS}
+"""
+
+#: A done chunk whose MP3 was found damaged while its PCM is still there: encode it again.
+TEMP_REENCODE: Final = f"""
+UPDATE temp_recordings
+SET transcode_status = 'QUEUED', mp3_path = NULL, sha256 = NULL, duration_ms = NULL, cleaned = 0,
+    completed_at = NULL, next_attempt_at = NULL
+WHERE id = :id AND transcode_status = 'DONE'
 RETURNING {TEMP_COLUMNS}
 """

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from chunkrecorder.core.formatting import human_size
+
 from chunkrecorder.commands import recordings as recordings_commands
 from chunkrecorder.objects.records import RecordingKind
 from tests.support.red import ADMIN_ID, GUILD_ID, MEMBER_ID, OTHER_ADMIN_ID, OTHER_GUILD_ID, OTHER_TEXT_ID, OWNER_ID, SPEAKER_ID, VOICE_ID, RedWorld, VoiceWorld, settle
@@ -122,13 +124,15 @@ async def test_delete_asks_first(voice_world: VoiceWorld, monkeypatch: pytest.Mo
     assert Path(target.path).exists() and MEMBER_ID in await files_by_owner(world, meeting_id)
     monkeypatch.setattr(recordings_commands, "CONFIRM_TIMEOUT_S", 10)
 
+    size = Path(target.path).stat().st_size
     replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {target.id}", "yes")
-    assert replies[-1].text == f"Deleted the recording `{target.id}`."
+    assert replies[-1].text == f"Deleted the recording `{target.id}` ({human_size(size)} freed)."
     assert not Path(target.path).exists() and MEMBER_ID not in await files_by_owner(world, meeting_id)
 
+    size = sum(Path(r.path).stat().st_size for r in files.values() if Path(r.path).exists())
     replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {meeting_id}", "yes")
     assert replies[0].text.startswith(f"Delete the meeting `{meeting_id}` and its 2 files?")
-    assert replies[-1].text == f"Deleted the meeting `{meeting_id}` (2 files)."
+    assert replies[-1].text == f"Deleted the meeting `{meeting_id}` (2 files, {human_size(size)} freed)."
     assert not any(Path(r.path).exists() for r in files.values())
     (listing,) = await world.invoke(ADMIN_ID, "!recordings list")
     assert listing.text == "No recordings in this server yet."
@@ -229,3 +233,43 @@ async def test_retention_deletes_old_recordings_of_that_guild_only(cog_world: Re
     assert not Path(old_here.path).exists() and Path(fresh_here.path).exists()
     assert Path(old_there.path).exists()  # the other guild keeps everything (retention 0)
     assert (await store.list_recordings(OTHER_GUILD_ID))[1] == 1
+
+
+async def test_deleting_an_interrupted_meeting_removes_its_unfinished_audio_and_says_how_much(
+    voice_world: VoiceWorld,
+) -> None:
+    """Issue 8: deleting a meeting a restart interrupted used to answer "(0 files)" and leave
+    its half-built tracks on disk for days. Every file of it goes, and the reply says how
+    much that freed; while it is being finished, the delete is refused in one sentence."""
+    import chunkrecorder
+
+    voice, world = voice_world, voice_world.world
+    await world.invoke(ADMIN_ID, "!recordingset autopromote off")
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(2.5)
+    meeting_id = voice.live.meeting_id
+    await world.bot.remove_cog("ChunkRecorder")  # shut down mid-meeting: INTERRUPTED
+    await chunkrecorder.setup(world.bot)
+    world.cog = world.bot.get_cog("ChunkRecorder")
+    await settle()
+    await world.cog.service.recorder.wait_idle()  # its chunks encoded and appended to the .part files
+    data = world.cog.data_dir
+
+    def audio() -> dict[Path, int]:
+        return {p: p.stat().st_size for p in data.rglob("*")
+                if p.is_file() and (meeting_id in p.name or p.parent.name == meeting_id) and p.suffix != ".json"}
+
+    before = audio()
+    assert any(p.name.endswith(".mp3.part") for p in before), sorted(p.name for p in before)
+
+    async with world.cog.service.recorder.promoter.exclusive(meeting_id):  # a promotion holds it
+        (refused,) = await world.invoke(ADMIN_ID, f"!recordings delete {meeting_id}")
+    assert refused.text == "That meeting is being finished right now; try again when it is done."
+    assert audio() == before
+
+    replies = await world.invoke_and_answer(ADMIN_ID, f"!recordings delete {meeting_id}", "yes")
+    assert replies[0].text.startswith(f"Delete the meeting `{meeting_id}`, its 0 file(s) and "
+                                      f"{human_size(sum(before.values()))} of unfinished audio?"), replies[0].text
+    assert replies[-1].text == (f"Deleted the meeting `{meeting_id}` ({len(before)} files, "
+                                f"{human_size(sum(before.values()))} freed).")
+    assert audio() == {}

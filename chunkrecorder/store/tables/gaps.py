@@ -56,6 +56,10 @@ class GapsTable(Database):
         """Make every gap chunk of the meeting that is not done due now (an admin's repair)."""
         return await self._fetch_as(TempRecording, sql.TEMP_REQUEUE_GAPS, {"meeting_id": meeting_id})
 
+    async def reencode_chunk(self, chunk_id: str) -> None:
+        """A done chunk whose MP3 is damaged but whose PCM is there: back to the queue."""
+        await self._fetch(sql.TEMP_REENCODE, {"id": chunk_id})
+
     async def record_repair(
         self,
         meeting_id: str,
