@@ -5,8 +5,11 @@ IN_PROGRESS), so jobs survive a restart and a job is never taken twice. Each asy
 worker claims a row, has a process encode it (see ``encode_worker`` for why a process
 and not a thread), and records the outcome in the order that keeps every crash
 recoverable: MP3 written and verified → row DONE with path, sha256, duration → PCM
-deleted → row marked cleaned. A failure marks the row FAILED with the error text and,
-below the attempt limit, re-queues it with exponential backoff; the PCM stays either way.
+deleted → row marked cleaned. A failure re-queues the row with exponential backoff
+(capped at ``RetryPolicy.max_delay_s``): a transient one (a full disk, a busy database:
+``failures.is_transient``) for as long as the PCM is kept, any other one up to
+``RetryPolicy.max_attempts``, after which the row is FAILED. The PCM stays either way:
+a FAILED chunk becomes a gap that a repair retries (``repair.py``).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import asyncio
 import concurrent.futures as cf
 import logging
 import os
+import sqlite3
 import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -29,6 +33,7 @@ from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .encode_worker import EncodeJob, bootstrap_source, encode
 from .encoder_pool import EncoderPool
+from .failures import is_transient
 from .paths import remove_files
 
 __all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
@@ -41,14 +46,18 @@ ExecutorKind = Literal["process", "thread"]
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
-    """Attempts before a chunk stays FAILED, and the backoff between them."""
+    """Attempts before a chunk that fails deterministically stays FAILED, and the backoff.
+
+    A transient failure (``failures.is_transient``) is retried without a limit, every
+    ``max_delay_s`` at most once the backoff has grown to it.
+    """
 
     max_attempts: int = 5
     base_delay_s: float = 2.0
-    max_delay_s: float = 300.0
+    max_delay_s: float = 120.0
 
     def delay(self, attempts: int) -> float:
-        return min(self.max_delay_s, self.base_delay_s * 2.0 ** max(0, attempts - 1))
+        return float(min(self.max_delay_s, self.base_delay_s * 2.0 ** min(40, max(0, attempts - 1))))
 
 
 @dataclass(frozen=True, slots=True)
@@ -247,6 +256,11 @@ class Transcoder:
             # the row went while it was encoding (its meeting or its user was deleted)
             await run_blocking(remove_files, [job.mp3_path])
             return
+        except sqlite3.Error as exc:
+            # a busy database: the verified MP3 stays under the chunk's name, and the next
+            # attempt reuses it (encode_worker.encode) instead of encoding again
+            await self._failed(row, exc)
+            return
         await run_blocking(remove_files, [row.pcm_path])
         try:
             done = await self._store.mark_temp_recording_cleaned(row.id)
@@ -291,24 +305,38 @@ class Transcoder:
             raise
 
     async def _failed(self, row: TempRecording, exc: BaseException) -> None:
-        """Below the limit: straight back to QUEUED (never visibly FAILED); at it: FAILED."""
+        """Back to QUEUED after a backoff (never visibly FAILED) while it may still pass;
+        FAILED once a deterministic failure reached the attempt limit.
+
+        Recording the outcome is tried a few times: a database busy right now must not
+        leave the row IN_PROGRESS (nothing would claim it again before a restart).
+        """
         error = f"{type(exc).__name__}: {exc}"
         self.failed += 1
-        try:
-            settled = await self._record_failure(row, error)
-        except NotFound:
-            return  # the row went while it was encoding
+        for wait_s in (0.5, 1.0, 2.0, None):
+            try:
+                settled = await self._record_failure(row, error, transient=is_transient(exc))
+                break
+            except NotFound:
+                return  # the row went while it was encoding
+            except sqlite3.Error as db_exc:
+                if wait_s is None:
+                    log.error("chunk %s: its failure could not be recorded (%s); the next start re-queues it",
+                              row.id, db_exc)
+                    return
+                await asyncio.sleep(wait_s)
         self._settled(settled)
 
-    async def _record_failure(self, row: TempRecording, error: str) -> TempRecording:
-        if row.attempts < self.retry.max_attempts:
+    async def _record_failure(self, row: TempRecording, error: str, *, transient: bool) -> TempRecording:
+        if transient or row.attempts < self.retry.max_attempts:
             delay = self.retry.delay(row.attempts)
-            log.warning("chunk %s (attempt %d) failed: %s; retrying in %.1f s",
-                        row.id, row.attempts, error, delay)
+            log.warning("chunk %s (attempt %d) failed%s: %s; retrying in %.1f s",
+                        row.id, row.attempts, " (it may pass)" if transient else "", error, delay)
             return await self._store.requeue_failed_attempt(
                 row.id, error=error, not_before=time.time() + delay
             )
-        log.error("chunk %s failed %d times, giving up: %s", row.id, row.attempts, error)
+        log.error("chunk %s failed %d times, giving up: %s; it is kept and a repair can retry it",
+                  row.id, row.attempts, error)
         return await self._store.update_temp_recording_transcode_failed(row.id, error=error)
 
     def _settled(self, row: TempRecording) -> None:

@@ -21,13 +21,13 @@ import pytest
 from pyfakefs.fake_filesystem_unittest import Patcher
 
 from chunkrecorder.audio import mp3
-from chunkrecorder.objects import MIX_USER_ID, MeetingSettings, MeetingStatus, PipelineError, RecordingKind
+from chunkrecorder.objects import MIX_USER_ID, MeetingSettings, MeetingStatus, PipelineError, RecordingKind, TranscodeStatus
 from chunkrecorder.pipeline import Recorder, RetryPolicy
 from chunkrecorder.pipeline.encode_worker import EncodeJob, encode
 from chunkrecorder.pipeline.paths import Layout
 from chunkrecorder.pipeline.timeline import Grid
 from chunkrecorder.store import SqlRecordingService
-from tests.support.pipeline import Clock, Speaker, kill, play
+from tests.support.pipeline import Clock, Speaker, kill, play, wait_for
 from tests.support.signals import RATE, decode_file, lag_at, snr_db, speech_like
 
 DB = "chunkrecorder.sqlite3"
@@ -325,5 +325,59 @@ async def test_the_issues_disk_full_case_is_marked_and_repaired_in_place(tmp_pat
         assert await rec.store.get_temp_recordings_for_meeting(mid) == []  # the kept chunks went with the repair
         folder = rec.layout.meeting_dir(mid)
         assert not folder.exists() or not any(folder.iterdir())
+    finally:
+        await close_recorder(rec)
+
+
+async def test_a_full_disk_is_retried_past_the_attempt_limit_and_the_gaps_fill_themselves(tmp_path: Path) -> None:
+    """A transient failure (ENOSPC) is retried for as long as the PCM is kept, well past
+    ``max_attempts``; the stop does not wait for ever (the files come with their gaps
+    named), and once the disk has room the retries succeed and the files are repaired
+    without anyone asking."""
+    disk = DiskFull()
+    disk.on.set()
+    rec = await open_recorder(tmp_path, encoder=disk, retry=RetryPolicy(2, 0.01, 0.05))
+    try:
+        sp = Speaker(6, speech_like(2.5, seed=6))
+        session = await record(rec, [sp], 2.5)
+        result = await rec.stop_meeting(session.meeting.id, timeout_s=0.5)
+        mid = session.meeting.id
+        assert result.failed_chunks == len(result.gaps) > 0
+        await wait_for(lambda: disk.refused >= 4 * len(result.gaps), timeout_s=30)  # far past 2 attempts each
+        chunks = await rec.store.gap_chunks(mid)
+        assert chunks and all(c.pending for c in chunks) and max(c.attempts for c in chunks) > 2
+
+        disk.on.clear()
+
+        async def repaired() -> bool:
+            return await rec.gaps(mid) == []
+
+        await wait_for(repaired, timeout_s=30)
+        user = next(r for r in await rec.library.recordings_for_meeting(mid) if r.user_id == 6)
+        assert sha(user.path) == user.sha256
+        assert_holds(user.path, sp, int(2.5 * RATE))
+    finally:
+        await close_recorder(rec)
+
+
+async def test_an_input_the_encoder_rejects_gives_up_after_the_attempts(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def rejects_window_1(job: EncodeJob) -> mp3.ChunkMp3:
+        if Path(job.pcm_path).name == "6_1.pcm":
+            calls.append(job.pcm_path)
+            raise mp3.EncodeError("encoder gave 3 frames for the body, expected 42")
+        return encode(job)
+
+    rec = await open_recorder(tmp_path, encoder=rejects_window_1, retry=RetryPolicy(3, 0.01, 0.05),
+                              )
+    try:
+        session = await record(rec, [Speaker(6, speech_like(2.5, seed=6)), Speaker(7, speech_like(2.5, seed=7))],
+                               2.5)
+        result = await rec.stop_meeting(session.meeting.id)
+        assert len(calls) == 3  # the attempt limit, no more
+        (gap,) = result.gaps
+        assert (gap.user_id, gap.seq) == (6, 1) and gap.chunk_status is TranscodeStatus.FAILED
+        assert "EncodeError" in gap.reason and gap.repairable
     finally:
         await close_recorder(rec)
