@@ -135,7 +135,7 @@ async def test_a_chunk_damaged_after_encoding_is_a_named_gap_not_a_silent_one(tm
     rec = await open_recorder(tmp_path, encoder=damage_window_1, retry=FAST)
     try:
         sp = Speaker(8, speech_like(3.0, seed=8))
-        session = await record(rec, [sp], 3.0)
+        session = await record(rec, [sp, Speaker(9, speech_like(3.0, seed=9))], 3.0)  # the mix its own chunk
         result = await rec.stop_meeting(session.meeting.id)
         assert result.failed_chunks == 1
         (gap,) = result.gaps
@@ -313,7 +313,8 @@ async def test_the_issues_disk_full_case_is_marked_and_repaired_in_place(tmp_pat
         disk.on.clear()
         repaired = await rec.repair(mid, timeout_s=30)
 
-        assert repaired.remaining == () and len(repaired.repaired) == len(result.gaps)
+        # (the transcoder's own retries may have put some back already: it keeps retrying)
+        assert repaired.remaining == () and 0 < len(repaired.repaired) <= len(result.gaps)
         assert await rec.gaps(mid) == []
         after = {r.id: r for r in repaired.recordings}
         assert set(after) == set(ids)  # the same recordings, repaired in place
