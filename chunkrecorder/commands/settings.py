@@ -116,7 +116,7 @@ class SettingsCommands(MixinMeta):
 
     @recordingset.command(name="flush")
     async def set_flush(self, ctx: "Context", seconds: Seconds) -> None:
-        """Seconds of audio per chunk (1–300): shorter loses less in a crash. Example: `[p]recordingset flush 10`."""
+        """Seconds of audio per chunk (1–60): shorter loses less in a crash and holds less in memory. Example: `[p]recordingset flush 10`."""
         await self._save(ctx, _("Chunks are now {seconds} seconds long.").format(seconds=f"{seconds:g}"),
                          flush_interval=float(seconds))
 

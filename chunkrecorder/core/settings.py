@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any, Literal, Mapping, Optional
 
 from ..i18n import _
-from ..objects.frames import MeetingSettings
+from ..objects.frames import MAX_FLUSH_INTERVAL_S, MeetingSettings
 from ..objects.records import Strategy
 from .consent import ConsentMode
 from .errors import UserError
@@ -66,12 +66,20 @@ class GuildSettings:
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "GuildSettings":
-        """Typed view of stored values; anything invalid falls back to the default."""
+        """Typed view of stored values; anything invalid falls back to the default.
+
+        A flush interval stored above today's cap (an older version allowed 300 s, at
+        ~111 MB per speaker) falls back to the cap, the nearest value allowed, and the
+        other settings stay as they were.
+        """
         default = cls()
         values: dict[str, Any] = {}
         for f in fields(cls):
             value = raw.get(f.name, getattr(default, f.name))
             values[f.name] = value
+        flush = values["flush_interval"]
+        if isinstance(flush, (int, float)) and not isinstance(flush, bool) and flush > MAX_FLUSH_INTERVAL_S:
+            values["flush_interval"] = MAX_FLUSH_INTERVAL_S
         settings = cls(**values)
         try:
             settings.meeting_settings()
@@ -213,7 +221,7 @@ class NumberSetting:
 
 
 #: The numeric settings of ``[p]recordingset``.
-FLUSH = NumberSetting("flush", 1, 300, integer=False, unit_s=1.0)
+FLUSH = NumberSetting("flush", 1, MAX_FLUSH_INTERVAL_S, integer=False, unit_s=1.0)
 RETENTION = NumberSetting("retention", 0, 3650, unit_s=86_400.0)
 TEMP_TTL = NumberSetting("tempttl", 1, 720, unit_s=3600.0)
 MAX_LENGTH = NumberSetting("maxlength", 1, 1440, unit_s=60.0)

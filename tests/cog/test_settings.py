@@ -56,8 +56,8 @@ async def test_each_setting_is_saved_and_shown(cog_world: RedWorld, command: str
     ("command", "says"),
     [
         ("flush abc", "`abc` is not a number of seconds"),
-        ("flush 0.5", "between 1 and 300 seconds, not 0.5"),
-        ("flush 301", "between 1 and 300 seconds"),
+        ("flush 0.5", "between 1 and 60 seconds, not 0.5"),
+        ("flush 61", "between 1 and 60 seconds"),
         ("flush nan", "is not a number"),
         ("strategy loud", "`loud` is not a strategy"),
         ("bitrate 100", "100 kb/s is not offered"),
@@ -74,7 +74,7 @@ async def test_each_setting_is_saved_and_shown(cog_world: RedWorld, command: str
         ("role @everyone", "not @everyone"),
         ("flush", "Missing `seconds`. Usage: `!recordingset flush <seconds>`"),
         ("flush inf", "`inf` is not a number of seconds"),
-        ("flush 6m", "between 1 and 300 seconds, not 360"),
+        ("flush 6m", "between 1 and 60 seconds, not 360"),
         ("reconnect 1.5", "`1.5` is not a whole number of attempts"),
         ("maxlength 2d", "The maximum length must be between 1 and 1440 minutes, not 2880."),
         ("autostop 90s", "`seconds` is not a valid unit of time for this command"),
@@ -100,7 +100,7 @@ async def test_bad_values_get_one_line_and_change_nothing(cog_world: RedWorld, c
         ("autostop 5m", "autostop_minutes", 5, "Recordings stop once the channel has been empty for 5 minutes."),
         ("autostop 1h", "autostop_minutes", 60, "Recordings stop once the channel has been empty for 60 minutes."),
         ("flush 30s", "flush_interval", 30.0, "Chunks are now 30 seconds long."),
-        ("flush 2m", "flush_interval", 120.0, "Chunks are now 120 seconds long."),
+        ("flush 1m", "flush_interval", 60.0, "Chunks are now 60 seconds long."),
     ],
 )
 async def test_durations_read_as_in_every_red_command(cog_world: RedWorld, command: str, key: str, value,
@@ -108,6 +108,22 @@ async def test_durations_read_as_in_every_red_command(cog_world: RedWorld, comma
     """Red's timedelta syntax works, and a bare number keeps the setting's own unit."""
     assert await one_line(cog_world, ADMIN_ID, f"!recordingset {command}") == says
     assert (await stored(cog_world))[key] == value
+
+
+async def test_the_flush_interval_is_capped_at_60_seconds(cog_world: RedWorld) -> None:
+    """Issue 8: `flush 300` cost the whole bot ~111 MB per mono speaker. It is refused in one
+    line, and a value an older version stored above the cap records at the cap, the
+    guild's other settings untouched."""
+    assert await one_line(cog_world, ADMIN_ID, "!recordingset flush 300") == \
+        "The flush interval must be between 1 and 60 seconds, not 300."
+    config = cog_world.cog.config.guild_from_id(GUILD_ID)
+    await config.flush_interval.set(300.0)
+    await config.bitrate.set(96_000)
+    settings = await cog_world.cog.service.settings.guild(GUILD_ID)
+    assert settings.flush_interval == 60.0 and settings.bitrate == 96_000
+    assert settings.meeting_settings().flush_interval_s == 60.0
+    (reply,) = await cog_world.invoke(ADMIN_ID, "!recordingset")
+    assert "60 s per chunk" in reply.text and "96 kb/s" in reply.text
 
 
 async def test_temp_ttl_takes_a_duration_too(cog_world: RedWorld) -> None:
