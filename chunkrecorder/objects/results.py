@@ -192,6 +192,9 @@ class SessionSnapshot:
     windows_lost: int
     last_error: Optional[str]
     limit_reached: bool
+    #: speakers not recorded because the bot's audio budget was full, and their frames
+    speakers_over_budget: tuple[int, ...] = ()
+    frames_over_budget: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,6 +44,7 @@ from ..store.service import NotFound, SqlRecordingService
 from ..utils.background import BackgroundTasks
 from .assembler import Assembler
 from .blocking import run_blocking
+from .budget import DEFAULT_BUDGET_BYTES, AudioBudget, speaker_cost
 from .cleanup import Cleaner, CleanupReport, Retention, chunk_files
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
@@ -108,12 +109,15 @@ class Recorder:
         retry: RetryPolicy = RetryPolicy(),
         jitter_margin_s: float = 0.5,
         on_promoted: Optional[PromotedHook] = None,
+        audio_budget_bytes: int = DEFAULT_BUDGET_BYTES,
     ) -> None:
         self.store = store
         self.layout = Layout(data_dir)
         #: Held from ``start()`` (or ``recover()``) to ``close()``: one process per data folder.
         self.folder_lock = DataFolderLock(self.layout.data_dir)
         self.library = Library(store)
+        #: bot-wide: the audio every live meeting holds in memory (see budget.py)
+        self.budget = AudioBudget(audio_budget_bytes)
         self.on_promoted = on_promoted
         self._margin_s = jitter_margin_s
         self._changed = asyncio.Event()
@@ -219,6 +223,8 @@ class Recorder:
             except Exception:  # noqa: BLE001 - stays ACTIVE; recovery takes it from there
                 log.exception("meeting %s could not be flushed at close", mid)
         self._sessions.clear()
+        self.budget.reset()
+        self._stop_locks.clear()
         await self._tasks.cancel_all()
         self._assembling.clear()
         self._assembly_dirty.clear()
@@ -250,6 +256,12 @@ class Recorder:
         for s in self._sessions.values():
             if s.meeting.guild_id == guild_id and s.meeting.channel_id == channel_id:
                 raise PipelineError(f"This channel is already being recorded (meeting `{s.meeting.id}`).")
+        if not self.budget.fits(speaker_cost(settings.flush_interval_s, settings.channels)):
+            raise PipelineError(
+                f"The bot's memory budget for live audio ({self.budget.reserved >> 20} of "
+                f"{self.budget.limit >> 20} MiB in use) has no room for another meeting, so try again "
+                f"when a recording ends, or with shorter chunks."
+            )
         meeting = await self.store.create_meeting(
             guild_id=guild_id,
             channel_id=channel_id,
@@ -273,6 +285,7 @@ class Recorder:
             accept_user=accept_user,
             on_flushed=self._flushed,
             jitter_margin_s=self._margin_s,
+            budget=self.budget,
         )
         self._sessions[meeting.id] = session
         return session
@@ -567,6 +580,7 @@ class Recorder:
     async def _promote_in_background(self, meeting_id: str) -> None:
         try:
             result = await self.promoter.promote(meeting_id, timeout_s=_BACKGROUND_PROMOTION_S)
+            self.transcoder.forget(meeting_id)
         except Exception:  # noqa: BLE001
             log.exception("background promotion of meeting %s failed", meeting_id)
             return

@@ -41,6 +41,7 @@ from .blocking import run_blocking
 from .errors import FlushError
 from .paths import Layout, link_atomic, write_all_atomic
 from .recovery import adopt_orphans
+from .budget import AudioBudget, speaker_cost
 from .timeline import Grid, SpeakerClock, TrackBuffer
 
 __all__ = ["RecordingSession", "SessionSnapshot"]
@@ -69,6 +70,7 @@ class _Stats:
     flush_errors: int = 0
     windows_lost: int = 0
     chunks_written: int = 0
+    over_budget: int = 0
 
 
 class RecordingSession:
@@ -90,6 +92,7 @@ class RecordingSession:
         on_flushed: Optional[Callable[[str], None]] = None,
         jitter_margin_s: float = 0.5,
         max_backlog_windows: int = 6,
+        budget: Optional[AudioBudget] = None,
     ) -> None:
         self.meeting = meeting
         self.settings = settings
@@ -110,6 +113,10 @@ class RecordingSession:
         self._held: dict[tuple[int, int], list[tuple[VoiceFrame, int]]] = {}
         self._erased: set[int] = set()
         self._buffers: dict[int, TrackBuffer] = {}
+        #: the bot-wide audio budget: each speaker's buffer is admitted with a reservation
+        self._budget = budget
+        self._cost = speaker_cost(settings.flush_interval_s, settings.channels)
+        self._over_budget: set[int] = set()  # speakers refused for want of memory (so far)
         self._next = 0
         self._lock = asyncio.Lock()
         self._finished = False
@@ -186,7 +193,9 @@ class RecordingSession:
             self.length_samples = end
             self._finished = True
             self._inbox.clear()
-            self._buffers.clear()
+            self._drop_buffers()  # their reservations go back to the budget
+            self._clocks.clear()
+            self._held.clear()
             return end
 
     def snapshot(self) -> SessionSnapshot:
@@ -208,6 +217,8 @@ class RecordingSession:
             windows_lost=s.windows_lost,
             last_error=self._last_error,
             limit_reached=self.sample_at(self._now) >= self._max_len,
+            speakers_over_budget=tuple(sorted(self._over_budget - set(self._buffers))),
+            frames_over_budget=s.over_budget,
         )
 
     @property
@@ -231,7 +242,7 @@ class RecordingSession:
 
     def _forget(self, user_id: int) -> None:
         self._erased.add(user_id)
-        self._buffers.pop(user_id, None)
+        self._drop_buffer(user_id)
         for key in [k for k in self._clocks if k[0] == user_id]:
             del self._clocks[key]
         for key in [k for k in self._held if k[0] == user_id]:
@@ -287,6 +298,10 @@ class RecordingSession:
             if not (force or len(items) >= HOLD_FRAMES or now - items[0][1] >= HOLD_S * self.grid.sample_rate):
                 continue
             del self._held[key]
+            # a user's new stream (a rejoin, a reconnect: a new SSRC) replaces their old
+            # one's clock, so a member who reconnects all meeting long costs one clock
+            for old in [k for k in self._clocks if k[0] == key[0]]:
+                del self._clocks[old]
             clock = self._clocks[key] = SpeakerClock()
             clock.anchor_on([(frame.timestamp, heard) for frame, heard in items])
             for frame, heard in items:
@@ -297,7 +312,7 @@ class RecordingSession:
         frame_bytes = 2 * DISCORD_CHANNELS
         pcm = frame.pcm
         n = len(pcm) // frame_bytes
-        pos = clock.place(frame.timestamp, heard)
+        pos = clock.place(frame.timestamp, heard, sequence=frame.sequence, samples=n)
         if pos is None:
             self._stats.duplicate += 1
             return
@@ -308,10 +323,45 @@ class RecordingSession:
             pcm, pos = pcm[-pos * frame_bytes :], 0
         buf = self._buffers.get(frame.user_id)
         if buf is None:
-            buf = self._buffers[frame.user_id] = TrackBuffer(self.grid, self.settings.channels)
+            buf = self._new_buffer(frame.user_id)
+            if buf is None:
+                self._stats.over_budget += 1
+                return
         if pos < buf.floor:
             self._stats.late += 1  # (its samples below the floor are dropped by the write)
         placed.setdefault(frame.user_id, []).append((pos, pcm))
+
+    def _new_buffer(self, user_id: int) -> Optional[TrackBuffer]:
+        """A speaker's buffer, if the bot-wide budget admits one more speaker (else None).
+
+        A refused speaker is asked about again with each frame: once a meeting ends and
+        its reservations are released, they are recorded from then on.
+        """
+        budget = self._budget
+        if budget is None:
+            buf = self._buffers[user_id] = TrackBuffer(self.grid, self.settings.channels)
+            return buf
+        if not budget.fits(self._cost):
+            if user_id not in self._over_budget:
+                self._over_budget.add(user_id)
+                budget.refused += 1
+                log.warning("Meeting %s: speaker %s is not recorded: the bot's audio budget (%d MiB) is full",
+                            self.meeting.id, user_id, budget.limit >> 20)
+            return None
+        budget.reserve(self._cost)
+        buf = self._buffers[user_id] = TrackBuffer(self.grid, self.settings.channels, on_alloc=budget.allocated)
+        return buf
+
+    def _drop_buffer(self, user_id: int) -> None:
+        buf = self._buffers.pop(user_id, None)
+        if buf is not None:
+            buf.clear()
+            if self._budget is not None:
+                self._budget.release(self._cost)
+
+    def _drop_buffers(self) -> None:
+        for user_id in list(self._buffers):
+            self._drop_buffer(user_id)
 
     def _write(self, placed: dict[int, list[tuple[int, bytes]]]) -> None:
         frame_bytes = 2 * DISCORD_CHANNELS
@@ -340,8 +390,8 @@ class RecordingSession:
         except Exception as exc:  # noqa: BLE001 - I/O and store errors are reported, never raised
             self._record_error(k, exc)
             backlog = self.grid.window_of(max(0, self.sample_at(self._now))) - k
-            if backlog <= self._max_backlog:
-                return False
+            if backlog <= self._max_backlog and not (self._budget is not None and self._budget.over):
+                return False  # held in memory and retried (within the backlog and the budget)
             log.error("Meeting %s: giving up window %d after repeated errors: %s",
                       self.meeting.id, k, self._last_error)
             self._stats.windows_lost += 1

@@ -16,8 +16,9 @@ Everything here is plain, synchronous and driven by the session; tests drive it 
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
@@ -90,9 +91,21 @@ class SpeakerClock:
     the jump), at once when a frame arrives more than ``early_tolerance`` before its
     place (network delay cannot make a frame early, so the anchor was late), or when
     every frame of a whole check period arrived late by more than ``tolerance`` (the
-    sender's clock is slow or its timestamps stood still). Jitter alone never moves
-    it later.
+    sender's clock is slow). Jitter alone never moves it later.
+
+    Duplicates (a packet delivered twice) are recognised by their timestamp and, when
+    the caller gives it, their RTP sequence number, among the last ``SEEN`` frames: a
+    ring of keys and a set, O(1) per frame and bounded memory whatever the timestamps
+    do (issue 8: rebuilding a set of every timestamp seen cost 1.2 ms per frame after
+    20 minutes of a sender whose timestamp advanced by 1). A sender whose timestamp
+    stands still, or advances by less than a frame's samples from one sequence number
+    to the next, is not placed by it: its clock says nothing, so such a frame is placed
+    by its arrival (``heard``) and counted in ``unusable``; its frames are kept, in the
+    order and at the pace they came, instead of piling up on one instant.
     """
+
+    #: How many recent frames duplicates are looked for among (~82 s of 20 ms frames).
+    SEEN = 4096
 
     def __init__(
         self,
@@ -113,7 +126,10 @@ class SpeakerClock:
         self._last_heard: Optional[int] = None
         self._late_min: Optional[int] = None
         self._late_count = 0
-        self._seen: set[int] = set()
+        self._seen: set[tuple[int, int]] = set()
+        self._seen_order: collections.deque[tuple[int, int]] = collections.deque()
+        self._prev: Optional[tuple[int, int]] = None  # (sequence, ext) of the last frame placed
+        self.unusable = 0
 
     def _unwrap(self, timestamp: int) -> int:
         if self.anchor is None:
@@ -140,20 +156,40 @@ class SpeakerClock:
         self.anchor = min(heard - ext for ext, (_, heard) in zip(exts, frames))
         self._last_heard = max(heard for _, heard in frames)
 
-    def place(self, timestamp: int, heard: int) -> Optional[int]:
-        """Timeline sample where this frame starts, or None for a duplicate."""
+    def _remember(self, key: tuple[int, int]) -> bool:
+        """Record a frame's key; False if it was among the last ``SEEN`` (a duplicate)."""
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        self._seen_order.append(key)
+        if len(self._seen_order) > self.SEEN:
+            self._seen.discard(self._seen_order.popleft())
+        return True
+
+    def place(self, timestamp: int, heard: int, *, sequence: Optional[int] = None,
+              samples: Optional[int] = None) -> Optional[int]:
+        """Timeline sample where this frame starts, or None for a duplicate.
+
+        ``sequence`` (the RTP sequence number) and ``samples`` (the frame's length) let
+        a duplicate be told from a sender whose timestamp stands still (see the class).
+        """
         ext = self._unwrap(timestamp)
+        key = (ext, -1 if sequence is None else sequence & 0xFFFF)
         if self.anchor is None:
             self.anchor = heard - ext
             self._last_heard = heard
-            self._seen.add(ext)
+            self._remember(key)
+            self._prev = None if sequence is None else (sequence & 0xFFFF, ext)
             return ext + self.anchor
-        if ext in self._seen:
+        if not self._remember(key):
             return None
-        self._seen.add(ext)
-        if len(self._seen) > 4096:
-            horizon = self._top - 60 * SAMPLE_RATE
-            self._seen = {e for e in self._seen if e > horizon}
+        if sequence is not None:
+            prev, self._prev = self._prev, (sequence & 0xFFFF, ext)
+            if (prev is not None and samples is not None and (sequence - prev[0]) & 0xFFFF == 1
+                    and ext - prev[1] < samples):
+                self.unusable += 1  # the timestamp did not move as the audio did
+                self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
+                return heard
         d = heard - (ext + self.anchor)
         new_spurt = self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
         self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
@@ -183,11 +219,14 @@ class TrackBuffer:
     than written into a window whose chunk is already on disk.
     """
 
-    def __init__(self, grid: Grid, channels: int) -> None:
+    def __init__(self, grid: Grid, channels: int, on_alloc: Optional[Callable[[int], None]] = None) -> None:
         self.grid = grid
         self.channels = channels
         self.floor = 0
         self._blocks: dict[int, np.ndarray] = {}
+        #: told every block's bytes when it is allocated (+) and freed (-): the audio budget
+        self._on_alloc = on_alloc
+        self._block_bytes = grid.chunk_samples * channels * 2
 
     @property
     def nbytes(self) -> int:
@@ -208,6 +247,8 @@ class TrackBuffer:
             block = self._blocks.get(b)
             if block is None:
                 block = self._blocks[b] = np.zeros((size, self.channels), dtype=np.int16)
+                if self._on_alloc is not None:
+                    self._on_alloc(self._block_bytes)
             block[off : off + take] = pcm[:take]
             pcm = pcm[take:]
             pos += take
@@ -237,4 +278,12 @@ class TrackBuffer:
         size = self.grid.chunk_samples
         for b in [b for b in self._blocks if (b + 1) * size <= keep_from]:
             del self._blocks[b]
+            if self._on_alloc is not None:
+                self._on_alloc(-self._block_bytes)
+
+    def clear(self) -> None:
+        """Free every block (the meeting ended, or the speaker's data was erased)."""
+        if self._on_alloc is not None and self._blocks:
+            self._on_alloc(-self._block_bytes * len(self._blocks))
+        self._blocks.clear()
 

@@ -308,3 +308,43 @@ async def test_a_reconnect_with_a_new_ssrc_and_timestamps_lands_in_place(store, 
     rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=7)
     got = np.concatenate([read_pcm(r.pcm_path)[P : P + r.sample_count, 0] for r in rows])
     assert np.array_equal(got, want)
+
+
+async def test_a_speaker_whose_rtp_timestamp_never_moves_is_recorded_whole(store, tmp_path: Path) -> None:
+    """A broken client that sends a constant timestamp: nothing says where its frames go
+    but their arrival, so that is where they go (main dropped every frame after the first
+    as a duplicate)."""
+    clock = Clock()
+    s = await make_session(store, tmp_path, clock)
+    sp = Speaker(9, speech_like(2.2, seed=9))
+    frames = [sp.frame(i, s.t0) for i in range(sp.n_frames)]
+    stuck = [VoiceFrame(f.user_id, f.ssrc, f.sequence, 4242, f.arrival, f.pcm) for f in frames]
+    for f in stuck:
+        clock.t = max(clock.t, f.arrival)
+        s.feed(f)
+        await s.advance()
+    clock.t = s.t0 + 2.3
+    length = await s.finish()
+    assert s.snapshot().frames_duplicate == 0
+    rows = await chunk_rows(store, s.meeting.id)
+    track = sp.expected(length)
+    for k in range(s.grid.windows_for(length)):
+        pcm = read_pcm(rows[(9, k)].pcm_path)[:, 0]
+        assert np.array_equal(pcm, expected_chunk(track, s.grid, k, length)), k
+
+
+async def test_a_member_who_reconnects_all_meeting_long_costs_one_clock(store, tmp_path: Path) -> None:
+    """Issue 8: each rejoin (a new SSRC) left its clock behind for the rest of the meeting."""
+    clock = Clock()
+    s = await make_session(store, tmp_path, clock)
+    sp = Speaker(4, speech_like(3.0, seed=4))
+    for i in range(sp.n_frames):
+        f = sp.frame(i, s.t0)
+        ssrc = 10_000 + i // 15  # a new connection every 0.3 s
+        s.feed(VoiceFrame(f.user_id, ssrc, f.sequence, f.timestamp + ssrc * 7_777, f.arrival, f.pcm))
+        clock.t = max(clock.t, f.arrival)
+        await s.advance()
+    assert len(s._clocks) <= 1 and len(s._held) <= 1
+    clock.t = s.t0 + 3.2
+    await s.finish()
+    assert s._clocks == {} and s._held == {}

@@ -202,3 +202,25 @@ def test_an_early_frame_later_on_pulls_the_anchor_back() -> None:
     assert clock.place(960, 960 + 100) == 960 + 100 - 0  # 800 samples early: the anchor moves
     assert clock.reanchors == 1
     assert clock.place(1920, 1920 + 400) == 1920 + 100  # jitter later never moves it back
+
+
+def test_duplicate_detection_stays_bounded_whatever_the_timestamps_do() -> None:
+    """Issue 8: a sender whose timestamp advances by 1 per frame made each frame cost more
+    than the last (1.2 ms after 20 minutes). What is kept to find duplicates is bounded by
+    ``SEEN`` frames however the timestamps go (bench/timeline.py measures the cost)."""
+    clock = SpeakerClock()
+    for i in range(60_000):  # 20 minutes of 20 ms frames
+        assert clock.place(1000 + i, 5000 + i * 960, sequence=i & 0xFFFF, samples=960) == 5000 + i * 960
+    assert len(clock._seen) == len(clock._seen_order) == SpeakerClock.SEEN
+    last = 59_999
+    assert clock.place(1000 + last, 5000 + (last + 2) * 960, sequence=last & 0xFFFF, samples=960) is None
+    assert clock.place(1000 + last - 100, 5000 + (last + 2) * 960, sequence=(last - 100) & 0xFFFF,
+                       samples=960) is None
+
+
+def test_a_sender_whose_timestamp_never_moves_is_placed_by_arrival_not_dropped() -> None:
+    clock = SpeakerClock()
+    placed = [clock.place(777, 2000 + i * 960, sequence=(65_500 + i) & 0xFFFF, samples=960) for i in range(200)]
+    assert placed == [2000 + i * 960 for i in range(200)]  # every frame kept, in order, at its pace
+    assert clock.unusable == 199
+    assert clock.place(777, 2000 + 200 * 960, sequence=(65_500 + 199) & 0xFFFF, samples=960) is None  # a real duplicate
