@@ -42,3 +42,16 @@ def _restore_cog_modules() -> Iterator[None]:
     for name in [k for k in sys.modules if _ours(k) and k not in saved]:
         del sys.modules[name]
     sys.modules.update(saved)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--schedules", type=int, default=4,
+                     help="fault-injection schedules to run (tests/pipeline/test_fault_injection.py; CI runs 4)")
+    parser.addoption("--first-schedule", type=int, default=1, help="seed of the first fault-injection schedule")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "schedule_seed" in metafunc.fixturenames:
+        first = metafunc.config.getoption("--first-schedule")
+        seeds = range(first, first + metafunc.config.getoption("--schedules"))
+        metafunc.parametrize("schedule_seed", seeds, ids=[f"seed{s}" for s in seeds])
