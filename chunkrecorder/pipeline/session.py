@@ -46,6 +46,18 @@ from .timeline import Grid, SpeakerClock, TrackBuffer
 
 __all__ = ["RecordingSession", "SessionSnapshot"]
 
+#: Samples mixed at a time: the mix's wide intermediate sums stay a few MB whatever the
+#: window (a whole 60 s window at once held ~60 MB of them while it was cut).
+MIX_SLICE = 48_000
+
+
+def _mix_in_slices(tracks: list[np.ndarray]) -> np.ndarray:
+    """``mix(tracks)`` a second at a time: the same samples (the mix is sample by sample)."""
+    out = np.empty_like(tracks[0])
+    for lo in range(0, len(out), MIX_SLICE):
+        out[lo : lo + MIX_SLICE] = mix([t[lo : lo + MIX_SLICE] for t in tracks])
+    return out
+
 #: A new stream's first frames are held until this many have come (or the first is
 #: HOLD_S old), so its clock anchors on their smallest network delay.
 HOLD_FRAMES = 10
@@ -470,7 +482,7 @@ class RecordingSession:
         # name (a hard link), encoded once (the transcoder shares the MP3 the same way).
         solo = strategy.wants_mix and strategy.wants_per_user and len(pieces) == 1
         if strategy.wants_mix and pieces and not solo:
-            mixed = mix(list(pieces.values()))
+            mixed = _mix_in_slices(list(pieces.values()))
             if mixed.any():
                 tracks[MIX_USER_ID] = mixed
         written: list[tuple[int, Path]] = []
