@@ -130,6 +130,9 @@ class RecordCommands(MixinMeta):
             lines.append(_("Consent: only members who agreed are recorded ({agreed} agreed for this meeting; "
                            "`{command}`).").format(agreed=len(live.consent.agreed),
                                                    command=f"{await text_prefix(ctx)}record optin"))
+        if snap.speakers_over_budget:
+            lines.append(_("⚠️ Not recorded, the bot's memory for live audio being full: {speakers}.").format(
+                speakers=names(ctx.guild, snap.speakers_over_budget)))
         if live.ending:
             lines.append(_("It is stopping now."))
         if live.events:

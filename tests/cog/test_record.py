@@ -16,7 +16,7 @@ from chunkrecorder.audio.opus import CODEC_DELAY_SAMPLES
 from chunkrecorder.objects.records import MeetingStatus
 from chunkrecorder.store import NewRecording
 from chunkrecorder.objects.records import RecordingKind
-from tests.support.red import ADMIN_ID, BOT_PERMS, GUILD_ID, MEMBER_ID, OWNER_ID, SPEAKER_ID, TEXT_ID, VOICE2_ID, VOICE_ID, RedWorld, Sent, VoiceWorld
+from tests.support.red import ADMIN_ID, BOT_PERMS, GUILD_ID, MEMBER_ID, OWNER_ID, SPEAKER_ID, TEXT_ID, VOICE2_ID, VOICE_ID, RedWorld, Sent, VoiceWorld, wait_for_sent
 
 RATE = 48_000
 #: The issue's alignment tolerance: 5 ms.
@@ -285,3 +285,26 @@ async def test_a_stop_that_cannot_write_keeps_the_audio_and_can_be_repeated(voic
     lag, corr = best_lag(decoded, mono(voice.net.expected(SPEAKER_ID, n)))
     assert corr > 0.9 and abs(lag - DELAY) <= TOLERANCE, (lag, corr)
     assert world.guild.me.nick == "Minutes"
+
+
+async def test_a_speaker_over_the_bots_audio_budget_is_named_in_status_and_gets_no_file(
+    voice_world: VoiceWorld,
+) -> None:
+    """Issue 8: live audio has a bot-wide memory budget. A speaker who does not fit is not
+    recorded, `[p]record status` says who, and everyone else's file is made as usual."""
+    from chunkrecorder.pipeline.budget import speaker_cost
+
+    voice, world = voice_world, voice_world.world
+    voice.cog.service.recorder.budget.limit = speaker_cost(1.0, 1)  # room for one speaker
+    await world.invoke(ADMIN_ID, "!record start")
+    await voice.run(2.0)
+    snap = voice.live.session.snapshot()
+    assert len(snap.speakers) == 1 and len(snap.speakers_over_budget) == 1
+    (refused,) = snap.speakers_over_budget
+    name = world.member(refused).display_name
+    replies = await world.invoke(ADMIN_ID, "!record status")
+    text = "\n".join(m.text for m in replies)
+    assert f"⚠️ Not recorded, the bot's memory for live audio being full: {name}." in text, text
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    done = await wait_for_sent(world, lambda m: m.text.startswith("✅"))
+    assert f"({refused})" not in done.text and "2 files" in done.text, done.text  # one speaker + the mix
