@@ -225,13 +225,16 @@ class Recorder:
         self._sessions.clear()
         self.budget.reset()
         self._stop_locks.clear()
-        await self._tasks.cancel_all()
-        self._assembling.clear()
-        self._assembly_dirty.clear()
-        await self.transcoder.close()
-        self._started = False
-        self._recovery = None
-        await self._release_folder()
+        try:
+            await self._tasks.cancel_all()
+            self._assembling.clear()
+            self._assembly_dirty.clear()
+            await self.transcoder.close()
+        finally:
+            self._started = False
+            self._recovery = None
+            # whatever failed above, this process no longer owns the folder (a reload takes it)
+            self.folder_lock.release()
 
     async def _release_folder(self) -> None:
         await run_blocking(self.folder_lock.release)
