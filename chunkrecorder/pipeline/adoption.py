@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..audio import mp3
+from ..audio import id3, mp3
 from ..objects.records import MIX_USER_ID, MeetingStatus, RecordingKind
 from ..objects.results import NewRecording, TrackAssembly, UnknownFiles
 from ..store.service import SqlRecordingService
@@ -85,23 +85,26 @@ class _Found:
 @dataclass(frozen=True, slots=True)
 class _Measured:
     frames: int
-    size: int
-    sha256: str
+    size: int  # bytes of frames (what a track row's ``assembled_bytes`` counts)
+    sha256: str  # of the file as it is (tag included)
+    file_size: int
 
 
 def _measure(path: Path, *, whole_only: bool) -> Optional[_Measured]:
-    """Frames, usable size and sha256 of an MP3 (of its whole-frame prefix, for a ``.part``)."""
+    """Frames and sizes of an MP3 (of its whole-frame prefix, for a ``.part``), and the sha256
+    of what is kept. A finished file may start with an ID3v2 tag (its meeting's chapters)."""
     try:
         data = path.read_bytes()
+        tag = id3.tag_length(data[: id3.HEADER_SIZE]) if whole_only else 0
         if whole_only:
-            frames = mp3.count_frames(data)
-            size = len(data)
+            frames = mp3.count_frames(data[tag:])
+            size = len(data) - tag
         else:
             frames, size = whole_frames(data)
     except (OSError, mp3.EncodeError) as exc:
         log.error("%s cannot be adopted (%s); it is kept as it is", path, exc)
         return None
-    return _Measured(frames, size, hashlib.sha256(data[:size]).hexdigest())
+    return _Measured(frames, size, hashlib.sha256(data[: tag + size]).hexdigest(), tag + size)
 
 
 def _size(path: Path) -> int:
@@ -193,7 +196,7 @@ class Adoption:
                 path=str(what.recordings[user]),
                 duration_in_ms=ms,
                 sha256=m.sha256,
-                size_bytes=m.size,
+                size_bytes=m.file_size,
             )
             for user, m in sorted(finished.items())
         ]

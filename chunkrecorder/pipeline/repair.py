@@ -26,7 +26,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from ..audio import mp3
+from ..audio import id3, mp3
 from ..objects.records import MIX_USER_ID, Meeting, Recording, RecordingKind, TempRecording, TranscodeStatus
 from ..objects.results import Gap
 from ..store.service import SqlRecordingService
@@ -58,13 +58,16 @@ def _frame_bounds(data: bytes) -> list[int]:
 def splice_file(path: Path, pieces: list[tuple[int, bytes]]) -> tuple[int, str]:
     """Replace frames of ``path`` in place: each piece is ``(first frame, MP3 bytes)`` (blocking).
 
+    An ID3v2 tag before the first frame (a meeting's notes as chapters) is kept as it is.
     Written to a temp file, synced and renamed over the original (atomic). Returns the
     new size and sha256. Raises ``mp3.EncodeError`` if a piece does not fit.
     """
-    data = path.read_bytes()
+    whole = path.read_bytes()
+    tag = whole[: id3.tag_length(whole[: id3.HEADER_SIZE])]  # chapters (notes) before the first frame
+    data = whole[len(tag) :]
     bounds = _frame_bounds(data)
     frames = len(bounds) - 1
-    out = bytearray()
+    out = bytearray(tag)
     pos = 0
     for first, chunk in sorted(pieces):
         n = mp3.count_frames(chunk)
@@ -74,7 +77,7 @@ def splice_file(path: Path, pieces: list[tuple[int, bytes]]) -> tuple[int, str]:
         out += chunk
         pos = first + n
     out += data[bounds[pos] :]
-    if mp3.count_frames(bytes(out)) != frames:
+    if mp3.count_frames(bytes(out[len(tag) :])) != frames:
         raise mp3.EncodeError("the repaired file would not keep its length")
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:

@@ -163,6 +163,7 @@ async def test_a_lost_database_loses_no_recording_they_are_adopted_back(tmp_path
     rec = await open_recorder(tmp_path)
     speakers = [Speaker(1, speech_like(2.5, seed=1)), Speaker(2, speech_like(2.5, seed=2))]
     session = await record(rec, speakers, 2.5)
+    await rec.add_note(session.meeting.id, author_id=3, text="a chapter", at_ms=1000)  # the mix carries a tag
     result = await rec.stop_meeting(session.meeting.id)
     await close_recorder(rec)
     before = {r.path: (r.sha256, r.size_bytes, r.user_id, r.kind) for r in result.recordings}
@@ -294,6 +295,7 @@ async def test_the_issues_disk_full_case_is_marked_and_repaired_in_place(tmp_pat
     try:
         sp = Speaker(6, speech_like(3.0, seed=6))
         session = await record(rec, [sp], 3.0)
+        await rec.add_note(session.meeting.id, author_id=3, text="the decision", at_ms=1500)  # a chapter tag
         result = await rec.stop_meeting(session.meeting.id, timeout_s=1.0)
         mid = session.meeting.id
         assert disk.refused > 0
@@ -323,6 +325,7 @@ async def test_the_issues_disk_full_case_is_marked_and_repaired_in_place(tmp_pat
         assert_holds(after[user.id].path, sp, length)
         mix = next(r for r in after.values() if r.kind is RecordingKind.MIXED)
         assert_holds(mix.path, sp, length)  # one speaker: the mix is them
+        assert Path(mix.path).read_bytes().startswith(b"ID3") and b"the decision" in Path(mix.path).read_bytes()
         assert await rec.store.get_temp_recordings_for_meeting(mid) == []  # the kept chunks went with the repair
         folder = rec.layout.meeting_dir(mid)
         assert not folder.exists() or not any(folder.iterdir())
