@@ -32,7 +32,7 @@ from typing import Optional
 
 from ..audio import id3, mp3
 from ..objects.records import MIX_USER_ID, MeetingStatus, RecordingKind
-from ..objects.results import NewRecording, TrackAssembly, UnknownFiles
+from ..objects.results import NewGap, NewRecording, TrackAssembly, UnknownFiles
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .manifest import Manifest, read_manifest
@@ -175,38 +175,6 @@ class Adoption:
             if measured is None:
                 return False
             finished[user_id] = measured
-        if not what.unfinished:
-            return await self._adopt_finished(manifest, what, finished)
-        return await self._adopt_unfinished(manifest, what, finished, grid)
-
-    async def _adopt_finished(self, manifest: Manifest, what: _Found, finished: dict[int, _Measured]) -> bool:
-        frames = {m.frames for m in finished.values()}
-        if len(frames) != 1:
-            log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
-                      manifest.meeting_id, sorted(frames))
-            return False
-        (n,) = frames
-        length = n * mp3.FRAME
-        ms = round(length * 1000 / manifest.sample_rate)
-        recordings = [
-            NewRecording(
-                kind=RecordingKind.MIXED if user == MIX_USER_ID else RecordingKind.PER_USER,
-                user_id=None if user == MIX_USER_ID else user,
-                filename=what.recordings[user].name,
-                path=str(what.recordings[user]),
-                duration_in_ms=ms,
-                sha256=m.sha256,
-                size_bytes=m.file_size,
-            )
-            for user, m in sorted(finished.items())
-        ]
-        meeting = manifest.meeting(status=MeetingStatus.PROMOTED, length_samples=length,
-                                   note="found again from its files after the database was lost")
-        return await self._store.adopt_meeting(meeting, quality=manifest.quality, recordings=recordings)
-
-    async def _adopt_unfinished(
-        self, manifest: Manifest, what: _Found, finished: dict[int, _Measured], grid: Grid
-    ) -> bool:
         tracks: dict[int, TrackAssembly] = {}
         windows = 0
         for user_id, path in what.parts.items():
@@ -219,36 +187,105 @@ class Adoption:
             tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, size, frames)
             windows = max(windows, seq)
         length: Optional[int] = None
+        if finished:
+            frames_of = {m.frames for m in finished.values()}
+            if len(frames_of) != 1:
+                log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
+                          manifest.meeting_id, sorted(frames_of))
+                return False
+            length = frames_of.pop() * mp3.FRAME
         for user_id, m in finished.items():
-            # renamed by a promotion whose rows never committed: complete, and the meeting's length
-            length = m.frames * mp3.FRAME
-            seq = grid.windows_for(length)
-            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, m.size, m.frames)
-            windows = max(windows, seq)
-        meeting = manifest.meeting(status=MeetingStatus.INTERRUPTED, length_samples=length,
-                                   note="found again from its files after the database was lost")
-        if not await self._store.adopt_meeting(meeting, quality=manifest.quality,
-                                               tracks=list(tracks.values()), flushed_windows=windows):
+            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, grid.windows_for(m.frames * mp3.FRAME),
+                                            m.size, m.frames)
+            windows = max(windows, tracks[user_id].assembled_seq)
+        note = "found again from its files after the database was lost"
+        if what.parts or not finished:
+            # unfinished: an ordinary promotion finishes it
+            meeting = manifest.meeting(status=MeetingStatus.INTERRUPTED, length_samples=length, note=note)
+            adopted = await self._store.adopt_meeting(meeting, quality=manifest.quality,
+                                                      tracks=list(tracks.values()), flushed_windows=windows)
+        else:
+            # every track is a finished file; chunks left beside them are its gaps' (below)
+            assert length is not None
+            meeting = manifest.meeting(status=MeetingStatus.PROMOTED, length_samples=length, note=note)
+            adopted = await self._store.adopt_meeting(
+                meeting, quality=manifest.quality, recordings=_recordings(what, finished, length, manifest))
+        if not adopted:
             return False
-        # chunk MP3s whose PCM is gone were DONE: rows for those not yet in a .part
+        await self._adopt_chunks(manifest, what, tracks, grid)
+        return True
+
+    async def _adopt_chunks(
+        self, manifest: Manifest, what: _Found, tracks: dict[int, TrackAssembly], grid: Grid
+    ) -> None:
+        """Rows for the chunk files, and a gap for each window a track's file already passed.
+
+        A chunk left beside a finished file or below a ``.part``'s end is one whose window
+        the file holds as silence: promotion only leaves a gap's chunk behind (its row and
+        the gap were in the lost database). It becomes a gap again, and the repair puts it
+        in. Chunks past a ``.part``'s end are ordinary: the promotion appends them.
+        """
+        mid = manifest.meeting_id
+        gaps: list[NewGap] = []
         pcm_keys = {(u, s) for u, s, _ in what.pcms}
-        for user_id, seq, path in sorted(what.mp3s):
-            track = tracks.get(user_id)
-            if (user_id, seq) in pcm_keys or (track is not None and seq < track.assembled_seq):
+        frame_bytes = 2 * manifest.channels
+        for user_id, seq, path in sorted(what.pcms):
+            size = await run_blocking(_size, path)
+            body = size // frame_bytes - grid.prime - grid.tail
+            if size % frame_bytes or body <= 0 or body > grid.chunk_samples:
+                log.error("meeting %s: %s is not a whole chunk (%d bytes); kept, not adopted", mid, path.name, size)
                 continue
+            await self._store.insert_temp_recording(
+                meeting_id=mid, user_id=user_id, guild_id=manifest.guild_id, pcm_path=str(path), seq=seq,
+                start_sample=grid.start(seq), sample_count=body, prime_samples=grid.prime, tail_samples=grid.tail)
+            if _passed(tracks, user_id, seq):
+                gaps.append(NewGap(user_id, seq, grid.start(seq), body, _LOST))
+        for user_id, seq, path in sorted(what.mp3s):
+            if (user_id, seq) in pcm_keys:
+                continue  # its PCM's row stands for it (the encoder reuses a whole MP3)
             measured = await run_blocking(_measure, path, whole_only=True)
             if measured is None:
-                continue  # kept on disk; the window reads as silence unless its PCM turns up
+                continue  # kept on disk as it is
             body = min(grid.chunk_samples, measured.frames * mp3.FRAME)
             await self._store.insert_done_chunk(
-                meeting_id=manifest.meeting_id, user_id=user_id, guild_id=manifest.guild_id,
-                pcm_path=str(self._layout.pcm_path(manifest.meeting_id, user_id, seq)), mp3_path=str(path),
+                meeting_id=mid, user_id=user_id, guild_id=manifest.guild_id,
+                pcm_path=str(self._layout.pcm_path(mid, user_id, seq)), mp3_path=str(path),
                 sha256=measured.sha256, duration_ms=round(body * 1000 / manifest.sample_rate), seq=seq,
                 start_sample=grid.start(seq), sample_count=body, prime_samples=grid.prime, tail_samples=grid.tail,
             )
+            if _passed(tracks, user_id, seq):
+                gaps.append(NewGap(user_id, seq, grid.start(seq), body, _LOST))
+        await self._store.add_gaps(mid, gaps)
         users = {u for u, _s, _p in what.pcms} | {u for u, _s, _p in what.mp3s}
-        await self._store.ensure_tracks(manifest.meeting_id, users)
-        return True  # the PCMs are adopted by recovery's ordinary pass over interrupted meetings
+        await self._store.ensure_tracks(mid, users)
+        if gaps:
+            log.warning("meeting %s: %d window(s) silent in its files have their chunks on disk: "
+                        "gaps again, for the repair", mid, len(gaps))
+
+
+#: The reason of a gap found again: the database that named it was lost.
+_LOST = "a gap found again after the database was lost"
+
+
+def _passed(tracks: dict[int, TrackAssembly], user_id: int, seq: int) -> bool:
+    track = tracks.get(user_id)
+    return track is not None and seq < track.assembled_seq
+
+
+def _recordings(what: _Found, finished: dict[int, _Measured], length: int, manifest: Manifest) -> list[NewRecording]:
+    ms = round(length * 1000 / manifest.sample_rate)
+    return [
+        NewRecording(
+            kind=RecordingKind.MIXED if user == MIX_USER_ID else RecordingKind.PER_USER,
+            user_id=None if user == MIX_USER_ID else user,
+            filename=what.recordings[user].name,
+            path=str(what.recordings[user]),
+            duration_in_ms=ms,
+            sha256=m.sha256,
+            size_bytes=m.file_size,
+        )
+        for user, m in sorted(finished.items())
+    ]
 
 
 def _mtime(path: Path) -> float:

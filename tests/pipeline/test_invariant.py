@@ -385,3 +385,37 @@ async def test_an_input_the_encoder_rejects_gives_up_after_the_attempts(tmp_path
         assert "EncodeError" in gap.reason and gap.repairable
     finally:
         await close_recorder(rec)
+
+
+async def test_gaps_survive_a_lost_database_and_are_repaired_from_their_kept_chunks(tmp_path: Path) -> None:
+    """Found by the fault injection (seed 1017): a meeting finished with gaps, then its
+    database lost. Its files came back, and the chunks kept for the gaps were adopted as
+    ordinary chunks and deleted at the next promotion: the silence stayed for good. Now a
+    chunk beside a finished file is a gap again, and the repair fills it."""
+    disk = DiskFull()
+    disk.on.set()
+    rec = await open_recorder(tmp_path, encoder=disk, retry=RetryPolicy(2, 0.01, 0.05))
+    sp = Speaker(6, speech_like(2.5, seed=6))
+    session = await record(rec, [sp, Speaker(7, speech_like(2.5, seed=7))], 2.5)
+    result = await rec.stop_meeting(session.meeting.id, timeout_s=0.3)
+    assert result.gaps
+    await close_recorder(rec)
+    for name in (DB, DB + "-wal", DB + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    disk.on.clear()
+
+    rec = await open_recorder(tmp_path, encoder=disk, retry=RetryPolicy(2, 0.01, 0.05))
+    try:
+        mid = session.meeting.id
+        assert (await rec.library.get_meeting(mid)).status is MeetingStatus.PROMOTED
+        assert {(g.user_id, g.seq) for g in await rec.gaps(mid)} <= {(g.user_id, g.seq) for g in result.gaps}
+
+        async def repaired() -> bool:
+            return await rec.gaps(mid) == []
+
+        await wait_for(repaired, timeout_s=30)
+        user = next(r for r in await rec.library.recordings_for_meeting(mid) if r.user_id == 6)
+        assert sha(user.path) == user.sha256
+        assert_holds(user.path, sp, int(2.5 * RATE))
+    finally:
+        await close_recorder(rec)
