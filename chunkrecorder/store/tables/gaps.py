@@ -1,4 +1,4 @@
-"""The ``gaps`` table (V4): windows of a track that are silent in its file though audio was recorded.
+"""The ``gaps`` table (V5): windows of a track that are silent in its file though audio was recorded.
 
 Assembly writes a gap in the same transaction as the track's advance over the silence
 it stood in (``TracksTable.advance_track``), so a finished file never holds silence the

@@ -1,4 +1,4 @@
-"""The ``removals`` table (V4): what an admin deleted and whose data was erased.
+"""The ``removals`` table (V5): what an admin deleted and whose data was erased.
 
 Each entry is written in the transaction that deletes the rows, before any file goes,
 so that files a crash leaves behind are known to be removable (the cleanup finishes
