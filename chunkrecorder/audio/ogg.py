@@ -33,6 +33,7 @@ __all__ = [
     "opus_tags",
     "page",
     "parse_opus_head",
+    "parse_opus_tags",
     "read_pages",
 ]
 
@@ -154,6 +155,26 @@ def parse_opus_head(packet: bytes) -> OpusHead:
     if version >> 4:
         raise OggError(f"unsupported OpusHead version {version}")
     return OpusHead(channels, pre_skip, rate)
+
+
+def parse_opus_tags(packet: bytes) -> dict[str, str]:
+    """The comments of an OpusTags packet as ``{KEY: value}`` (keys upper-cased)."""
+    try:
+        pos = 8
+        (vlen,) = struct.unpack_from("<I", packet, pos)
+        pos += 4 + vlen
+        (count,) = struct.unpack_from("<I", packet, pos)
+        pos += 4
+        out: dict[str, str] = {}
+        for _ in range(count):
+            (n,) = struct.unpack_from("<I", packet, pos)
+            pos += 4
+            key, _eq, value = packet[pos : pos + n].decode("utf-8", "replace").partition("=")
+            out[key.upper()] = value
+            pos += n
+    except struct.error:
+        raise OggError("the OpusTags packet is cut short") from None
+    return out
 
 
 def opus_tags(vendor: str, comments: Sequence[str] = ()) -> bytes:

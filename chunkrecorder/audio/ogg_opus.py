@@ -29,14 +29,14 @@ import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
 from . import ogg
 from .opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, ensure_opus
 
-__all__ = ["COMPLEXITY", "CompactFile", "PAGE_PACKETS", "VENDOR", "bitrate_for", "mp3_to_ogg_opus"]
+__all__ = ["COMPLEXITY", "CompactFile", "PAGE_PACKETS", "VENDOR", "bitrate_for", "mp3_to_ogg_opus", "read_comments"]
 
 #: Packets (20 ms each) per page: one second, the granularity of a part's cut.
 PAGE_PACKETS = 50
@@ -111,10 +111,11 @@ def _decoded_blocks(mp3_path: Path) -> Iterator[np.ndarray]:
 
 
 def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Optional[int] = None,
-                    complexity: int = COMPLEXITY, title: str = "") -> CompactFile:
+                    complexity: int = COMPLEXITY, comments: Sequence[str] = ()) -> CompactFile:
     """Encode ``mp3_path`` to ``ogg_path`` (written atomically); blocking, for a worker.
 
     The output has the MP3's channel count and exactly its decoded length.
+    ``comments`` go into OpusTags (``KEY=value``, RFC 7845 §5.2).
     """
     ensure_opus(share=False)
     src, dst = Path(mp3_path), Path(ogg_path)
@@ -142,7 +143,7 @@ def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Opti
                 size += len(data)
 
             emit([ogg.opus_head(channels=channels, pre_skip=pre_skip)], 0, ogg.BOS)
-            emit([ogg.opus_tags(VENDOR, [f"TITLE={title}"] if title else [])], 0)
+            emit([ogg.opus_tags(VENDOR, comments)], 0)
 
             samples = 0  # real samples read from the MP3
             encoded = 0  # samples fed to the encoder (real and padding)
@@ -193,3 +194,14 @@ def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Opti
             pass
         raise
     return CompactFile(str(dst), samples, pre_skip, channels, size, digest.hexdigest())
+
+
+def read_comments(ogg_path: str | Path) -> dict[str, str]:
+    """The OpusTags comments of a file (``KEY`` upper-cased); blocking. ``OggError`` if broken."""
+    with open(ogg_path, "rb") as fh:
+        pages = ogg.read_pages(fh)
+        next(pages, None)
+        tags = next(pages, None)
+    if tags is None or not tags.packets or not tags.packets[0].startswith(b"OpusTags"):
+        raise ogg.OggError(f"{ogg_path} has no OpusTags")
+    return ogg.parse_opus_tags(tags.packets[0])

@@ -68,7 +68,7 @@ class Cleaner:
                 continue  # deleted meanwhile (an admin, an erasure)
         if gone:
             recs = len(gone)
-            n, b = await run_blocking(remove_files, [r.path for r in gone])
+            n, b = await run_blocking(remove_files, self._layout.with_derived(r.path for r in gone))
             files, freed = files + n, freed + b
             # a meeting's label track (its notes) goes with its last recording
             emptied = [m for m in {r.meeting_id for r in gone} if not await store.recordings_for_meeting(m)]
