@@ -236,7 +236,7 @@ class Delivery:
             uploads += [_Upload(p.filename, p.size, path, p) for p in parts]
         groups = batches([u.size for u in uploads], limit, max_files=MAX_ATTACHMENTS)
         progress = None
-        if len(groups) > 2:
+        if len(groups) > 3:  # a long post: say how far it is
             progress = ProgressMessage(target, _("📤 Uploading {files} files").format(files=len(uploads)))
             await progress.start(_("0/{messages} messages").format(messages=len(groups)))
         for n, group in enumerate(groups):
