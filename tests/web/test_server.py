@@ -275,3 +275,15 @@ async def test_the_opus_copy_is_made_once_lines_up_and_goes_with_the_recording(
         await s.recorder.delete_meeting(s.result.meeting_id, guild_id=rec.guild_id or 0)
         assert not any(c.exists() for c in copies)
         assert (await s.get(page))[0] == 410
+
+
+async def test_without_sendfile_the_thread_reads_serve_the_same_bytes(served: Served,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # Where the kernel cannot copy file to socket (TLS in the bot, some platforms).
+    monkeypatch.setenv("AIOHTTP_NOSENDFILE", "1")
+    rec = (await _recordings(served))[0]
+    whole = Path(rec.path).read_bytes()
+    status, body, _h = await served.get(served.link("r", rec.id))
+    assert status == 200 and body == whole
+    status, body, _h = await served.get(served.link("r", rec.id), Range="bytes=1000-")
+    assert status == 206 and body == whole[1000:]
