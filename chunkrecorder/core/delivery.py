@@ -210,7 +210,13 @@ class Delivery:
         notes: list[str] = []
         uploads: list[_Upload] = []
         firsts: dict[int, str] = {}  # index of a file's first part -> what the message says about its parts
-        for rec in recordings:
+        making = None
+        if fmt == "opus" and len(recordings) > 1:  # a minute or so per hour of audio, per file
+            making = ProgressMessage(target, _("🗜️ Making the Opus files"))
+            await making.start(_("0/{files} files").format(files=len(recordings)))
+        for n, rec in enumerate(recordings):
+            if making is not None and n:
+                await making.update(_("{done}/{files} files").format(done=n, files=len(recordings)))
             try:
                 path, size = await self._file(rec, fmt)
             except Exception as exc:  # noqa: BLE001 - one file's trouble must not stop the others
@@ -234,6 +240,8 @@ class Delivery:
                 continue
             firsts[len(uploads)] = self._parts_note(name, fmt, len(parts), limit)
             uploads += [_Upload(p.filename, p.size, path, p) for p in parts]
+        if making is not None:
+            await making.update(_("{done}/{files} files").format(done=len(recordings), files=len(recordings)))
         groups = batches([u.size for u in uploads], limit, max_files=MAX_ATTACHMENTS)
         progress = None
         if len(groups) > 3:  # a long post: say how far it is

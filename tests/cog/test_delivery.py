@@ -302,3 +302,38 @@ async def test_the_server_starts_with_the_cog_and_stops_with_it(cog_world: RedWo
     link = world.cog.service.links.recording_link(rec.id, days=1)
     async with aiohttp.ClientSession() as http, http.get(link) as r:
         assert r.status == 200 and await r.read() == Path(rec.path).read_bytes()
+
+
+# --------------------------------------------------------------------------- Opus
+def _ogg_samples(data: bytes) -> int:
+    import io
+
+    import av
+
+    with av.open(io.BytesIO(data)) as f:
+        return sum(frame.samples for frame in f.decode(audio=0))
+
+
+async def test_format_opus_posts_compact_copies_of_the_same_length(voice_world: VoiceWorld) -> None:
+    world = voice_world.world
+    (reply,) = await world.invoke(ADMIN_ID, "!recordingset format opus")
+    assert reply.text == "Recordings are now posted as Opus (about 14 MiB per hour and speaker)."
+    replies = await record(voice_world, 2.0)
+    got = files_in(replies)
+    assert len(got) == 3 and all(name.endswith(".opus") for name in got)
+    making = next(m for m in replies if m.text.startswith("🗜️ Making the Opus files"))
+    assert making.text.endswith("3/3 files")
+    (meeting,), _total = await world.cog.store.list_meetings(GUILD_ID)
+    recs = await world.cog.service.recorder.library.recordings_for_meeting(meeting.id)
+    for rec in recs:
+        data = got[rec.filename[: -len(".mp3")] + ".opus"]
+        assert _ogg_samples(data) == mp3.decoded_samples(Path(rec.path).read_bytes())
+        assert len(data) < 0.7 * rec.size_bytes
+    # Asked for by id: the MP3 by name, the cached copy by the same bytes.
+    rec = recs[0]
+    (mp3_reply,) = await world.invoke(ADMIN_ID, f"!recordings get {rec.id} mp3")
+    assert mp3_reply.files == [(rec.filename, Path(rec.path).read_bytes())]
+    (opus_reply,) = await world.invoke(ADMIN_ID, f"!recordings get {rec.id} opus")
+    assert opus_reply.files == [(rec.filename[:-4] + ".opus", Path(rec.path).with_suffix(".opus").read_bytes())]
+    (bad,) = await world.invoke(ADMIN_ID, f"!recordings get {rec.id} flac")
+    assert bad.text == "`flac` is not a format: say `mp3` or `opus`."
