@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import ogg
+from . import id3, ogg
 from .opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, ensure_opus
 
 __all__ = ["COMPLEXITY", "CompactFile", "PAGE_PACKETS", "VENDOR", "bitrate_for", "mp3_to_ogg_opus", "read_comments"]
@@ -98,6 +98,7 @@ def _decoded_blocks(mp3_path: Path) -> Iterator[np.ndarray]:
                 yield f.to_ndarray().reshape(-1, len(f.layout.channels))
 
     with open(mp3_path, "rb") as fh:
+        fh.seek(id3.tag_length(fh.read(id3.HEADER_SIZE)))  # chapters or metadata: not audio
         while True:
             block = fh.read(_READ)
             if not block:

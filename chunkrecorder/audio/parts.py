@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from . import ogg
+from . import id3, ogg
 
 __all__ = ["Part", "PartError", "plan_parts", "read_part", "write_parts", "mp3_frame_offsets"]
 
@@ -70,11 +70,15 @@ def part_name(filename: str, index: int, count: int) -> str:
 
 
 def mp3_frame_offsets(path: str | Path) -> list[int]:
-    """Byte offset of every frame and the file's size at the end (walking frame headers)."""
+    """Byte offset of every frame and the file's size at the end (walking frame headers).
+
+    An ID3v2 tag before the first frame (``audio.id3``: chapters, metadata) is skipped;
+    it goes with the first part, so the parts still ``cat`` back to the file.
+    """
     offsets: list[int] = []
     with open(path, "rb") as fh:
         size = os.fstat(fh.fileno()).st_size
-        pos = 0
+        pos = id3.tag_length(fh.read(id3.HEADER_SIZE))
         while pos < size:
             fh.seek(pos)
             head = fh.read(4)
@@ -119,6 +123,8 @@ def plan_parts(path: str | Path, limit: int, filename: Optional[str] = None) -> 
     name = filename or p.name
     if p.suffix.lower() == ".mp3":
         offsets = mp3_frame_offsets(p)
+        if len(offsets) > 1:
+            offsets[0] = 0  # the first part starts at the file's start (its tag, if any)
         cuts = _greedy(offsets, limit, 0, "MP3 frame")
         return [Part(str(p), "mp3", k + 1, len(cuts), part_name(name, k + 1, len(cuts)) if len(cuts) > 1 else name,
                      offsets[i], offsets[j], offsets[j] - offsets[i]) for k, (i, j) in enumerate(cuts)]

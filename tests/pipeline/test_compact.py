@@ -206,3 +206,24 @@ def test_a_file_that_fits_is_one_part_and_a_tiny_limit_is_refused(speech: tuple[
     with pytest.raises(PartError, match="smaller than one Ogg page"):
         plan_parts(opus, 500)
     assert not os.path.exists(str(src) + ".tmp")
+
+
+def test_a_tagged_mp3_keeps_its_tag_in_the_first_part_and_converts_the_same(
+        speech: tuple[np.ndarray, Path, Path], tmp_path: Path) -> None:
+    """Recordings may start with an ID3v2 tag (the mix's chapters): it is not audio."""
+    from chunkrecorder.audio import id3
+
+    _, src, opus = speech
+    tagged = tmp_path / "tagged.mp3"
+    tag = id3.build_tag([id3.text_frame("TIT2", "Standup \u00ff\u00fb"), *id3.chapter_frames(
+        [id3.Chapter(0, 10_000, "intro"), id3.Chapter(10_000, 30_000, "rest")], toc_title="Notes")])
+    id3.write_with_tag(tagged, tag, src, offset=0, length=src.stat().st_size)
+    parts = plan_parts(tagged, 100_000)
+    data = [read_part(p) for p in parts]
+    assert b"".join(data) == tagged.read_bytes() and data[0].startswith(b"ID3")
+    assert all(len(d) <= 100_000 for d in data)
+    # Every part's frames decode (the raw decoder is given the frames; a player skips the tag itself).
+    assert sum(mp3.decoded_samples(d[id3.tag_length(d[:10]):]) for d in data) == \
+        mp3.decoded_samples(src.read_bytes())
+    made = mp3_to_ogg_opus(tagged, tmp_path / "tagged.opus")
+    assert len(_ffmpeg_decode(Path(made.path))) == len(_ffmpeg_decode(opus))
