@@ -219,7 +219,7 @@ async def test_a_long_meeting_is_posted_in_paced_messages_with_progress(cog_worl
     meeting, recs = await _meeting_with(world, [200_000] * 12 + [12 * 2**20, 12 * 2**20])
     channel = world.guild.get_channel(TEXT_ID)
     before = set(world.rest.messages)
-    await world.cog.service.flows.post_result(world.guild, channel, meeting, None, recs)
+    await delivery.post_meeting(world.guild, channel, meeting, None, recs, prefix="!")
     posted = [m for i, m in world.rest.messages.items() if i not in before]
     uploads = [m for m in posted if m.files]
     assert all(len(m.files) <= 10 and sum(len(d) for _, d in m.files) <= LIMIT for m in uploads)
