@@ -58,6 +58,9 @@ _SECURITY_HEADERS = {
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
+#: Seconds ``stop()`` lets downloads in flight finish before it closes their connections.
+SHUTDOWN_S = 5.0
+
 
 class WebServerError(Exception):
     """The server could not start; ``str()`` is one sentence for the bot owner."""
@@ -93,7 +96,7 @@ class WebServer:
     """``start()`` binds ``host:port``; links are made and checked with ``signer``."""
 
     def __init__(self, catalog: Catalog, signer: LinkSigner, *, host: str, port: int, base_url: str = "",
-                 read_threads: int = 4) -> None:
+                 read_threads: int = 4, shutdown_s: float = SHUTDOWN_S) -> None:
         self.catalog = catalog
         self.signer = signer
         self.host = host
@@ -101,6 +104,7 @@ class WebServer:
         #: Where links point; empty: ``http://host:port`` as bound (the harness, tests).
         self._base_url = base_url.rstrip("/")
         self._read_threads = read_threads
+        self._shutdown_s = shutdown_s
         self._runner: Optional[web.AppRunner] = None
         self._executor: Optional[concurrent.futures.ThreadPoolExecutor] = None
         #: Answers given, by status (diagnostics, tests, the bench).
@@ -139,7 +143,9 @@ class WebServer:
         app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}/{{rid:{_ID}}}.{{ext:mp3|opus}}", self._track)
         app.router.add_get("/robots.txt", self._robots)
         app.on_response_prepare.append(self._secure)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # No access log (URLs hold tokens); the bot's own signals stay the bot's; an unload
+        # waits at most a few seconds for downloads in flight (a client resumes with Range).
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=self._shutdown_s)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port)
         try:

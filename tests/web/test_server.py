@@ -287,3 +287,31 @@ async def test_without_sendfile_the_thread_reads_serve_the_same_bytes(served: Se
     assert status == 200 and body == whole
     status, body, _h = await served.get(served.link("r", rec.id), Range="bytes=1000-")
     assert status == 206 and body == whole[1000:]
+
+
+async def test_stopping_with_a_download_in_flight_ends_it_and_frees_the_port(served: Served) -> None:
+    # A member's slow download must not hold the cog's unload: the server stops, the
+    # client's connection ends (the download can resume later with a Range request).
+    rec = (await _recordings(served))[0]
+    big = Path(rec.path).with_name("big.mp3")
+    big.write_bytes(Path(rec.path).read_bytes() * 700)  # ~30 MiB: more than the sockets buffer
+    meeting = await served.recorder.library.get_meeting(rec.meeting_id)
+    store = served.recorder.store
+    from chunkrecorder.store import NewRecording
+
+    large = await store.insert_persistent_recording(meeting.id, NewRecording(
+        kind=rec.kind, user_id=12345, filename=big.name, path=str(big), duration_in_ms=1,
+        sha256=hashlib.sha256(big.read_bytes()).hexdigest(), size_bytes=big.stat().st_size))
+    server = WebServer(served.server.catalog, served.server.signer, host="127.0.0.1", port=0, shutdown_s=0.2)
+    await server.start()
+    port = server.bound_port
+    async with served.http.get(server.link("r", large.id, ttl_s=60)) as r:
+        assert r.status == 200
+        await r.content.read(10)  # started, then reading slowly
+        await server.stop()
+        with pytest.raises(aiohttp.ClientError):
+            await r.read()
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", port))
