@@ -92,6 +92,7 @@ class ChunkRecorder(
                 raise CogLoadError(_("chunkrecorder cannot open its recordings in {folder}: {error}").format(
                     folder=self.data_dir, error=short_error(exc))) from exc
             raise
+        await self.service.links.start_if_configured()  # download links, if the owner turned them on
         self.tasks.spawn(self.ticker.run(), name="chunkrecorder-ticker")
         self.tasks.spawn(CleanupJob(self.bot, self.service).run(), name="chunkrecorder-cleanup")
         self.tasks.spawn(RestartJob(self.bot, self.service, report).run(), name="chunkrecorder-restart")
@@ -100,6 +101,7 @@ class ChunkRecorder(
 
     async def cog_unload(self) -> None:
         self.service.flows.views.close()
+        await self.service.links.close()
         await self.tasks.cancel_all()
         await self.service.close()
         await self.store.close()

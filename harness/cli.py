@@ -4,7 +4,7 @@
         [--flush-interval S] [--strategy per_user|mixed|hybrid] [--loss P] [--reorder P]
         [--duplicate P] [--jitter-ms J] [--seed K] [--db PATH] [--data-dir DIR]
         [--realtime] [--consent notice|optin] [--agree NAME[,NAME...]] [--note SECONDS=TEXT ...]
-        [--json]
+        [--json] [--format opus] [--split-limit BYTES] [--web HOST:PORT [--serve-seconds S]]
     python -m harness recover --db PATH --data-dir DIR [--json]
 
 stdout holds the result only (a summary, or with ``--json`` exactly one JSON object);
@@ -26,6 +26,7 @@ from chunkrecorder.core.consent import ConsentMode
 from chunkrecorder.objects import Strategy
 from chunkrecorder.store import StoreError
 
+from .delivery import DeliveryOptions
 from .progress import ProgressBar
 from .simulate import HarnessError, RecoverResult, SimulateOptions, SimulationResult, recover, simulate
 from .sources import SourceError
@@ -56,6 +57,24 @@ def _positive(text: str) -> float:
 
 def _non_negative(text: str) -> float:
     return _number(text, lambda v: v >= 0, "must not be negative")
+
+
+def _bind(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65_535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (port 0: any free port)")
+    return host, int(port)
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes") from None
+    if value < 4096:
+        raise argparse.ArgumentTypeError(f"{text} is too small: parts hold whole frames and pages (4096 or more)")
+    return value
 
 
 def _source(text: str) -> tuple[str, Path]:
@@ -122,6 +141,14 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--note", type=_note, action="append", default=[], metavar="SECONDS=TEXT",
                      help="a note taken at that meeting time (repeatable): a label and a chapter of the mix")
     sim.add_argument("--json", action="store_true", help="one JSON object on stdout")
+    sim.add_argument("--format", choices=["mp3", "opus"], default="mp3",
+                     help="opus: also make each recording's Ogg Opus copy (opus_path in the report)")
+    sim.add_argument("--split-limit", type=_limit, default=None, metavar="BYTES",
+                     help="cut each recording over BYTES into parts (parts in the report)")
+    sim.add_argument("--web", type=_bind, default=None, metavar="HOST:PORT",
+                     help="serve the meeting with the cog's web server; the report gains links")
+    sim.add_argument("--serve-seconds", type=_non_negative, default=0.0, metavar="S",
+                     help="with --web: keep serving S seconds after the report (default 0)")
 
     rec = sub.add_parser("recover", help="start-up recovery of a crashed run, then promote it")
     rec.add_argument("--db", type=Path, required=True)
@@ -156,6 +183,8 @@ def options_from_args(args: argparse.Namespace) -> SimulateOptions:
         consent=ConsentMode(args.consent),
         agree=[n for group in args.agree for n in group],
         notes=list(args.note),
+        delivery=DeliveryOptions(web=args.web, serve_seconds=args.serve_seconds, opus=args.format == "opus",
+                                 split_limit=args.split_limit),
     )
 
 
@@ -185,6 +214,14 @@ def _summary_simulate(r: SimulationResult) -> str:
     lines += _summary_recordings(r.recordings)
     if r.labels_path:
         lines.append(f"Notes: {len(r.notes)} (labels {r.labels_path}; chapters in the mix)")
+    for rec in r.recordings:
+        if rec.opus_path:
+            lines.append(f"  Opus copy of {rec.id}: {rec.opus_path}")
+        if rec.parts:
+            lines.append(f"  {rec.id} in {len(rec.parts)} parts: {', '.join(rec.parts)}")
+    if r.links:
+        lines.append(f"Meeting page: {r.links['meeting']}")
+        lines += [f"  {key}: {url}" for key, url in r.links.items() if key != "meeting"]
     lines.append(f"Database: {r.db}")
     return "\n".join(lines)
 
@@ -223,9 +260,26 @@ async def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> in
         if bar is not None:
             bar.update(phase, done, total, unit=" s" if phase == "streaming" else "")
 
+    printed = False
+
+    def report(result: Any) -> None:
+        """The result on stdout, flushed: with --web, while the links still work."""
+        nonlocal printed
+        if bar is not None:
+            bar.close()
+        if args.json:
+            stdout.write(json.dumps(result.as_json()) + "\n")
+        else:
+            stdout.write((_summary_simulate(result) if args.command == "simulate" else _summary_recover(result)) + "\n")
+        stdout.flush()
+        printed = True
+
     try:
         if args.command == "simulate":
-            result: Any = await simulate(options_from_args(args), on_progress=on_progress)
+            if args.serve_seconds and args.web is None:
+                stderr.write("error: --serve-seconds needs --web\n")
+                return 2
+            result: Any = await simulate(options_from_args(args), on_progress=on_progress, on_ready=report)
             failed = result.status != "PROMOTED"
             reason = f"meeting {result.meeting_id} ended {result.status}"
         else:
@@ -242,11 +296,8 @@ async def run(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> in
     finally:
         if bar is not None:
             bar.close()
-    if args.json:
-        stdout.write(json.dumps(result.as_json()) + "\n")
-    else:
-        stdout.write((_summary_simulate(result) if args.command == "simulate" else _summary_recover(result)) + "\n")
-    stdout.flush()
+    if not printed:
+        report(result)
     if failed:
         stderr.write(f"error: {reason}\n")
         return 1

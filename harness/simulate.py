@@ -28,8 +28,10 @@ from typing import Any, Callable, Optional, Sequence
 
 from chunkrecorder.core.consent import ConsentGate, ConsentMode
 from chunkrecorder.objects import MeetingSettings, MeetingStatus, RecordingKind, Strategy
+from chunkrecorder.web import WebServerError
 
 from .clock import SimulatedClock, WallClock
+from .delivery import DeliveryOptions, HarnessNames, deliver
 from .impairments import Impairments
 from .network import FakeVoiceNetwork
 from .scenario import SpeakerPlan
@@ -103,6 +105,8 @@ class SimulateOptions:
     agree: Sequence[str] = ()
     #: ``(seconds, text)``: a note taken at that meeting time, as ``[p]record note`` does.
     notes: Sequence[tuple[float, str]] = ()
+    #: After promotion: Opus copies, parts, a web server (``harness/delivery.py``).
+    delivery: DeliveryOptions = field(default_factory=DeliveryOptions)
 
     def validate(self) -> None:
         if not 0 < self.seconds <= 24 * 3600:
@@ -178,9 +182,14 @@ class RecordingInfo:
     duration_ms: int
     sha256: str
     size_bytes: int
+    #: ``--format opus``: the cached Ogg Opus copy.
+    opus_path: Optional[str] = None
+    #: ``--split-limit``: the paths of the parts, in order (only for a file over the limit).
+    parts: Optional[list[str]] = None
+    opus_parts: Optional[list[str]] = None
 
     def as_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "id": self.id,
             "kind": self.kind,
             "user_id": self.user_id,
@@ -190,6 +199,13 @@ class RecordingInfo:
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
         }
+        if self.opus_path is not None:
+            out["opus_path"] = self.opus_path
+        if self.parts is not None:
+            out["parts"] = list(self.parts)
+        if self.opus_parts is not None:
+            out["opus_parts"] = list(self.opus_parts)
+        return out
 
 
 @dataclass
@@ -214,8 +230,18 @@ class SimulationResult:
     labels_path: Optional[str] = None
     #: The speakers recorded (under ``--consent optin``: those who agreed).
     recorded: list[int] = field(default_factory=list)
+    #: ``--web``: "meeting" and each recording id -> its link.
+    links: Optional[dict[str, str]] = None
+    #: ``--web``: the server while it serves (None once it stopped).
+    server: Any = None
 
     def as_json(self) -> dict[str, Any]:
+        out = self._json()
+        if self.links is not None:
+            out["links"] = dict(self.links)
+        return out
+
+    def _json(self) -> dict[str, Any]:
         return {
             "meeting_id": self.meeting_id,
             "status": self.status,
@@ -410,8 +436,13 @@ async def _open(db: Path, data_dir: Path, workers: Optional[int]) -> tuple[Any, 
 
 
 # --------------------------------------------------------------------------- simulate
-async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook] = None) -> SimulationResult:
-    """Run one meeting start → stream → stop → promote; see the module docstring."""
+async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook] = None,
+                   on_ready: Optional[Callable[[SimulationResult], None]] = None) -> SimulationResult:
+    """Run one meeting start → stream → stop → promote; see the module docstring.
+
+    ``on_ready`` is given the result once it is complete: after the delivery steps, and
+    with ``--web`` while the server serves (before ``serve_seconds`` pass).
+    """
     opts.validate()
     plans, seconds = build_plans(opts)
     if not plans:
@@ -488,7 +519,7 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
             "concealed": rstats.concealed,
             "unknown_ssrc": rstats.unknown_ssrc,
         }
-        return SimulationResult(
+        result = SimulationResult(
             meeting_id=meeting_id,
             status=MeetingStatus(meeting.status).value,
             recordings=_recording_infos(promotion.recordings, names),
@@ -508,6 +539,15 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
             labels_path=str(Path(promotion.labels_path).resolve()) if promotion.labels_path else None,
             recorded=[p.user_id for p in plans if gate.accepts(p.user_id)],
         )
+        if opts.delivery.anything:
+            try:
+                await deliver(result, recorder, opts.delivery, names=HarnessNames(names, net.channel.name),
+                              on_ready=on_ready)
+            except WebServerError as exc:
+                raise HarnessError(str(exc)) from None
+        elif on_ready is not None:
+            on_ready(result)
+        return result
     finally:
         if link is not None and link.is_connected():
             await link.disconnect()

@@ -154,11 +154,12 @@ def _find_and_load(*, allow_system: bool = True) -> tuple[OpusLibrary, Any]:
     raise OpusUnavailable()
 
 
-def ensure_opus(*, allow_system: bool = True) -> OpusLibrary:
+def ensure_opus(*, allow_system: bool = True, share: bool = True) -> OpusLibrary:
     """Load libopus once (system first, else PyAV's) and make discord.py use it too.
 
     Raises :class:`OpusUnavailable` (one-sentence message) when neither exists, which
-    the cog's ``setup()`` shows instead of a traceback.
+    the cog's ``setup()`` shows instead of a traceback. ``share=False`` leaves
+    discord.py alone: an encoder process must not import it (see ``encode_worker``).
     """
     global _loaded
     with _lock:
@@ -166,7 +167,8 @@ def ensure_opus(*, allow_system: bool = True) -> OpusLibrary:
             _loaded = _find_and_load(allow_system=allow_system)
             info = _loaded[0]
             log.info("Using %s libopus %s (%s)", info.source, info.version, info.path)
-            _share_with_discord(info.path)
+            if share:
+                _share_with_discord(info.path)
         return _loaded[0]
 
 
@@ -258,9 +260,13 @@ class OpusDecoder:
 
 
 class OpusEncoder:
-    """20 ms, 48 kHz stereo encoder set up as Discord clients send voice."""
+    """20 ms, 48 kHz encoder, stereo and set up as Discord clients send voice by default.
 
-    __slots__ = ("_lib", "_state", "_out")
+    ``channels=1`` and ``fec=False`` make the encoder of the compact recordings
+    (``audio.ogg_opus``): files, not a lossy network, so no redundancy is spent.
+    """
+
+    __slots__ = ("_lib", "_state", "_out", "_channels")
 
     def __init__(
         self,
@@ -270,11 +276,15 @@ class OpusEncoder:
         packet_loss_percent: int = 15,
         application: str = "voip",
         complexity: int = 10,
+        channels: int = CHANNELS,
     ) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, not {channels}")
         self._lib = _lib()
+        self._channels = channels
         err = ctypes.c_int()
         self._state = ctypes.c_void_p(
-            self._lib.opus_encoder_create(SAMPLE_RATE, CHANNELS, _APPLICATION[application], ctypes.byref(err))
+            self._lib.opus_encoder_create(SAMPLE_RATE, channels, _APPLICATION[application], ctypes.byref(err))
         )
         if err.value != _OPUS_OK or not self._state.value:
             raise OpusUnavailable(f"libopus could not create an encoder: {_error_text(err.value)}.")
@@ -294,9 +304,10 @@ class OpusEncoder:
             self._state = ctypes.c_void_p()  # NULL: destroyed once
 
     def encode(self, pcm: bytes) -> bytes:
-        """One Opus packet from 20 ms of 48 kHz stereo s16le (3840 bytes)."""
-        if len(pcm) != FRAME_SAMPLES * CHANNELS * 2:
-            raise ValueError(f"expected {FRAME_SAMPLES * CHANNELS * 2} bytes of PCM, got {len(pcm)}")
+        """One Opus packet from 20 ms of 48 kHz s16le (3840 bytes in stereo, 1920 in mono)."""
+        expected = FRAME_SAMPLES * self._channels * 2
+        if len(pcm) != expected:
+            raise ValueError(f"expected {expected} bytes of PCM, got {len(pcm)}")
         ptr = ctypes.cast(ctypes.c_char_p(pcm), ctypes.POINTER(ctypes.c_int16))
         n = self._lib.opus_encode(self._state, ptr, FRAME_SAMPLES, self._out, len(self._out))
         if n < 0:

@@ -6,7 +6,7 @@ reads as "not found" and nobody can reach another guild's files.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import discord
 from discord import app_commands
@@ -31,7 +31,9 @@ from ..core.formatting import (
     status_word,
     timestamp,
 )
+from ..core.echo import echo
 from ..core.permissions import is_guild_admin
+from ..core.settings import parse_post_format
 from ..i18n import _
 from ..objects.errors import NotFound
 from ..objects.records import Meeting, MeetingStatus, Recording, RecordingKind
@@ -309,25 +311,32 @@ class RecordingsCommands(MixinMeta):
                     meeting_id=ident, files=removed.files, size=human_size(removed.bytes_freed)))
 
     @recordings.command(name="get")
-    @app_commands.describe(recording_id="The id of the recording (from /recordings list).")
-    async def recordings_get(self, ctx: "Context", recording_id: str) -> None:
-        """Upload a recording here when it fits.
+    @app_commands.describe(recording_id="The id of the recording (from /recordings list).",
+                           audio_format="mp3, or opus for a smaller file (the server's default if left empty).")
+    async def recordings_get(self, ctx: "Context", recording_id: str, audio_format: str = "") -> None:
+        """Fetch a recording: the file here when it fits, else a download link or parts.
 
-        Example: `[p]recordings get 3f2a9c0d1e4b5a67`.
+        Example: `[p]recordings get 3f2a9c0d1e4b5a67` or `[p]recordings get 3f2a9c0d1e4b5a67 opus`.
         Admins can fetch any of this server's recordings; members their own.
         """
         assert ctx.guild is not None
         ident = self._clean_id(recording_id)
+        chosen = parse_post_format(audio_format) if audio_format else None  # UserError if neither
         try:
             rec = await self.service.recording(ctx.guild.id, ident)
         except NotFound:
-            raise UserError(_("No recording `{recording_id}` in this server.").format(recording_id=ident)) from None
+            raise UserError(_("No recording `{recording_id}` in this server.").format(
+                recording_id=echo(ident))) from None
         assert isinstance(ctx.author, discord.Member)  # guild_only
         own = rec.kind is RecordingKind.PER_USER and rec.user_id == ctx.author.id
         if not own and not await is_guild_admin(ctx.bot, ctx.author):
             raise UserError(_("You can fetch your own recordings; others need Manage Server or the bot's admin role."))
+        if chosen is None:
+            chosen = (await self.service.settings.guild(ctx.guild.id)).post_format
+        fmt: Literal["mp3", "opus"] = "opus" if chosen == "opus" else "mp3"
         # A slash command is answered through its interaction (the file is the answer).
-        await self.service.flows.upload(ctx.guild, ctx if ctx.interaction is not None else ctx.channel, [rec])
+        await self.service.delivery.send_recording(ctx.guild, ctx if ctx.interaction is not None else ctx.channel,
+                                                   rec, fmt, prefix=await text_prefix(ctx))
 
     # ------------------------------------------------------------------ helpers
     @staticmethod
@@ -341,4 +350,4 @@ class RecordingsCommands(MixinMeta):
             return await self.service.meeting(ctx.guild.id, ident)
         except NotFound:
             raise UserError(_("No recording or meeting `{ident}` in this server; `{command}` shows them.").format(
-                ident=ident, command=f"{ctx.clean_prefix}recordings list")) from None
+                ident=echo(ident), command=f"{ctx.clean_prefix}recordings list")) from None

@@ -22,6 +22,7 @@ from ..core.settings import (
     AUTORECORD_MEMBERS,
     AUTOSTOP,
     FLUSH,
+    LINK_EXPIRY,
     MAX_LENGTH,
     RECONNECT,
     RETENTION,
@@ -29,8 +30,11 @@ from ..core.settings import (
     parse_bitrate,
     parse_bool,
     parse_channels,
+    parse_delivery,
+    parse_post_format,
     parse_strategy,
 )
+from ..core.weblinks import parse_base_url, parse_bind
 from ..i18n import _
 from .converters import DurationSetting, RangeSetting
 
@@ -47,6 +51,7 @@ MaxMinutes = Annotated[int, DurationSetting(MAX_LENGTH, allowed_units=["days", "
 WaitMinutes = Annotated[int, DurationSetting(AUTOSTOP, allowed_units=["hours", "minutes"])]
 Attempts = Annotated[int, RangeSetting(RECONNECT)]
 Members = Annotated[int, RangeSetting(AUTORECORD_MEMBERS)]
+LinkDays = Annotated[int, DurationSetting(LINK_EXPIRY, allowed_units=["weeks", "days"])]
 
 
 def _strategy_words(strategy: str) -> str:
@@ -99,6 +104,12 @@ class SettingsCommands(MixinMeta):
             ("consent", _("opt-in: only members who agree") if s.consent == "optin"
              else _("notice: everyone is told, opt-outs are left out")),
             ("autorecord", ", ".join(_autorecord_words(ctx.guild, r) for r in rules) or _("off")),
+            ("delivery", _("in the channel where everyone could hear it, else by DM") if s.delivery == "channel"
+             else _("by DM: the starter all of it, each speaker their own")),
+            ("format", _("Opus (compact)") if s.post_format == "opus" else _("MP3")),
+            ("linkexpiry", _("{days} days").format(days=s.link_expiry_days)),
+            ("web", _("download links on (bot-wide)") if self.service.links.running
+             else _("download links off (bot-wide)")),
         ]
         width = max(len(k) for k, _v in rows)
         table = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
@@ -237,3 +248,82 @@ class SettingsCommands(MixinMeta):
             msg = _("I'll record **{channel}** by myself whenever {members} members who have not opted out are "
                     "in it, and stop as usual once it is empty.").format(channel=channel.name, members=min_members)
         await ctx.send(msg)
+    @recordingset.command(name="delivery")
+    async def set_delivery(self, ctx: "Context", where: str) -> None:
+        """Where a meeting's files go: `channel` (where it was started, if everyone there could hear it; else to the starter by DM) or `dm` (the starter gets all, each speaker their own). Example: `[p]recordingset delivery dm`."""
+        value = parse_delivery(where)
+        if value == "dm":
+            msg = _("Files now go by direct message: whoever starts a recording gets all of it, each speaker "
+                    "their own file.")
+        else:
+            msg = _("Files now go to the channel a recording was started from, when everyone who can read it "
+                    "could hear the meeting (otherwise to whoever started it, by direct message).")
+        await self._save(ctx, msg, delivery=value)
+
+    @recordingset.command(name="format")
+    async def set_format(self, ctx: "Context", audio_format: str) -> None:
+        """What is posted and fetched by default: `mp3`, or `opus` (about half the size, made on first use). Example: `[p]recordingset format opus`."""
+        value = parse_post_format(audio_format)
+        msg = _("Recordings are now posted as Opus (about 14 MiB per hour and speaker).") if value == "opus" \
+            else _("Recordings are now posted as MP3.")
+        await self._save(ctx, msg, post_format=value)
+
+    @recordingset.command(name="linkexpiry")
+    async def set_link_expiry(self, ctx: "Context", days: LinkDays) -> None:
+        """Days a download link works (1–365); `2w` works too. Example: `[p]recordingset linkexpiry 7`."""
+        await self._save(ctx, _("New download links work for {days} days.").format(days=days),
+                         link_expiry_days=int(days))
+
+    # ------------------------------------------------------------------ the download server (owner)
+    @recordingset.group(name="web", invoke_without_command=True)
+    @commands.is_owner()
+    async def web(self, ctx: "Context") -> None:
+        """(Bot owner) Download links from the bot's own web server: shows whether they are on.
+
+        `[p]recordingset web on 127.0.0.1:8080 https://rec.example.com` turns them on, `[p]recordingset web off` turns them off, `[p]recordingset web rotate` revokes every link given so far.
+        """
+        web = await self.service.links.config()
+        if self.service.links.running:
+            text = _("Download links are on: listening on {host}:{port}, links start with {url}.").format(
+                host=web.host, port=web.port, url=web.base_url or f"http://{web.host}:{web.port}")
+        elif web.enabled:
+            text = _("Download links are on, but the server is not running: {problem}").format(
+                problem=self.service.links.problem or _("it did not start."))
+        else:
+            text = _("Download links are off. `{command}` turns them on.").format(
+                command=f"{ctx.clean_prefix}recordingset web on <HOST:PORT> [public URL]")
+        await ctx.send(text)
+
+    @web.command(name="on")
+    @commands.is_owner()
+    async def web_on(self, ctx: "Context", bind: str, public_url: str = "") -> None:
+        """(Bot owner) Serve download links on HOST:PORT; links start with the public URL (default: http://HOST:PORT).
+
+        Example: `[p]recordingset web on 127.0.0.1:8080 https://rec.example.com` behind a reverse proxy.
+        """
+        host, port = parse_bind(bind)
+        base = parse_base_url(public_url) if public_url else ""
+        async with ctx.typing():
+            web = await self.service.links.enable(host, port, base)
+        url = web.base_url or f"http://{host}:{port}"
+        lines = [_("Download links are on: listening on {host}:{port}, links start with {url}.").format(
+            host=host, port=port, url=url)]
+        if url.startswith("http://") and host not in ("127.0.0.1", "::1", "localhost"):
+            lines.append(_("The links are plain HTTP: anyone who can watch the network between the bot and a "
+                           "member can read them. Put HTTPS in front (a reverse proxy) before you use them "
+                           "beyond a trusted network."))
+        await ctx.send("\n".join(lines))
+
+    @web.command(name="off")
+    @commands.is_owner()
+    async def web_off(self, ctx: "Context") -> None:
+        """(Bot owner) Stop the download server: links stop working until it is on again."""
+        await self.service.links.disable()
+        await ctx.send(_("Download links are off; files are attached again (in parts when they are large)."))
+
+    @web.command(name="rotate")
+    @commands.is_owner()
+    async def web_rotate(self, ctx: "Context") -> None:
+        """(Bot owner) Revoke every download link given so far (a new link secret)."""
+        await self.service.links.rotate()
+        await ctx.send(_("Every download link given so far is revoked; new links work as before."))

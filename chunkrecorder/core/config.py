@@ -23,7 +23,7 @@ from .settings import (
     GuildSettings,
 )
 
-__all__ = ["ActiveRecord", "AutoRecordRule", "SettingsStore"]
+__all__ = ["ActiveRecord", "AutoRecordRule", "SettingsStore", "WebConfig"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,42 @@ class ActiveRecord:
     def as_config(self) -> dict[str, Any]:
         return {"meeting": self.meeting_id, "text_channel": self.text_channel_id,
                 "nick": self.nick_before, "nick_changed": self.nick_changed}
+
+
+@dataclass(frozen=True, slots=True)
+class WebConfig:
+    """The bot-wide download server, as the owner set it (``[p]recordingset web``).
+
+    ``secret`` signs the links (hex; made when links are first turned on, replaced by
+    ``rotate``); ``retired`` are the key ids of earlier secrets, so that their links
+    answer "revoked" rather than "not valid".
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str = ""
+    secret: str = ""
+    retired: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, raw: dict[str, Any]) -> "WebConfig":
+        default = cls()
+        try:
+            return cls(
+                enabled=bool(raw.get("enabled", False)),
+                host=str(raw.get("host") or default.host),
+                port=int(raw.get("port", default.port)),
+                base_url=str(raw.get("base_url") or ""),
+                secret=str(raw.get("secret") or ""),
+                retired=tuple(str(k) for k in raw.get("retired") or ()),
+            )
+        except (TypeError, ValueError):
+            return default
+
+    def as_config(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "host": self.host, "port": self.port, "base_url": self.base_url,
+                "secret": self.secret, "retired": list(self.retired)}
 
 
 def _value(attr: Group | Value) -> Value:
@@ -114,6 +150,13 @@ class SettingsStore:
 
     async def set_temp_ttl_hours(self, hours: int) -> None:
         await _value(self.config.temp_ttl_hours).set(hours)
+
+    # ---- the download server (bot-wide)
+    async def web(self) -> WebConfig:
+        return WebConfig.from_config(await self.config.web())
+
+    async def set_web(self, web: WebConfig) -> None:
+        await _value(self.config.web).set(web.as_config())
 
     # ---- opt-outs
     def accepts(self, guild_id: int, user_id: int) -> bool:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Optional
 
+import discord
 from discord import app_commands
 from redbot.core import commands
 from redbot.core.commands.requires import PrivilegeLevel
 
 from ..i18n import _
 from ..objects.errors import StoreError
+from .echo import echo
 
 __all__ = ["ControlDenied", "UserError", "ValueRefused", "explain"]
 
@@ -71,16 +73,20 @@ async def explain(ctx: commands.Context, error: Exception) -> Optional[str]:
         return str(error)
     if isinstance(error, commands.ChannelNotFound):
         return _("I can't find a voice channel called `{name}`. Usage: {usage}").format(
-            name=error.argument, usage=usage
+            name=echo(error.argument), usage=usage
         )
     if isinstance(error, commands.RoleNotFound):
-        return _("I can't find a role called `{name}`. Usage: {usage}").format(name=error.argument, usage=usage)
+        return _("I can't find a role called `{name}`. Usage: {usage}").format(name=echo(error.argument), usage=usage)
     if isinstance(error, commands.BadArgument):
         if getattr(ctx.current_parameter, "converter", None) is int and ctx.current_argument:
             return _("`{value}` is not a whole number. Usage: {usage}").format(
-                value=ctx.current_argument, usage=usage
+                value=echo(ctx.current_argument), usage=usage
             )
-        return _("{problem}. Usage: {usage}").format(problem=str(error).rstrip("."), usage=usage)
+        # A library's sentence may quote the argument: kept short and without mentions.
+        problem = discord.utils.escape_mentions(" ".join(str(error).split()))
+        if len(problem) > 300:
+            problem = problem[:299] + "…"
+        return _("{problem}. Usage: {usage}").format(problem=problem.rstrip("."), usage=usage)
     if isinstance(error, commands.UserInputError):
         return _("That doesn't look right. Usage: {usage}").format(usage=usage)
     if type(error) is commands.CheckFailure:

@@ -37,14 +37,17 @@ from .dispatch import EventDispatcher
 from .errors import UserError
 from .meetings import LiveMeeting, MeetingManager, Reason
 from .nickname import PREFIX as NICK_PREFIX, RecNickname
+from .access import check_can_hear
 from .notices import RecordingNotices, can_post_in_voice_chat
-from .posting import result_text, send_long, short_error, upload_recordings
+from .posting import short_error
 from .progress import ProgressMessage
 from .settings import GuildSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core import commands
     from redbot.core.bot import Red
+
+    from .delivery import Delivery
 
 __all__ = ["MeetingFlows", "prefix_for", "text_prefix"]
 
@@ -80,8 +83,11 @@ class MeetingFlows:
 
     def __init__(self, *, bot: "Red", settings: SettingsStore, meetings: MeetingManager,
                  nickname: RecNickname, data_dir: Path,
-                 erase_users: Callable[[set[int]], Awaitable[None]]) -> None:
+                 erase_users: Callable[[set[int]], Awaitable[None]],
+                 delivery: Optional["Delivery"] = None) -> None:
         self.bot = bot
+        #: Where and how finished meetings are posted (``core/delivery.py``).
+        self.delivery = delivery
         self.settings = settings
         self.meetings = meetings
         self.nickname = nickname
@@ -107,6 +113,7 @@ class MeetingFlows:
                 _("I'm already recording **{channel}** in this server; `{command}` ends it first.").format(
                     channel=live.channel_name, command=f"{prefix}record stop")
             )
+        check_can_hear(author, channel)  # only people who could hear a meeting may record it
         perms = channel.permissions_for(guild.me)
         if not (perms.connect and perms.view_channel):
             raise UserError(_("I need the Connect permission in **{channel}** to record it.").format(
@@ -334,10 +341,13 @@ class MeetingFlows:
 
     async def post_result(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting,
                           result: PromotionResult, recordings: Sequence[Recording]) -> None:
-        with contextlib.suppress(discord.HTTPException):
-            await send_long(channel, result_text(guild, meeting, result, recordings))
-        await self.upload(guild, channel, recordings)
-        await self._post_labels(channel, result)
+        """Post a finished meeting: the delivery rule decides where and in what form, and
+        the notes' label track follows the files."""
+        assert self.delivery is not None, "the service gives the flows their delivery"
+        target = await self.delivery.post_meeting(guild, channel, meeting, result, recordings,
+                                                  prefix=await prefix_for(self.bot, guild))
+        if target is not None:
+            await self._post_labels(target, result)
 
     async def _post_labels(self, channel: discord.abc.Messageable, result: PromotionResult) -> None:
         """The notes' Audacity label track, after the files (a few hundred bytes)."""
@@ -350,8 +360,3 @@ class MeetingFlows:
                                file=discord.File(io.BytesIO(data), filename=Path(result.labels_path).name))
         except (OSError, discord.HTTPException) as exc:
             log.info("Posting the label track of %s failed: %s", result.meeting.id, exc)
-
-    async def upload(self, guild: discord.Guild, channel: discord.abc.Messageable,
-                     recordings: Sequence[Recording]) -> None:
-        await upload_recordings(guild, channel, recordings, data_dir=self.data_dir,
-                                prefix=await prefix_for(self.bot, guild))

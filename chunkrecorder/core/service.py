@@ -19,10 +19,12 @@ from ..objects.records import ChunkCounts, Meeting, Note, Recording
 from ..objects.results import CleanupReport, Gap, Progress, RecoveryReport, RemovalReport, RepairResult, UnknownFiles
 from ..voice.link import VoiceConnector
 from .config import SettingsStore
+from .delivery import Delivery
 from .errors import UserError
 from .flows import MeetingFlows
 from .meetings import LiveMeeting, MeetingManager
 from .nickname import RecNickname
+from .weblinks import WebLinks
 
 if TYPE_CHECKING:  # pragma: no cover
     from redbot.core.bot import Red
@@ -46,8 +48,12 @@ class RecordingService:
         self.recorder = recorder
         self.data_dir = data_dir
         self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts)
+        #: The download server (off unless the owner turns it on) and the links it honours.
+        self.links = WebLinks(bot=bot, settings=settings, recorder=recorder)
+        #: Where and in what form finished recordings go: links, attachments, parts.
+        self.delivery = Delivery(bot=bot, settings=settings, recorder=recorder, links=self.links, data_dir=data_dir)
         self.flows = MeetingFlows(bot=bot, settings=settings, meetings=self.meetings, nickname=RecNickname(),
-                                  data_dir=data_dir, erase_users=self._erase_finished)
+                                  data_dir=data_dir, erase_users=self._erase_finished, delivery=self.delivery)
         self.meetings.on_auto_stop = self.flows.auto_stop
         recorder.on_promoted = self.flows.promoted_in_background
 

@@ -17,6 +17,7 @@ from ..i18n import _
 from ..objects.frames import MAX_FLUSH_INTERVAL_S, MeetingSettings
 from ..objects.records import Strategy
 from .consent import ConsentMode
+from .echo import echo
 from .errors import UserError
 
 __all__ = [
@@ -35,6 +36,11 @@ __all__ = [
     "RECONNECT",
     "RETENTION",
     "TEMP_TTL",
+    "DELIVERIES",
+    "LINK_EXPIRY",
+    "POST_FORMATS",
+    "parse_delivery",
+    "parse_post_format",
     "parse_bool",
     "parse_bitrate",
     "parse_channels",
@@ -63,6 +69,13 @@ class GuildSettings:
     recorder_role: Optional[int] = None  # None = Manage Server (or Red admin) only
     reconnect_attempts: int = 3
     consent: str = ConsentMode.NOTICE.value  # "notice": everyone but opt-outs; "optin": who agreed
+    #: Where a meeting's files go: "channel" (the text channel, when everyone who reads it
+    #: could hear the meeting) or "dm" (the starter gets the meeting, each speaker their own file).
+    delivery: str = "channel"
+    #: Days a download link works (when the bot owner has turned links on).
+    link_expiry_days: int = 7
+    #: What is posted and fetched by default: "mp3" or "opus" (the compact copy).
+    post_format: str = "mp3"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "GuildSettings":
@@ -85,6 +98,7 @@ class GuildSettings:
             settings.meeting_settings()
             Strategy(settings.strategy)
             ConsentMode(settings.consent)
+            settings.check_delivery()
         except (ValueError, TypeError):
             return default
         return settings
@@ -92,6 +106,14 @@ class GuildSettings:
     @property
     def consent_mode(self) -> ConsentMode:
         return ConsentMode(self.consent)
+
+    def check_delivery(self) -> None:
+        """``ValueError`` unless the delivery settings are ones this version knows."""
+        if self.delivery not in DELIVERIES or self.post_format not in POST_FORMATS:
+            raise ValueError(f"unknown delivery {self.delivery!r} or format {self.post_format!r}")
+        days = self.link_expiry_days
+        if isinstance(days, bool) or not isinstance(days, int) or not LINK_EXPIRY.low <= days <= LINK_EXPIRY.high:
+            raise ValueError(f"link expiry {days!r} is out of range")
 
     def meeting_settings(self) -> MeetingSettings:
         """What a new meeting records with (validated by ``MeetingSettings`` itself)."""
@@ -122,8 +144,17 @@ MEMBER_DEFAULTS: dict[str, Any] = {"opted_out": False, "consent_always": False}
 #: Guild keys kept beside the settings: auto-record rules (``[{"channel": id, "min_members": n}]``)
 #: and the rule channels a manual stop paused until they empty.
 AUTORECORD_DEFAULTS: dict[str, Any] = {"autorecord": [], "autorecord_paused": []}
-#: Bot-wide: temp chunks of every guild share one cleanup pass.
-GLOBAL_DEFAULTS: dict[str, Any] = {"temp_ttl_hours": 24}
+#: Bot-wide: temp chunks of every guild share one cleanup pass; one download server
+#: (``core/config.WebConfig``: off until the owner turns it on).
+GLOBAL_DEFAULTS: dict[str, Any] = {"temp_ttl_hours": 24, "web": {}}
+
+#: ``[p]recordingset delivery`` values, and the formats a guild may post by default.
+DELIVERIES = ("channel", "dm")
+POST_FORMATS = ("mp3", "opus")
+
+#: ``[p]recordingset delivery`` values, and the formats a guild may post by default.
+DELIVERIES = ("channel", "dm")
+POST_FORMATS = ("mp3", "opus")
 
 
 # --------------------------------------------------------------------------- parsing
@@ -139,11 +170,11 @@ def parse_bool(text: str, *, setting: Literal["autopromote", "announce"]) -> boo
         return False
     if setting == "autopromote":
         raise UserError(_("`{value}` is not on or off: say `on` or `off` for automatic promotion after a crash.")
-                        .format(value=text))
-    raise UserError(_("`{value}` is not on or off: say `on` or `off` for announcements.").format(value=text))
+                        .format(value=echo(text)))
+    raise UserError(_("`{value}` is not on or off: say `on` or `off` for announcements.").format(value=echo(text)))
 
 
-NumberName = Literal["flush", "retention", "tempttl", "maxlength", "autostop", "reconnect", "members"]
+NumberName = Literal["flush", "retention", "tempttl", "maxlength", "autostop", "reconnect", "members", "linkexpiry"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,9 +210,11 @@ class NumberSetting:
         elif self.name == "members":
             msg = _("`{value}` is not a whole number of members: give the auto-record minimum between {low} and "
                     "{high} (0 turns it off).")
+        elif self.name == "linkexpiry":
+            msg = _("`{value}` is not a whole number of days: give the link lifetime between {low} and {high}.")
         else:
             msg = _("`{value}` is not a whole number of attempts: give reconnect attempts between {low} and {high}.")
-        return msg.format(value=text, low=low, high=high)
+        return msg.format(value=echo(text), low=low, high=high)
 
     def out_of_range(self, value: float) -> str:
         """``value`` (in this setting's unit) is outside ``[low, high]``."""
@@ -198,6 +231,8 @@ class NumberSetting:
             msg = _("The empty-channel wait must be between {low} and {high} minutes, not {value}.")
         elif self.name == "members":
             msg = _("The auto-record minimum must be between {low} and {high} members, not {value}.")
+        elif self.name == "linkexpiry":
+            msg = _("The link lifetime must be between {low} and {high} days, not {value}.")
         else:
             msg = _("Reconnect attempts must be between {low} and {high} attempts, not {value}.")
         return msg.format(low=low, high=high, value=shown)
@@ -229,6 +264,7 @@ AUTOSTOP = NumberSetting("autostop", 0, 1440, unit_s=60.0)
 RECONNECT = NumberSetting("reconnect", 0, 10)
 #: Members an auto-record rule waits for (0 removes the rule).
 AUTORECORD_MEMBERS = NumberSetting("members", 0, 99)
+LINK_EXPIRY = NumberSetting("linkexpiry", 1, 365, unit_s=86_400.0)
 
 
 def _fmt(value: float) -> str:
@@ -241,7 +277,7 @@ def parse_strategy(text: str) -> Strategy:
                "mix": "mixed", "mixed": "mixed", "both": "hybrid", "hybrid": "hybrid"}
     if word not in aliases:
         raise UserError(_("`{value}` is not a strategy: choose `per_user` (one file per speaker), "
-                          "`mixed` (one file) or `hybrid` (both).").format(value=text))
+                          "`mixed` (one file) or `hybrid` (both).").format(value=echo(text)))
     return Strategy(aliases[word])
 
 
@@ -253,11 +289,30 @@ def parse_bitrate(text: str) -> int:
         kbps = int(word)
     except ValueError:
         raise UserError(_("`{value}` is not a bitrate: choose one of {choices} (kb/s).")
-                        .format(value=text, choices=choices)) from None
+                        .format(value=echo(text), choices=choices)) from None
     if kbps not in BITRATES_KBPS:
         raise UserError(_("{kbps} kb/s is not offered: choose one of {choices} (kb/s).")
-                        .format(kbps=kbps, choices=choices))
+                        .format(kbps=echo(kbps), choices=choices))
     return kbps * 1000
+
+
+def parse_delivery(text: str) -> str:
+    word = text.strip().lower()
+    aliases = {"channel": "channel", "here": "channel", "dm": "dm", "dms": "dm", "direct": "dm"}
+    if word not in aliases:
+        raise UserError(_("`{value}` is not a delivery: say `channel` (files in the channel, when everyone "
+                          "there could hear the meeting) or `dm` (each member by direct message).")
+                        .format(value=echo(text)))
+    return aliases[word]
+
+
+def parse_post_format(text: str) -> str:
+    word = text.strip().lower().lstrip(".")
+    if word in ("mp3",):
+        return "mp3"
+    if word in ("opus", "ogg"):
+        return "opus"
+    raise UserError(_("`{value}` is not a format: say `mp3` or `opus`.").format(value=echo(text)))
 
 
 def parse_channels(text: str) -> int:
@@ -266,4 +321,4 @@ def parse_channels(text: str) -> int:
         return 1
     if word in ("2", "stereo"):
         return 2
-    raise UserError(_("`{value}` is not a channel layout: say `mono` or `stereo`.").format(value=text))
+    raise UserError(_("`{value}` is not a channel layout: say `mono` or `stereo`.").format(value=echo(text)))

@@ -43,4 +43,7 @@ class DiscordEvents(MixinMeta):
             return
         if line:
             with contextlib.suppress(discord.HTTPException):
-                await ctx.send(line.replace("[p]", ctx.clean_prefix))
+                text = line.replace("[p]", ctx.clean_prefix)
+                if len(text) > 2000:  # a guard: Discord drops a longer message, and the member sees nothing
+                    text = text[:1999] + "…"
+                await ctx.send(text)

@@ -80,9 +80,9 @@ class Cleaner:
                 continue  # deleted meanwhile (an admin, an erasure)
             recs += 1
             gone.append(removed)
-            gone_files += [removed.path, *chunk_files(chunks)]  # with its gaps' kept chunks
+            gone_files += chunk_files(chunks)  # its gaps' kept chunks
         if gone:
-            n, b = await run_blocking(remove_files, gone_files)
+            n, b = await run_blocking(remove_files, [*self._layout.with_derived(r.path for r in gone), *gone_files])
             files, freed = files + n, freed + b
             # a meeting's label track (its notes) goes with its last recording
             emptied = [m for m in {r.meeting_id for r in gone} if not await store.recordings_for_meeting(m)]

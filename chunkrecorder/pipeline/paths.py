@@ -39,6 +39,8 @@ _RECORDING_RE = re.compile(r"^recording_([0-9a-f]{16})_(mix|\d+)\.mp3(\.part)?$"
 TMP_SUFFIX = ".tmp"
 #: Suffix of a track being assembled.
 PART_SUFFIX = ".part"
+#: Suffix of a recording's compact (Ogg Opus) copy.
+COMPACT_SUFFIX = ".opus"
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +88,27 @@ class Layout:
     def part_path(self, meeting_id: str, user_id: int) -> Path:
         path = self.recording_path(meeting_id, user_id)
         return path.with_name(path.name + PART_SUFFIX)
+
+    @staticmethod
+    def compact_path(recording_path: AnyPath) -> Path:
+        """The Opus copy of a recording (``pipeline/compact.py``): beside it, ``.opus``."""
+        return Path(str(recording_path)).with_suffix(COMPACT_SUFFIX)
+
+    @classmethod
+    def derived_paths(cls, recording_path: AnyPath) -> list[Path]:
+        """Files made from a recording that must go when it goes (its Opus copy, half-written or whole)."""
+        if not recording_path:
+            return []
+        compact = cls.compact_path(recording_path)
+        return [compact, compact.with_name(compact.name + TMP_SUFFIX)]
+
+    @classmethod
+    def with_derived(cls, recording_paths: Iterable[AnyPath]) -> list[AnyPath]:
+        """Each recording path followed by its derived files: what removing a recording removes."""
+        out: list[AnyPath] = []
+        for path in recording_paths:
+            out += [path, *cls.derived_paths(path)]
+        return out
 
     @staticmethod
     def parse_chunk(name: str) -> Optional[ChunkName]:

@@ -38,7 +38,7 @@ from typing import Awaitable, Callable, Optional, Union
 
 from ..objects.frames import MeetingSettings
 from ..audio import id3
-from ..objects.records import MIX_USER_ID, MeetingStatus, Note, RecordingKind, TempRecording
+from ..objects.records import MIX_USER_ID, MeetingStatus, Note, Recording, RecordingKind, TempRecording
 from ..objects.results import Gap, RemovalReport, RepairResult, UnknownFiles
 from ..store.service import NotFound, SqlRecordingService
 from ..utils.background import BackgroundTasks
@@ -46,6 +46,7 @@ from .assembler import Assembler
 from .blocking import run_blocking
 from .budget import DEFAULT_BUDGET_BYTES, AudioBudget, speaker_cost
 from .cleanup import Cleaner, CleanupReport, Retention, chunk_files
+from .compact import CompactCopy, Compactor
 from .encode_worker import encode
 from .errors import FlushError, PipelineError, PromotionTimeout
 from .folder_lock import DataFolderLock, FolderInUse
@@ -130,6 +131,7 @@ class Recorder:
         self.promoter = Promoter(store, self.layout, self.assembler, changes=lambda: self._changed,
                                  wake=self.transcoder.wake)
         self.cleaner = Cleaner(store, self.layout)
+        self.compactor = Compactor(store, self.layout, self.transcoder)
         self._sessions: dict[str, RecordingSession] = {}
         self._assembling: dict[str, asyncio.Task[None]] = {}
         self._assembly_dirty: set[str] = set()
@@ -441,7 +443,8 @@ class Recorder:
         recs, temps = await self.store.user_data(user_id)
         await self.store.delete_user_rows(user_id)  # records the erasure (removals) with the rows
         named = await run_blocking(self._files_of_user, user_id)
-        n, b = await run_blocking(remove_files, [*(r.path for r in recs), *chunk_files(temps), *named])
+        n, b = await run_blocking(remove_files, [*self.layout.with_derived([*(r.path for r in recs), *named]),
+                                                 *chunk_files(temps)])
         n += await self._drop_labels_if_empty({r.meeting_id for r in recs})
         await self._erase_notes(user_id)
         result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b,
@@ -456,9 +459,9 @@ class Recorder:
 
     async def delete_recording(self, recording_id: str, *, guild_id: int) -> RemovalReport:
         """One finished file: its row (with its track's gaps and their kept chunks), then the
-        files. ``NotFound`` if it is not in ``guild_id``."""
+        file and its Opus copy. ``NotFound`` if it is not in ``guild_id``."""
         rec, chunks = await self.store.remove_recording(recording_id, guild_id=guild_id)
-        files, freed = await run_blocking(remove_files, [rec.path, *chunk_files(chunks)])
+        files, freed = await run_blocking(remove_files, [*self.layout.with_derived([rec.path]), *chunk_files(chunks)])
         files += await self._drop_labels_if_empty({rec.meeting_id})
         return RemovalReport(rows=1 + len(chunks), files=files, bytes_freed=freed, recordings=(rec,))
 
@@ -496,7 +499,7 @@ class Recorder:
     def _remove_meeting_files(self, meeting_id: str, recording_paths: list[str]) -> tuple[int, int]:
         """Recordings (wherever their rows said), the rest of ``recordings/`` of it, the chunk folder."""
         remove_manifest(self.layout, meeting_id)  # not audio: not counted
-        n1, b1 = remove_files(recording_paths)
+        n1, b1 = remove_files(self.layout.with_derived(recording_paths))
         n2, b2 = remove_files(self.layout.meeting_recording_files(meeting_id))
         n3, b3 = clear_folder(self.layout.meeting_dir(meeting_id))
         return n1 + n2 + n3, b1 + b2 + b3
@@ -518,6 +521,12 @@ class Recorder:
             except OSError:
                 continue  # renamed or removed while we looked
         return total
+
+    # ------------------------------------------------------------------ formats
+    async def compact(self, recording: Recording) -> CompactCopy:
+        """The recording's Ogg Opus copy, made in the encoder processes on first request
+        and kept beside it (see ``compact``)."""
+        return await self.compactor.ensure(recording)
 
     # ------------------------------------------------------------------ reading
     def session(self, meeting_id: str) -> Optional[RecordingSession]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import functools
 import logging
 import os
 import sqlite3
@@ -23,7 +24,7 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Optional
+from typing import Any, Callable, Literal, Optional, TypeVar
 
 from ..audio import mp3
 from ..objects.records import TempRecording
@@ -33,6 +34,7 @@ from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .encode_worker import EncodeJob, bootstrap_source, encode
 from .encoder_pool import EncoderPool
+from .errors import PipelineError
 from .failures import is_transient
 from .paths import remove_files
 
@@ -41,6 +43,7 @@ __all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
 log = logging.getLogger("red.chunkrecorder.pipeline.transcoder")
 
 ChunkEncoder = Callable[[EncodeJob], mp3.ChunkMp3]
+T = TypeVar("T")
 ExecutorKind = Literal["process", "thread"]
 
 
@@ -302,6 +305,21 @@ class Transcoder:
             # A worker died (killed, out of memory): the pool starts a new one for the
             # next job; this one is retried like any failure.
             log.error("%s; a new one takes over", exc)
+            raise
+
+    async def run_job(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Another kind of job in the same encoder processes (the compact Opus copies).
+
+        ``fn`` and its arguments must be picklable by reference, as for a chunk; a worker
+        that dies takes this job with it (the caller may ask again).
+        """
+        if self._pool is None:
+            raise PipelineError("The encoders are not running (the recorder is closed).")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except BrokenProcessPool as exc:
+            log.error("%s during a job; a new one takes over", exc)  # the pool restarts it
             raise
 
     async def _failed(self, row: TempRecording, exc: BaseException) -> None:

@@ -47,8 +47,19 @@ async def test_voice_channel_deleted_stops_and_posts(voice_world: VoiceWorld) ->
     channel = voice_world.world.guild.get_channel(VOICE_ID)
     voice_world.world.bot._connection.parse_channel_delete(
         {"id": str(VOICE_ID), "guild_id": str(GUILD_ID), "type": 2, "name": channel.name})
-    _, summary, _ = await ended(voice_world, "the voice channel was deleted")
-    assert summary.text.startswith(f"✅ **channel {VOICE_ID}**")
+    world = voice_world.world
+    done = await wait_for_sent(world, lambda m: m.text.startswith("⏹️") and m.text.endswith("done."))
+    assert "ended (the voice channel was deleted)" in done.text, done.text
+    summary = await wait_for_sent(world, lambda m: m.text.startswith("✅"))
+    # Nobody can tell any more who could see the channel: the files go to whoever
+    # started the meeting, privately, and the channel is told so.
+    head, said = summary.text.split("\n")
+    assert head.startswith(f"✅ **channel {VOICE_ID}**:") and "3 files" in head
+    assert said == ("The voice channel is gone, so nobody can tell who could hear the meeting: the files went to "
+                    "Admin by direct message.")
+    assert not any(m.files for m in world.sent())
+    await voice_world.wait_until(lambda: any(m.files for m in world.dms(ADMIN_ID)))
+    assert sum(len(m.files) for m in world.dms(ADMIN_ID)) == 3
 
 
 async def test_a_dropped_connection_reconnects_and_keeps_recording(voice_world: VoiceWorld) -> None:

@@ -367,6 +367,8 @@ class FakeDiscordREST:
         #: The global commands as last synced (what Discord offers members).
         self.synced: list[dict[str, Any]] = []
         self.interactions: dict[int, InteractionRecord] = {}
+        #: Direct-message channels the bot opened: member id -> channel id.
+        self.dm_channels: dict[int, int] = {}
 
     def _message_payload(self, sent: Sent) -> dict[str, Any]:
         channel = self.world.bot.get_channel(sent.channel_id)
@@ -433,8 +435,19 @@ class FakeDiscordREST:
         self.calls.append((method, path))
         params = _route_params(route)
         channel_id = int(params["channel_id"]) if params.get("channel_id") else None
+        if method == "POST" and path == "/users/@me/channels":
+            # A DM channel with a member (discord.py caches it by the id answered here).
+            recipient = int((kwargs.get("json") or {})["recipient_id"])
+            channel_id = self.dm_channels.setdefault(recipient, snowflake())
+            user = self.world.bot.get_user(recipient)
+            return {"id": str(channel_id), "type": 1, "last_message_id": None,
+                    "recipients": [_user_payload(recipient, user.name if user else "user")]}
         if method == "POST" and path == "/channels/{channel_id}/messages":
             payload, read = self._payload_and_files(files, form, kwargs)
+            recipient = next((u for u, c in self.dm_channels.items() if c == channel_id), None)
+            if recipient is not None and recipient in self.world.dms_closed:
+                raise discord.Forbidden(_Response(403, "Forbidden"),
+                                        {"code": 50007, "message": "Cannot send messages to this user"})
             self._require(channel_id, send_messages=True)
             _check_message(payload, read)
             if read:
@@ -602,6 +615,8 @@ class RedWorld:
         self.bot = bot
         self.rest = FakeDiscordREST(self)
         self.nick_changes: list[Optional[str]] = []
+        #: Members whose direct messages are closed to the bot (Discord answers 50007).
+        self.dms_closed: set[int] = set()
 
     # ---- construction
     @classmethod
@@ -775,6 +790,24 @@ class RedWorld:
 
     def sent(self, channel_id: int = TEXT_ID) -> list[Sent]:
         return self.rest.in_channel(channel_id)
+
+    def dms(self, user_id: int) -> list[Sent]:
+        """What the bot sent ``user_id`` by direct message."""
+        channel_id = self.rest.dm_channels.get(user_id)
+        return [] if channel_id is None else self.rest.in_channel(channel_id)
+
+    def set_overwrites(self, channel_id: int, overwrites: list[tuple[int, int, discord.Permissions,
+                                                                       discord.Permissions]]) -> None:
+        """An admin sets a channel's permission overwrites, as Discord reports it (CHANNEL_UPDATE):
+        ``(target id, 0 role | 1 member, allow, deny)`` each."""
+        channel = self.bot.get_channel(channel_id)
+        kind = 2 if isinstance(channel, discord.VoiceChannel) else 0
+        data = _channel_payload(channel_id, channel.guild.id, channel.name, kind, channel.position)
+        data["permission_overwrites"] = [
+            {"id": str(target), "type": kind_, "allow": str(allow.value), "deny": str(deny.value)}
+            for target, kind_, allow, deny in overwrites
+        ]
+        self.bot._connection.parse_channel_update(data)
 
     # ---- slash commands
     async def slash(self, author_id: int, command: str, *, channel_id: int = TEXT_ID,

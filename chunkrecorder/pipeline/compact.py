@@ -1,0 +1,115 @@
+"""The compact (Ogg Opus) copy of a recording: made once, on first request, kept beside it.
+
+Made in the transcoder's encoder processes (the conversion is CPU work: about 30
+CPU-seconds per hour of audio, see ``audio.ogg_opus``), one at a time so that live
+meetings' chunks keep the other workers. Two requests for the same recording wait for
+one conversion.
+
+The copy is ``recordings/recording_<meeting>_<who>.opus``, beside its MP3, and goes
+with it: every removal of a recording file removes its derived files too
+(``Layout.derived_paths``). It names the MP3 it was made from (the MP3's sha256 in an
+OpusTags comment), so a recording rebuilt under the same id gets a new copy instead of
+a stale one. A copy finished after its recording was deleted is removed at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..audio.ogg import OggError
+from ..audio.ogg_opus import CompactFile, mp3_to_ogg_opus, read_comments
+from ..objects.errors import NotFound
+from ..objects.records import Recording
+from ..store.service import SqlRecordingService
+from .blocking import run_blocking
+from .paths import Layout, remove_files
+from .transcoder import Transcoder
+
+__all__ = ["CompactCopy", "Compactor", "SOURCE_TAG"]
+
+log = logging.getLogger("red.chunkrecorder.pipeline.compact")
+
+#: OpusTags comment naming the MP3 (its sha256) a copy was made from.
+SOURCE_TAG = "CHUNKRECORDER_SOURCE_SHA256"
+
+
+@dataclass(frozen=True, slots=True)
+class CompactCopy:
+    path: Path
+    size: int
+    sha256: str
+
+
+class Compactor:
+    """``await ensure(recording)``: the path, size and sha256 of its Opus copy, made if needed."""
+
+    def __init__(self, store: SqlRecordingService, layout: Layout, transcoder: Transcoder) -> None:
+        self._store = store
+        self._layout = layout
+        self._transcoder = transcoder
+        self._one_at_a_time = asyncio.Semaphore(1)
+        self._making: dict[str, asyncio.Future[CompactCopy]] = {}
+        #: sha256 of copies already read, by (path, mtime_ns, size): hashing 14 MiB once.
+        self._digests: dict[tuple[str, int, int], str] = {}
+        self.made = 0
+
+    async def ensure(self, recording: Recording) -> CompactCopy:
+        running = self._making.get(recording.id)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[CompactCopy] = asyncio.get_running_loop().create_future()
+        self._making[recording.id] = future
+        try:
+            copy = await self._ensure(recording)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: a waiter may not exist
+            raise
+        else:
+            future.set_result(copy)
+            return copy
+        finally:
+            del self._making[recording.id]
+
+    async def _ensure(self, recording: Recording) -> CompactCopy:
+        target = self._layout.compact_path(recording.path)
+        existing = await run_blocking(self._existing, target, recording.sha256)
+        if existing is not None:
+            return existing
+        async with self._one_at_a_time:
+            log.info("making the Opus copy of recording %s", recording.id)
+            made: CompactFile = await self._transcoder.run_job(
+                mp3_to_ogg_opus, recording.path, str(target), comments=[f"{SOURCE_TAG}={recording.sha256}"])
+        try:
+            await self._store.get_recording(recording.id)
+        except NotFound:
+            await run_blocking(remove_files, self._layout.derived_paths(recording.path))
+            raise
+        self.made += 1
+        st = await run_blocking(os.stat, target)
+        self._digests[(str(target), st.st_mtime_ns, st.st_size)] = made.sha256
+        return CompactCopy(target, made.size_bytes, made.sha256)
+
+    def _existing(self, target: Path, source_sha256: str) -> Optional[CompactCopy]:
+        """A copy already made from this MP3, or None (blocking)."""
+        try:
+            st = os.stat(target)
+            if read_comments(target).get(SOURCE_TAG) != source_sha256:
+                return None
+        except (OSError, OggError):
+            return None
+        key = (str(target), st.st_mtime_ns, st.st_size)
+        digest = self._digests.get(key)
+        if digest is None:
+            h = hashlib.sha256()
+            with open(target, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            digest = self._digests[key] = h.hexdigest()
+        return CompactCopy(target, st.st_size, digest)
