@@ -92,6 +92,14 @@ class SpeakerClock:
     every frame of a whole check period arrived late by more than ``tolerance`` (the
     sender's clock is slow or its timestamps stood still). Jitter alone never moves
     it later.
+
+    A talkspurt starts where the sender paused: both its RTP timestamp and the arrival
+    time jumped by more than ``talkspurt_gap``. Arrival alone jumping is a delivery
+    stall (a starved process reads its socket late, a reconnect replays what it held):
+    those frames follow on from the ones before them, and moving the anchor on the
+    first of them would leave a hole there and write the rest of the burst over itself
+    as each one, arriving "early", pulled the anchor back. Timestamps that stood still
+    over a silence look the same at first; the check period re-anchors them.
     """
 
     def __init__(
@@ -142,6 +150,7 @@ class SpeakerClock:
 
     def place(self, timestamp: int, heard: int) -> Optional[int]:
         """Timeline sample where this frame starts, or None for a duplicate."""
+        top = self._top
         ext = self._unwrap(timestamp)
         if self.anchor is None:
             self.anchor = heard - ext
@@ -155,7 +164,8 @@ class SpeakerClock:
             horizon = self._top - 60 * SAMPLE_RATE
             self._seen = {e for e in self._seen if e > horizon}
         d = heard - (ext + self.anchor)
-        new_spurt = self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
+        new_spurt = (self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
+                     and ext - top > self.talkspurt_gap)
         self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
         if (new_spurt and abs(d) > self.tolerance) or d < -self.early_tolerance:
             self._move(d)
