@@ -23,12 +23,14 @@ from ..core.settings import (
     AUTOSTOP,
     FLUSH,
     MAX_LENGTH,
+    MOVE_FOLLOW,
     RECONNECT,
     RETENTION,
     TEMP_TTL,
     parse_bitrate,
     parse_bool,
     parse_channels,
+    parse_move,
     parse_strategy,
 )
 from ..i18n import _
@@ -99,6 +101,7 @@ class SettingsCommands(MixinMeta):
             ("consent", _("opt-in: only members who agree") if s.consent == "optin"
              else _("notice: everyone is told, opt-outs are left out")),
             ("autorecord", ", ".join(_autorecord_words(ctx.guild, r) for r in rules) or _("off")),
+            ("move", _("follow into the new channel") if s.move_action == MOVE_FOLLOW else _("stop recording")),
         ]
         width = max(len(k) for k, _v in rows)
         table = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
@@ -196,7 +199,7 @@ class SettingsCommands(MixinMeta):
 
     @recordingset.command(name="reconnect")
     async def set_reconnect(self, ctx: "Context", attempts: Attempts) -> None:
-        """Reconnect attempts after the voice connection drops (0–10). Example: `[p]recordingset reconnect 3`."""
+        """Times I join again when the voice connection is lost for good (0–10); Discord's quick reconnects always continue the recording. Example: `[p]recordingset reconnect 3`."""
         await self._save(ctx, _("I'll try to reconnect {attempts} times before finishing a recording.")
                          .format(attempts=attempts), reconnect_attempts=int(attempts))
 
@@ -237,3 +240,12 @@ class SettingsCommands(MixinMeta):
             msg = _("I'll record **{channel}** by myself whenever {members} members who have not opted out are "
                     "in it, and stop as usual once it is empty.").format(channel=channel.name, members=min_members)
         await ctx.send(msg)
+    @recordingset.command(name="move")
+    async def set_move(self, ctx: "Context", stop_or_follow: str) -> None:
+        """What happens when someone moves me to another voice channel: `stop` the recording, or `follow` and record the new channel as the same meeting. Example: `[p]recordingset move follow`."""
+        value = parse_move(stop_or_follow)
+        if value == MOVE_FOLLOW:
+            msg = _("When I'm moved to another voice channel, I'll keep recording there as the same meeting.")
+        else:
+            msg = _("When I'm moved to another voice channel, I'll stop and post the recording.")
+        await self._save(ctx, msg, move_action=value)

@@ -45,10 +45,12 @@ class RecordingService:
         self.settings = settings
         self.recorder = recorder
         self.data_dir = data_dir
-        self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts)
+        self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts,
+                                       channel_lookup=lambda _guild_id, channel_id: bot.get_channel(channel_id))
         self.flows = MeetingFlows(bot=bot, settings=settings, meetings=self.meetings, nickname=RecNickname(),
                                   data_dir=data_dir, erase_users=self._erase_finished)
         self.meetings.on_auto_stop = self.flows.auto_stop
+        self.meetings.on_followed = self.flows.followed
         recorder.on_promoted = self.flows.promoted_in_background
 
     # ------------------------------------------------------------------ lifetime

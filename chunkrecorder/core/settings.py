@@ -31,6 +31,9 @@ __all__ = [
     "FLUSH",
     "GuildSettings",
     "MAX_LENGTH",
+    "MOVE_ACTIONS",
+    "MOVE_FOLLOW",
+    "MOVE_STOP",
     "NumberSetting",
     "RECONNECT",
     "RETENTION",
@@ -38,6 +41,7 @@ __all__ = [
     "parse_bool",
     "parse_bitrate",
     "parse_channels",
+    "parse_move",
     "parse_strategy",
 ]
 
@@ -63,6 +67,10 @@ class GuildSettings:
     recorder_role: Optional[int] = None  # None = Manage Server (or Red admin) only
     reconnect_attempts: int = 3
     consent: str = ConsentMode.NOTICE.value  # "notice": everyone but opt-outs; "optin": who agreed
+    #: When someone moves the bot to another voice channel: MOVE_STOP ends the meeting
+    #: there; MOVE_FOLLOW records the new channel as the same meeting. Stopping is the
+    #: default: members of the other channel never saw the start announcement.
+    move_action: str = "stop"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "GuildSettings":
@@ -79,6 +87,8 @@ class GuildSettings:
             ConsentMode(settings.consent)
         except (ValueError, TypeError):
             return default
+        if settings.move_action not in MOVE_ACTIONS:
+            settings = replace(settings, move_action=default.move_action)
         return settings
 
     @property
@@ -107,6 +117,11 @@ class GuildSettings:
     def as_config(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: ``recordingset move``: what a move of the bot to another voice channel does.
+MOVE_STOP = "stop"
+MOVE_FOLLOW = "follow"
+MOVE_ACTIONS = (MOVE_STOP, MOVE_FOLLOW)
 
 GUILD_DEFAULTS: dict[str, Any] = GuildSettings().as_config()
 #: ``consent_always``: the member agreed to every recording in the guild (consent ``optin``).
@@ -250,6 +265,17 @@ def parse_bitrate(text: str) -> int:
         raise UserError(_("{kbps} kb/s is not offered: choose one of {choices} (kb/s).")
                         .format(kbps=kbps, choices=choices))
     return kbps * 1000
+
+
+def parse_move(text: str) -> str:
+    """``stop`` or ``follow`` (what happens when someone moves the bot)."""
+    word = text.strip().lower()
+    aliases = {"stop": MOVE_STOP, "end": MOVE_STOP, "follow": MOVE_FOLLOW, "stay": MOVE_FOLLOW,
+               "continue": MOVE_FOLLOW}
+    if word not in aliases:
+        raise UserError(_("`{value}` is not a choice: say `stop` (a move ends the recording) or `follow` "
+                          "(keep recording in the new channel).").format(value=text))
+    return aliases[word]
 
 
 def parse_channels(text: str) -> int:
