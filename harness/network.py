@@ -132,6 +132,7 @@ class FakeVoiceLink:
         self._outage_s = 0.0
         self._kicked = False
         self._left = False
+        self._moved_to: Optional[int] = None  # the channel of the last move (its verdict is MOVED)
         self._gateway: Optional[Callable[[Optional[int]], Any]] = None
 
     def is_connected(self) -> bool:
@@ -149,6 +150,8 @@ class FakeVoiceLink:
             if self._left or (not self._connected and not self._kicked):
                 return VoiceStateVerdict.LEFT
             return VoiceStateVerdict.KICKED
+        if int(channel_id) == self._moved_to:
+            return VoiceStateVerdict.MOVED
         return VoiceStateVerdict.SAME if int(channel_id) == self.channel_id else VoiceStateVerdict.MOVED
 
     def set_listener(self, listener: Any) -> None:
@@ -530,6 +533,24 @@ class FakeVoiceNetwork:
         await _notify(link._listener, "on_reconnecting", cause)
         if gateway is not None:
             result = gateway(None)
+            if inspect.isawaitable(result):
+                await result
+
+    async def move_bot(self, channel_id: int, *,
+                       gateway: Optional[Callable[[Optional[int]], Any]] = None) -> None:
+        """Someone drags the bot to ``channel_id``: as discord.py's link does, this one
+        follows (``channel_id`` changes, ``on_move(channel_id)``, and the update is
+        ``MOVED`` to ``classify_voice_state``); ``gateway(channel_id)``, if given, reports
+        it as the main gateway would. The fake channel's members stay where they were, so
+        a link moved elsewhere hears nobody."""
+        link = self.link
+        if link is None or not link.is_connected():
+            raise RuntimeError("the bot is not connected")
+        link.channel_id = int(channel_id)
+        link._moved_to = int(channel_id)
+        await _notify(link._listener, "on_move", int(channel_id))
+        if gateway is not None:
+            result = gateway(int(channel_id))
             if inspect.isawaitable(result):
                 await result
 

@@ -135,8 +135,7 @@ class RecordCommands(MixinMeta):
                 speakers=names(ctx.guild, snap.speakers_over_budget)))
         if live.ending:
             lines.append(_("It is stopping now."))
-        if live.events:
-            lines.append(_("Events: {events}.").format(events="; ".join(str(e) for e in live.events[-3:])))
+        lines += live.connection.status_lines(self.service.meetings.meeting_time(live))
         # Many speakers make a long list: cut between lines (or names), never drop one.
         for page in pagify("\n".join(lines), delims=["\n", ", "], page_length=1900):
             await ctx.send(page)

@@ -24,6 +24,7 @@ from ..core.settings import (
     FLUSH,
     LINK_EXPIRY,
     MAX_LENGTH,
+    MOVE_FOLLOW,
     RECONNECT,
     RETENTION,
     TEMP_TTL,
@@ -32,6 +33,7 @@ from ..core.settings import (
     parse_channels,
     parse_delivery,
     parse_post_format,
+    parse_move,
     parse_strategy,
 )
 from ..core.weblinks import parse_base_url, parse_bind
@@ -110,6 +112,7 @@ class SettingsCommands(MixinMeta):
             ("linkexpiry", _("{days} days").format(days=s.link_expiry_days)),
             ("web", _("download links on (bot-wide)") if self.service.links.running
              else _("download links off (bot-wide)")),
+            ("move", _("follow into the new channel") if s.move_action == MOVE_FOLLOW else _("stop recording")),
         ]
         width = max(len(k) for k, _v in rows)
         table = "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
@@ -207,7 +210,7 @@ class SettingsCommands(MixinMeta):
 
     @recordingset.command(name="reconnect")
     async def set_reconnect(self, ctx: "Context", attempts: Attempts) -> None:
-        """Reconnect attempts after the voice connection drops (0–10). Example: `[p]recordingset reconnect 3`."""
+        """Times I join again when the voice connection is lost for good (0–10); Discord's quick reconnects always continue the recording. Example: `[p]recordingset reconnect 3`."""
         await self._save(ctx, _("I'll try to reconnect {attempts} times before finishing a recording.")
                          .format(attempts=attempts), reconnect_attempts=int(attempts))
 
@@ -327,3 +330,13 @@ class SettingsCommands(MixinMeta):
         """(Bot owner) Revoke every download link given so far (a new link secret)."""
         await self.service.links.rotate()
         await ctx.send(_("Every download link given so far is revoked; new links work as before."))
+
+    @recordingset.command(name="move")
+    async def set_move(self, ctx: "Context", stop_or_follow: str) -> None:
+        """What happens when someone moves me to another voice channel: `stop` the recording, or `follow` and record the new channel as the same meeting. Example: `[p]recordingset move follow`."""
+        value = parse_move(stop_or_follow)
+        if value == MOVE_FOLLOW:
+            msg = _("When I'm moved to another voice channel, I'll keep recording there as the same meeting.")
+        else:
+            msg = _("When I'm moved to another voice channel, I'll stop and post the recording.")
+        await self._save(ctx, msg, move_action=value)

@@ -94,12 +94,13 @@ class Delivery:
     # ------------------------------------------------------------------ a finished meeting
     async def post_meeting(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting,
                            result: Any, recordings: Sequence[Recording], *,
-                           prefix: str) -> Optional[discord.abc.Messageable]:
+                           prefix: str, note: Optional[str] = None) -> Optional[discord.abc.Messageable]:
         """Post the meeting; returns where the whole meeting went (the channel, the starter's
-        DMs, or None when that could not be reached), for what follows the files."""
+        DMs, or None when that could not be reached), for what follows the files. ``note``
+        is a line added to the summary (what reconnects left silent)."""
         s = await self.settings.guild(guild.id)
         fmt: Format = "opus" if s.post_format == "opus" else "mp3"
-        summary = result_text(guild, meeting, result, recordings)
+        summary = result_text(guild, meeting, result, recordings) + (f"\n{note}" if note else "")
         link = self.links.meeting_link(meeting.id, days=s.link_expiry_days, fmt=fmt) if recordings else None
         voice = guild.get_channel(meeting.channel_id)
         if s.delivery == "channel" and audience_could_hear(channel, voice):

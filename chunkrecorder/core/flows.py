@@ -34,6 +34,7 @@ from .config import ActiveRecord, AutoRecordRule, SettingsStore
 from .consent import ConsentGate, ConsentMode
 from .consent_view import ConsentViews
 from .dispatch import EventDispatcher
+from .connection_log import ConnectionLog
 from .errors import UserError
 from .meetings import LiveMeeting, MeetingManager, Reason
 from .nickname import PREFIX as NICK_PREFIX, RecNickname
@@ -98,8 +99,9 @@ class MeetingFlows:
         self.views = ConsentViews(self.consent_click)
         self.notices = RecordingNotices(self.views)
         self.events = EventDispatcher(bot)
-        #: Meetings whose promotion went on in the background: (guild, text channel).
-        self._pending_posts: dict[str, tuple[int, int]] = {}
+        #: Meetings whose promotion went on in the background: (guild, text channel, what
+        #: happened to their voice connection).
+        self._pending_posts: dict[str, tuple[int, int, Optional[ConnectionLog]]] = {}
 
     # ------------------------------------------------------------------ start
     async def start(self, guild: discord.Guild, channel: discord.VoiceChannel, *, author: discord.Member,
@@ -200,6 +202,24 @@ class MeetingFlows:
             return _("This button works in a server only.")
         await set_contextual_locales_from_guild(self.bot, guild)
         return await self.agree(guild, interaction.user.id, always=always, prefix=await prefix_for(self.bot, guild))
+    async def followed(self, live: LiveMeeting) -> None:
+        """The manager's ``on_followed``: the bot was moved and the meeting goes on in the
+        new channel (``recordingset move follow``); say so where it started, as a start is
+        announced, so the new channel's members can see they are recorded."""
+        if not live.settings.announce or live.text_channel_id is None:
+            return
+        guild = self.bot.get_guild(live.guild_id)
+        channel = guild.get_channel(live.text_channel_id) if guild is not None else None
+        if not isinstance(channel, discord.abc.Messageable):
+            return
+        await set_contextual_locales_from_guild(self.bot, guild)
+        prefix = await prefix_for(self.bot, guild)
+        with contextlib.suppress(discord.HTTPException):
+            await channel.send(_(
+                "🔴 I was moved to **{channel}** and keep recording there (meeting `{meeting_id}`). "
+                "Stop with `{stop}`; anyone can opt out with `{optout}`."
+            ).format(channel=live.channel_name, meeting_id=live.meeting_id, stop=f"{prefix}record stop",
+                     optout=f"{prefix}record optout"))
 
     # ------------------------------------------------------------------ stop
     async def auto_stop(self, live: LiveMeeting, reason: Reason) -> None:
@@ -237,7 +257,7 @@ class MeetingFlows:
         except PromotionTimeout:
             await self._forget_active(guild)
             if channel is not None and isinstance(channel, discord.abc.Snowflake):
-                self._pending_posts[live.meeting_id] = (guild.id, channel.id)
+                self._pending_posts[live.meeting_id] = (guild.id, channel.id, live.connection)
                 with contextlib.suppress(discord.HTTPException):
                     await channel.send(_("Encoding is taking longer than usual; I'll post the files here when they "
                                          "are ready."))
@@ -262,7 +282,8 @@ class MeetingFlows:
         if progress is not None:
             await progress.update(_("done."))
         if channel is not None:
-            await self.post_result(guild, channel, live.session.meeting, result, recordings)
+            await self.post_result(guild, channel, live.session.meeting, result, recordings,
+                                   connection=live.connection)
 
     async def _forget_active(self, guild: discord.Guild) -> None:
         self.views.end_meeting(guild.id)
@@ -337,15 +358,19 @@ class MeetingFlows:
         channel = guild.get_channel(target[1]) if guild is not None else None
         await set_contextual_locales_from_guild(self.bot, guild)
         if guild is not None and isinstance(channel, discord.abc.Messageable):
-            await self.post_result(guild, channel, result.meeting, result, list(result.recordings))
+            await self.post_result(guild, channel, result.meeting, result, list(result.recordings),
+                                   connection=target[2])
 
     async def post_result(self, guild: discord.Guild, channel: discord.abc.Messageable, meeting: Meeting,
-                          result: PromotionResult, recordings: Sequence[Recording]) -> None:
-        """Post a finished meeting: the delivery rule decides where and in what form, and
-        the notes' label track follows the files."""
+                          result: PromotionResult, recordings: Sequence[Recording], *,
+                          connection: Optional[ConnectionLog] = None) -> None:
+        """Post a finished meeting: the delivery rule decides where and in what form (the
+        summary says what reconnects left silent, when the meeting knows it), and the
+        notes' label track follows the files."""
         assert self.delivery is not None, "the service gives the flows their delivery"
         target = await self.delivery.post_meeting(guild, channel, meeting, result, recordings,
-                                                  prefix=await prefix_for(self.bot, guild))
+                                                  prefix=await prefix_for(self.bot, guild),
+                                                  note=connection.result_line() if connection is not None else None)
         if target is not None:
             await self._post_labels(target, result)
 

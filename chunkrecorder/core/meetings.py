@@ -3,7 +3,10 @@
 This is the cog's logic without Discord's command layer, so tests drive it directly.
 For each live meeting it holds the voice link and the pipeline's ``RecordingSession``;
 it decides when a meeting must end on its own (maximum length, channel empty, the bot
-disconnected or moved) and when a dropped link is worth reconnecting. It runs no loop
+kicked, or moved with ``recordingset move stop``) and when it goes on through trouble:
+discord.py's own reconnects (the link tells them from kicks: ``classify_voice_state``),
+a move the guild follows, and the cog's reconnect policy once discord.py gives up. What
+each reconnect cost is noted in the meeting's ``ConnectionLog``. It runs no loop
 of its own: the cog's ticker (``tasks/ticker.py``) calls :meth:`MeetingManager.poll`,
 the recorder's ``tick`` and :meth:`MeetingManager.watch` in turn. *How* an ending is
 announced belongs to the flows: ``on_auto_stop`` is called, and they run the same stop
@@ -27,17 +30,18 @@ from ..objects.errors import FlushError
 from ..objects.frames import MeetingSettings
 from ..objects.results import PromotionResult
 from ..utils.background import BackgroundTasks
-from ..voice.link import BaseVoiceEventListener, VoiceConnector, VoiceLink
+from ..voice.link import BaseVoiceEventListener, DisconnectReason, VoiceConnector, VoiceLink, VoiceStateVerdict
+from .connection_log import ConnectionLog, LinkEvent
 from .consent import ConsentGate
 from .errors import UserError
-from .settings import GuildSettings
+from .settings import MOVE_FOLLOW, GuildSettings
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..pipeline.recorder import Recorder
     from ..pipeline.session import RecordingSession
     from ..objects.results import Progress
 
-__all__ = ["LinkEvent", "LiveMeeting", "MeetingManager", "Reason", "StopReason"]
+__all__ = ["ChannelLookup", "Followed", "LinkEvent", "LiveMeeting", "MeetingManager", "Reason", "StopReason"]
 
 log = logging.getLogger("red.chunkrecorder.meetings")
 
@@ -103,27 +107,19 @@ StopReason.CHANNEL_GONE = StopReason("channel_gone")
 Reason = Union[str, StopReason]
 
 
-@dataclass(frozen=True, slots=True)
-class LinkEvent:
-    """Something that happened to the voice link, shown in ``[p]record status``; worded
-    when shown, like ``StopReason``."""
-
-    kind: Literal["lost", "resumed", "reconnected"]
-    detail: str = ""
-    attempt: int = 0
-
-    def __str__(self) -> str:
-        if self.kind == "resumed":
-            return _("voice session resumed")
-        if self.kind == "reconnected":
-            return _("reconnected (attempt {attempt})").format(attempt=self.attempt)
-        if self.detail:
-            return _("voice connection lost ({why})").format(why=self.detail)
-        return _("voice connection lost (no reason given)")
-
-
 class AutoStop(Protocol):
     def __call__(self, live: "LiveMeeting", reason: Reason) -> Awaitable[None]: ...
+
+
+class Followed(Protocol):
+    """Told when a meeting followed the bot into another voice channel (the flows say so
+    in the text channel)."""
+
+    def __call__(self, live: "LiveMeeting") -> Awaitable[None]: ...
+
+
+#: ``lookup(guild_id, channel_id)``: the channel object for an id (the bot's cache).
+ChannelLookup = Callable[[int, int], Any]
 
 
 @dataclass(eq=False)
@@ -141,8 +137,8 @@ class LiveMeeting:
     ending: bool = False
     end_reason: Optional[Reason] = None
     empty_since: Optional[float] = None
-    reconnects: int = 0
-    events: list[LinkEvent] = field(default_factory=list)
+    #: Reconnects, the silences they left, moves followed (``[p]record status``, results).
+    connection: ConnectionLog = field(default_factory=ConnectionLog)
     #: Members whose data was erased while the meeting ran: their audio is refused
     #: from then on and their files are removed again once the meeting is promoted.
     erased: set[int] = field(default_factory=set)
@@ -168,6 +164,15 @@ class LiveMeeting:
     def channel_name(self) -> str:
         return str(getattr(self.channel, "name", self.channel_id))
 
+    @property
+    def reconnects(self) -> int:
+        """Reconnects so far, discord.py's own and the cog's."""
+        return self.connection.reconnects
+
+    @property
+    def events(self) -> list[LinkEvent]:
+        return self.connection.events
+
     def humans_present(self) -> int:
         """Members in the voice channel who are not bots (the bot never counts)."""
         try:
@@ -179,22 +184,34 @@ class LiveMeeting:
 
 class _LinkListener(BaseVoiceEventListener):
     """What one link reports, handed to the manager; member and SPEAKING events are the
-    receiver's business alone."""
+    receiver's business alone. A link that is no longer the meeting's is not listened to."""
 
     def __init__(self, manager: "MeetingManager", live: LiveMeeting, link: VoiceLink) -> None:
         self._manager = manager
         self._live = live
         self._link = link
 
-    async def on_disconnect(self, reason: str) -> None:
-        await self._manager._link_dropped(self._live, self._link, reason)
+    def _current(self) -> bool:
+        return self._link is self._live.link and not self._manager._settled(self._live)
 
-    def on_resume(self, outage_s: float = 0.0) -> None:  # the outage: wiring of issue 9 is the lead's
-        self._live.events.append(LinkEvent("resumed"))
+    async def on_disconnect(self, reason: DisconnectReason) -> None:
+        # The reconnect policy runs in the manager's tasks, so unloading the cog cancels it.
+        task = self._manager._tasks.spawn(self._manager._link_ended(self._live, self._link, reason),
+                                          name=f"chunkrecorder-link-ended-{self._live.guild_id}")
+        await asyncio.shield(task)
+
+    def on_reconnecting(self, cause: str) -> None:
+        if self._current():
+            self._live.connection.reconnecting(self._manager.meeting_time(self._live), cause)
+
+    def on_resume(self, outage_s: float) -> None:
+        if self._current():
+            gap = self._live.connection.resumed(self._manager.meeting_time(self._live), float(outage_s))
+            log.info("Voice in guild %s reconnected after %.2f s (%s)", self._live.guild_id, gap.seconds, gap.cause)
 
     def on_move(self, channel_id: int) -> None:
-        if self._link is self._live.link:
-            self._manager.bot_voice_moved(self._live.guild_id, int(channel_id))
+        if self._current():
+            self._manager._bot_moved(self._live, int(channel_id), None)
 
 
 class MeetingManager:
@@ -206,6 +223,8 @@ class MeetingManager:
         recorder: Optional["Recorder"],
         connector: VoiceConnector,
         on_auto_stop: Optional[AutoStop] = None,
+        on_followed: Optional[Followed] = None,
+        channel_lookup: Optional[ChannelLookup] = None,
         accept_user: Optional[Callable[[int, int], bool]] = None,
         clock: Optional[Callable[[], float]] = None,
         connect_timeout_s: float = 20.0,
@@ -214,6 +233,8 @@ class MeetingManager:
         self._recorder = recorder
         self.connector = connector
         self.on_auto_stop = on_auto_stop
+        self.on_followed = on_followed
+        self.channel_lookup = channel_lookup
         self._accept_user = accept_user
         #: The session's clock too: audio arrival times and the watchdog agree.
         self.clock = clock
@@ -236,6 +257,11 @@ class MeetingManager:
 
     def now(self) -> float:
         return self.clock() if self.clock is not None else time.monotonic()
+
+    def meeting_time(self, live: LiveMeeting) -> float:
+        """Seconds since the meeting's t=0 (its session's start, on the same clock)."""
+        t0 = getattr(live.session, "t0", None)
+        return max(0.0, self.now() - (t0 if isinstance(t0, (int, float)) else live.started_at))
 
     def get(self, guild_id: int) -> Optional[LiveMeeting]:
         return self.live.get(guild_id)
@@ -389,15 +415,50 @@ class MeetingManager:
             log.exception("Automatic stop of meeting %s failed", live.meeting_id)
 
     # ------------------------------------------------------------------ Discord's side
-    def bot_voice_moved(self, guild_id: int, channel_id: Optional[int]) -> None:
-        """The gateway says the bot is now in ``channel_id`` (None: disconnected)."""
+    def bot_voice_state(self, guild_id: int, channel: Any) -> None:
+        """The gateway says the bot is now in ``channel`` (None: in no channel).
+
+        The link knows what discord.py made of that very update: the "no channel" of
+        its own reconnect (it leaves and rejoins, for a 4006, a 1006, a read timeout)
+        is ``RECONNECT`` and the rejoin ``SAME``, ignored here; no channel while no
+        reconnect was in progress is a kick; another channel is a move.
+        """
         live = self.live.get(guild_id)
-        if live is None or live.ending:
+        if live is None or self._settled(live):
             return
-        if channel_id is None:
+        channel_id = int(channel.id) if channel is not None else None
+        verdict = live.link.classify_voice_state(channel_id)
+        if verdict is VoiceStateVerdict.KICKED:
             self._request_stop(live, StopReason.KICKED)
-        elif channel_id != live.channel_id:
+        elif verdict is VoiceStateVerdict.MOVED and channel_id is not None:
+            self._bot_moved(live, channel_id, channel)
+
+    def _bot_moved(self, live: LiveMeeting, channel_id: int, channel: Any) -> None:
+        """Someone moved the bot: stop there, or follow (the link already does) and record
+        the new channel as the same meeting, as the guild chose (``recordingset move``)."""
+        if self._settled(live) or channel_id == live.channel_id:
+            return  # already stopping, or already following (the link and the gateway both say so)
+        if live.settings.move_action != MOVE_FOLLOW:
             self._request_stop(live, StopReason.MOVED)
+            return
+        if channel is None and self.channel_lookup is not None:
+            channel = self.channel_lookup(live.guild_id, channel_id)
+        if channel is None:  # not in the cache: nothing to watch or name, so do not guess
+            self._request_stop(live, StopReason.MOVED)
+            return
+        live.channel = channel
+        live.empty_since = None
+        live.connection.moved(live.channel_name)
+        log.info("Meeting %s follows the bot into channel %s", live.meeting_id, channel_id)
+        if self.on_followed is not None:
+            self._tasks.spawn(self._tell_followed(live), name=f"chunkrecorder-followed-{live.guild_id}")
+
+    async def _tell_followed(self, live: LiveMeeting) -> None:
+        assert self.on_followed is not None
+        try:
+            await self.on_followed(live)
+        except Exception:
+            log.exception("Announcing that meeting %s moved failed", live.meeting_id)
 
     def channel_deleted(self, guild_id: int, channel_id: int) -> None:
         live = self.live.get(guild_id)
@@ -408,24 +469,45 @@ class MeetingManager:
         """Whether the meeting's end is already decided (nothing more to try for it)."""
         return live.ending or live.end_reason is not None or self._closing
 
-    async def _link_dropped(self, live: LiveMeeting, link: VoiceLink, reason: str) -> None:
-        """The voice connection died: reconnect (up to the guild's limit) or end cleanly."""
+    async def _link_ended(self, live: LiveMeeting, link: VoiceLink, reason: object) -> None:
+        """The link is dead: a kick stops the meeting; anything else is the cog's to
+        reconnect (``GAVE_UP``: discord.py stopped trying, or a reconnect took too long)."""
         if self._settled(live) or link is not live.link:
             return
-        live.events.append(LinkEvent("lost", detail=reason))
+        if reason == DisconnectReason.KICKED:
+            self._request_stop(live, StopReason.KICKED)
+            return
+        if reason == DisconnectReason.GAVE_UP:
+            cause = live.connection.down[1] if live.connection.down is not None else ""
+            cause = cause or _("the voice connection closed and discord.py stopped reconnecting")
+        else:  # a link that names its own reason (the harness's "voice server restarted")
+            cause = str(reason)
+        await self._link_dropped(live, link, cause)
+
+    async def _link_dropped(self, live: LiveMeeting, link: VoiceLink, cause: str) -> None:
+        """The cog's reconnect policy: up to the guild's ``reconnect`` attempts, 2 s, 4 s,
+        6 s ... apart, each a new link into the same session; then end cleanly. The count
+        starts again at every drop: a long meeting may drop several times."""
+        if self._settled(live) or link is not live.link:
+            return
+        live.connection.lost(self.meeting_time(live), cause)
         attempts = live.settings.reconnect_attempts
-        while live.reconnects < attempts:
-            live.reconnects += 1
-            await asyncio.sleep(self.reconnect_delay_s * live.reconnects)
+        for attempt in range(1, attempts + 1):
+            await asyncio.sleep(self.reconnect_delay_s * attempt)
             if self._settled(live):  # stopped, or the cog unloading, while we waited
                 return
             try:
                 new_link = await asyncio.wait_for(self.connector(live.channel), self.connect_timeout_s)
             except Exception as exc:
-                log.info("Reconnect %d/%d to %s failed: %s", live.reconnects, attempts, live.channel_id, exc)
+                log.info("Reconnect %d/%d to %s failed: %s", attempt, attempts, live.channel_id, exc)
                 continue
+            if self._settled(live):  # stopped while connecting: leave again
+                with contextlib.suppress(Exception):
+                    await new_link.disconnect()
+                return
             self._attach(live, new_link)
-            live.events.append(LinkEvent("reconnected", attempt=live.reconnects))
+            gap = live.connection.reconnected(self.meeting_time(live), attempt)
+            log.info("Meeting %s reconnected on attempt %d after %.1f s", live.meeting_id, attempt, gap.seconds)
             return
         self._request_stop(live, StopReason.lost(attempts))
 

@@ -47,7 +47,8 @@ class RecordingService:
         self.settings = settings
         self.recorder = recorder
         self.data_dir = data_dir
-        self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts)
+        self.meetings = MeetingManager(recorder=recorder, connector=connector, accept_user=settings.accepts,
+                                       channel_lookup=lambda _guild_id, channel_id: bot.get_channel(channel_id))
         #: The download server (off unless the owner turns it on) and the links it honours.
         self.links = WebLinks(bot=bot, settings=settings, recorder=recorder)
         #: Where and in what form finished recordings go: links, attachments, parts.
@@ -55,6 +56,7 @@ class RecordingService:
         self.flows = MeetingFlows(bot=bot, settings=settings, meetings=self.meetings, nickname=RecNickname(),
                                   data_dir=data_dir, erase_users=self._erase_finished, delivery=self.delivery)
         self.meetings.on_auto_stop = self.flows.auto_stop
+        self.meetings.on_followed = self.flows.followed
         recorder.on_promoted = self.flows.promoted_in_background
 
     # ------------------------------------------------------------------ lifetime

@@ -32,6 +32,9 @@ __all__ = [
     "FLUSH",
     "GuildSettings",
     "MAX_LENGTH",
+    "MOVE_ACTIONS",
+    "MOVE_FOLLOW",
+    "MOVE_STOP",
     "NumberSetting",
     "RECONNECT",
     "RETENTION",
@@ -44,6 +47,7 @@ __all__ = [
     "parse_bool",
     "parse_bitrate",
     "parse_channels",
+    "parse_move",
     "parse_strategy",
 ]
 
@@ -76,6 +80,10 @@ class GuildSettings:
     link_expiry_days: int = 7
     #: What is posted and fetched by default: "mp3" or "opus" (the compact copy).
     post_format: str = "mp3"
+    #: When someone moves the bot to another voice channel: MOVE_STOP ends the meeting
+    #: there; MOVE_FOLLOW records the new channel as the same meeting. Stopping is the
+    #: default: members of the other channel never saw the start announcement.
+    move_action: str = "stop"
 
     @classmethod
     def from_config(cls, raw: Mapping[str, Any]) -> "GuildSettings":
@@ -101,6 +109,8 @@ class GuildSettings:
             settings.check_delivery()
         except (ValueError, TypeError):
             return default
+        if settings.move_action not in MOVE_ACTIONS:
+            settings = replace(settings, move_action=default.move_action)
         return settings
 
     @property
@@ -137,6 +147,11 @@ class GuildSettings:
     def as_config(self) -> dict[str, Any]:
         return asdict(self)
 
+
+#: ``recordingset move``: what a move of the bot to another voice channel does.
+MOVE_STOP = "stop"
+MOVE_FOLLOW = "follow"
+MOVE_ACTIONS = (MOVE_STOP, MOVE_FOLLOW)
 
 GUILD_DEFAULTS: dict[str, Any] = GuildSettings().as_config()
 #: ``consent_always``: the member agreed to every recording in the guild (consent ``optin``).
@@ -313,6 +328,17 @@ def parse_post_format(text: str) -> str:
     if word in ("opus", "ogg"):
         return "opus"
     raise UserError(_("`{value}` is not a format: say `mp3` or `opus`.").format(value=echo(text)))
+
+
+def parse_move(text: str) -> str:
+    """``stop`` or ``follow`` (what happens when someone moves the bot)."""
+    word = text.strip().lower()
+    aliases = {"stop": MOVE_STOP, "end": MOVE_STOP, "follow": MOVE_FOLLOW, "stay": MOVE_FOLLOW,
+               "continue": MOVE_FOLLOW}
+    if word not in aliases:
+        raise UserError(_("`{value}` is not a choice: say `stop` (a move ends the recording) or `follow` "
+                          "(keep recording in the new channel).").format(value=echo(text)))
+    return aliases[word]
 
 
 def parse_channels(text: str) -> int:

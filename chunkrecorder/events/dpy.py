@@ -26,7 +26,9 @@ class DiscordEvents(MixinMeta):
             if after.channel is not None and (before.channel is None or before.channel.id != after.channel.id):
                 await self.service.flows.member_joined(member, after.channel.id)
             return
-        self.service.meetings.bot_voice_moved(member.guild.id, after.channel.id if after.channel else None)
+        # A kick, a move, or only half of discord.py's own reconnect (it leaves and
+        # rejoins): the meeting's voice link tells them apart (MeetingManager.bot_voice_state).
+        self.service.meetings.bot_voice_state(member.guild.id, after.channel)
 
     @commands.Cog.listener()
     async def on_guild_channel_delete(self, channel: discord.abc.GuildChannel) -> None:

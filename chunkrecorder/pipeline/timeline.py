@@ -91,7 +91,16 @@ class SpeakerClock:
     the jump), at once when a frame arrives more than ``early_tolerance`` before its
     place (network delay cannot make a frame early, so the anchor was late), or when
     every frame of a whole check period arrived late by more than ``tolerance`` (the
-    sender's clock is slow). Jitter alone never moves it later.
+    sender's clock is slow or its timestamps stood still). Jitter alone never moves
+    it later.
+
+    A talkspurt starts where the sender paused: both its RTP timestamp and the arrival
+    time jumped by more than ``talkspurt_gap``. Arrival alone jumping is a delivery
+    stall (a starved process reads its socket late, a reconnect replays what it held):
+    those frames follow on from the ones before them, and moving the anchor on the
+    first of them would leave a hole there and write the rest of the burst over itself
+    as each one, arriving "early", pulled the anchor back. Timestamps that stood still
+    over a silence look the same at first; the check period re-anchors them.
 
     Duplicates (a packet delivered twice) are recognised by their timestamp and, when
     the caller gives it, their RTP sequence number, among the last ``SEEN`` frames: a
@@ -173,6 +182,7 @@ class SpeakerClock:
         ``sequence`` (the RTP sequence number) and ``samples`` (the frame's length) let
         a duplicate be told from a sender whose timestamp stands still (see the class).
         """
+        top = self._top
         ext = self._unwrap(timestamp)
         key = (ext, -1 if sequence is None else sequence & 0xFFFF)
         if self.anchor is None:
@@ -191,7 +201,8 @@ class SpeakerClock:
                 self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
                 return heard
         d = heard - (ext + self.anchor)
-        new_spurt = self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
+        new_spurt = (self._last_heard is not None and heard - self._last_heard > self.talkspurt_gap
+                     and ext - top > self.talkspurt_gap)
         self._last_heard = heard if self._last_heard is None else max(self._last_heard, heard)
         if (new_spurt and abs(d) > self.tolerance) or d < -self.early_tolerance:
             self._move(d)

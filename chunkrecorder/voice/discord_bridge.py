@@ -108,6 +108,10 @@ class DiscordVoiceLink:
         self._closed = False
         self._down_ws: Any = None  # the websocket a reconnect began on: "up" needs a new one
         self._last_ws_message: Optional[float] = None
+        #: When VOICE_SERVER_UPDATE moved the call to another voice server: audio from the
+        #: old one ends there, whatever its websocket still says while discord.py closes it.
+        self._server_changed_at: Optional[float] = None
+        self._released = asyncio.Event()
 
     # ---- VoiceLink -------------------------------------------------------------
     @property
@@ -139,10 +143,25 @@ class DiscordVoiceLink:
         self.events.listener = listener
 
     async def disconnect(self) -> None:
-        """Leave the channel; what the receiver holds is released to the sink first."""
+        """Leave the channel; what the receiver holds is released to the sink first.
+
+        After a kick discord.py is already leaving on its own (it disconnects when the
+        gateway puts the bot in no channel unexpectedly), so this waits for that instead
+        of starting a second leave: the second would wait for a confirmation that only
+        the first one gets (discord.py forgets the client when the first ends), for
+        discord.py's whole connect timeout.
+        """
         if self._closed:
             return
+        kicked = self.tracker.kicked
         self.tracker.leaving = True
+        if kicked:
+            try:
+                await asyncio.wait_for(self._released.wait(), LEAVE_CONFIRM_S)
+            except asyncio.TimeoutError:
+                log.debug("discord.py did not finish leaving after a kick; closing the link anyway")
+            self._close()
+            return
         try:
             await self.voice_client.disconnect(force=True)
         except Exception:  # already gone: nothing more to do
@@ -196,9 +215,12 @@ class DiscordVoiceLink:
 
     def server_changed(self) -> None:
         self._cause = self._cause or "the voice server changed"
+        if self._server_changed_at is None:
+            self._server_changed_at = self._clock()
 
     def released(self) -> None:
         """discord.py is done with the voice client (its ``cleanup()``)."""
+        self._released.set()
         reason = self.tracker.ended(self._clock())
         self._close()
         if reason is not None:
@@ -237,6 +259,7 @@ class DiscordVoiceLink:
     def _emit(self, name: str, *args: Any) -> None:
         if name == "on_resume":
             self._cause = None
+            self._server_changed_at = None
         notify(self._listener, name, *args)
 
     def _down(self, cause: str) -> None:
@@ -244,7 +267,10 @@ class DiscordVoiceLink:
             self._down_ws = self.voice_client._connection.ws
         signs = [t for t in (self._last_ws_message, self._receiver.last_datagram_at if self._receiver else None)
                  if t is not None]
-        self.tracker.down(cause, self._clock(), alive_at=max(signs) if signs else None)
+        alive_at = max(signs) if signs else None
+        if self._server_changed_at is not None:  # the old server's last words are not audio
+            alive_at = self._server_changed_at if alive_at is None else min(alive_at, self._server_changed_at)
+        self.tracker.down(cause, self._clock(), alive_at=alive_at)
 
     def _dave_ready(self) -> bool:
         state = self.voice_client._connection

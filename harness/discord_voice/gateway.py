@@ -9,6 +9,11 @@ parsers (``parse_voice_state_update`` / ``parse_voice_server_update``), in order
 few milliseconds later, as Discord does. The same path carries what the server decides
 on its own: a kick, a move, a voice server change.
 
+``Guild.change_voice_state`` reaches the main gateway through the connection state's
+``_get_websocket(guild_id)``: ``client.ws`` on a plain ``Client``, the guild's shard's
+websocket on an ``AutoShardedClient`` (Red's bot is one). A sharded client that never
+logged in has no shards, so for it that getter answers with this gateway too.
+
 The second patch: discord.py connects to ``wss://{endpoint}/?v=8``; the fake server
 speaks plain ``ws://`` on localhost, so the client's ``HTTPClient.ws_connect`` rewrites
 the scheme for this server's endpoints (and, on a client that never logged in, opens
@@ -27,6 +32,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import aiohttp
+import discord
 from discord.gateway import DiscordClientWebSocketResponse, DiscordVoiceWebSocket
 from discord.utils import MISSING
 
@@ -54,6 +60,10 @@ class FakeMainGateway:
         self._session: Optional[aiohttp.ClientSession] = None
         client.ws = self
         self._http.ws_connect = self._ws_connect
+        state = client._connection
+        self._original_get_websocket = state._get_websocket
+        if isinstance(client, discord.AutoShardedClient):
+            state._get_websocket = self._get_websocket
 
     # ------------------------------------------------------------------ what discord.py calls
     async def voice_state(self, guild_id: int, channel_id: Optional[int], self_mute: bool = False,
@@ -68,6 +78,9 @@ class FakeMainGateway:
         if answer is not None:
             token, endpoint = answer
             self.dispatch_voice_server(guild_id, token, endpoint)
+
+    def _get_websocket(self, guild_id: Optional[int] = None, *, shard_id: Optional[int] = None) -> "FakeMainGateway":
+        return self
 
     @property
     def latency(self) -> float:
@@ -131,6 +144,7 @@ class FakeMainGateway:
             await self._worker
         self.client.ws = self._previous_ws
         self._http.ws_connect = self._original_ws_connect
+        self.client._connection._get_websocket = self._original_get_websocket
         if self._session is not None:
             await self._session.close()
 

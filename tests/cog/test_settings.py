@@ -23,7 +23,7 @@ async def test_settings_show_the_defaults(cog_world: RedWorld) -> None:
     (reply,) = await cog_world.invoke(ADMIN_ID, "!recordingset")
     for words in ("10 s per chunk", "per speaker + mixed", "64 kb/s", "mono", "keep until deleted",
                   "24 h", "240 min", "after 5 min empty", "autopromote  on", "announce     on",
-                  "Manage Server", "3 attempts"):
+                  "Manage Server", "3 attempts", "move         stop recording"):
         assert words in reply.text, words
 
 
@@ -41,6 +41,8 @@ async def test_settings_show_the_defaults(cog_world: RedWorld) -> None:
         ("autopromote off", "auto_promote", False, "autopromote  off"),
         ("announce off", "announce", False, "announce     off"),
         ("reconnect 0", "reconnect_attempts", 0, "0 attempts"),
+        ("move follow", "move_action", "follow", "move         follow into the new channel"),
+        ("move stop", "move_action", "stop", "move         stop recording"),
         ("role Recorders", "recorder_role", RECORDER_ROLE_ID, "@Recorders or Manage Server"),
     ],
 )
@@ -70,6 +72,7 @@ async def test_each_setting_is_saved_and_shown(cog_world: RedWorld, command: str
         ("autopromote maybe", "`maybe` is not on or off"),
         ("announce 2", "`2` is not on or off"),
         ("reconnect 11", "between 0 and 10 attempts"),
+        ("move away", "`away` is not a choice: say `stop`"),
         ("role Nobody", "I can't find a role called `Nobody`"),
         ("role @everyone", "not @everyone"),
         ("flush", "Missing `seconds`. Usage: `!recordingset flush <seconds>`"),

@@ -100,12 +100,42 @@ def test_a_drifting_sender_clock_never_drifts_the_track_from_the_wall_clock(ppm:
         assert clock.reanchors > 0
 
 
-def test_timestamps_that_stood_still_over_a_silence_are_re_anchored_at_the_next_talkspurt() -> None:
+def test_timestamps_that_stood_still_over_a_silence_are_re_anchored_once_arrival_proves_it() -> None:
     clock = SpeakerClock()
     assert _feed(clock, 0, 0, list(range(10))) == [i * 960 for i in range(10)]
-    # 3 s of silence, but the client's timestamps continue as if there were none
-    resumed = [clock.place(10 * 960 + i * 960, 3 * RATE + 10 * 960 + i * 960) for i in range(5)]
-    assert resumed == [3 * RATE + 10 * 960 + i * 960 for i in range(5)]
+    # 3 s of silence, but the client's timestamps continue as if there were none: at
+    # first this looks like a delivery stall (contiguous timestamps, late arrival), so
+    # the frames keep their RTP places until a whole check period arrived that late.
+    resumed = [clock.place(10 * 960 + i * 960, 3 * RATE + 10 * 960 + i * 960) for i in range(2 * clock.check_every)]
+    assert resumed[: clock.check_every] == [10 * 960 + i * 960 for i in range(clock.check_every)]
+    assert resumed[-1] == 3 * RATE + (10 + 2 * clock.check_every - 1) * 960
+    assert clock.reanchors == 1
+    assert all(b > a for a, b in zip(resumed, resumed[1:]))  # nothing written over
+
+
+def test_a_delivery_stall_with_contiguous_timestamps_keeps_every_frame_in_place() -> None:
+    """A starved process (or a reconnect's replay) hands 300 ms of frames over at once:
+    their RTP timestamps follow on, so they belong right after the frames before them,
+    not 300 ms later (a hole), and the burst must not be written over itself."""
+    clock = SpeakerClock()
+    placed = _feed(clock, 7_000, 0, list(range(50)))
+    stalled = [clock.place(7_000 + i * 960, 65 * 960) for i in range(50, 66)]  # all arrive at once
+    after = _feed(clock, 7_000, 0, list(range(66, 120)))
+    assert placed + stalled + after == [i * 960 for i in range(120)]
+    assert clock.reanchors == 0
+
+
+def test_audio_after_a_real_gap_is_placed_exactly() -> None:
+    """The sender was quiet (or lost) for 1.5 s: its timestamps jumped as far as arrival did."""
+    clock = SpeakerClock()
+    _feed(clock, 0, 0, list(range(30)))
+    gap = int(1.5 * RATE)
+    jitter = [300, 0, 120, 40, 0]
+    resumed = [clock.place(30 * 960 + gap + i * 960, 30 * 960 + gap + i * 960 + j) for i, j in enumerate(jitter)]
+    assert resumed == [30 * 960 + gap + i * 960 for i in range(5)]
+    # and a sender whose clock lost 100 ms over the gap is placed on arrival, at once
+    late = clock.place(35 * 960 + 2 * gap, 35 * 960 + 2 * gap + int(0.1 * RATE))
+    assert late == 35 * 960 + 2 * gap + int(0.1 * RATE) and clock.reanchors == 1
 
 
 def test_timestamps_that_advance_over_a_silence_are_trusted() -> None:

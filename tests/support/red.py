@@ -665,6 +665,29 @@ class RedWorld:
             del _webhook_adapter().request
         _reset_red_globals()
 
+    def add_guild(self, guild_id: int, *, text_channels: dict[int, str], voice_channels: dict[int, str],
+                  members: dict[int, str], name: str = "Scenario") -> discord.Guild:
+        """One more guild as GUILD_CREATE brings it: the owner of the bot (who may run every
+        command), ``members`` and the bot (with ``BOT_PERMS``), the channels given."""
+        bot_role = guild_id + 1
+        channels = [_channel_payload(cid, guild_id, cname, 0, i) for i, (cid, cname) in enumerate(text_channels.items())]
+        channels += [_channel_payload(cid, guild_id, cname, 2, len(text_channels) + i)
+                     for i, (cid, cname) in enumerate(voice_channels.items())]
+        data = guild_payload()
+        data.update(
+            id=str(guild_id), name=name, owner_id=str(OWNER_ID), member_count=len(members) + 2,
+            roles=[_role_payload(guild_id, "@everyone", EVERYONE_PERMS, 0),
+                   _role_payload(bot_role, "Recorder Bot", BOT_PERMS, 1)],
+            members=[_member_payload(OWNER_ID, "owner", []),
+                     *(_member_payload(uid, uname, []) for uid, uname in members.items()),
+                     _member_payload(BOT_ID, "recbot", [bot_role], bot=True)],
+            channels=channels,
+        )
+        self.bot._connection._add_guild_from_data(data)
+        guild = self.bot.get_guild(guild_id)
+        assert guild is not None
+        return guild
+
     # ---- objects
     @property
     def guild(self) -> discord.Guild:

@@ -162,6 +162,53 @@ async def test_giving_up_is_reported_only_once_the_gateway_shows_the_bot_out_of_
     await again.disconnect()
 
 
+async def test_leaving_after_a_kick_waits_for_discordpys_own_leave(world: World) -> None:
+    """The cog stops a kicked meeting from ``on_voice_state_update``, while discord.py is
+    already leaving on its own: a second leave would wait for a confirmation only the
+    first one gets (discord.py's whole timeout, the meeting's end held up with it)."""
+    link = await connect(world.channel)
+    heard = Heard()
+    link.set_listener(heard)
+    left = asyncio.Event()
+
+    @world.client.event
+    async def on_voice_state_update(member: Any, before: Any, after: Any) -> None:
+        if member.id == BOT and after.channel is None:  # what the cog does on a kick
+            assert link.classify_voice_state(None) is VoiceStateVerdict.KICKED
+            await link.disconnect()
+            left.set()
+
+    await world.server.kick_bot()
+    await asyncio.wait_for(left.wait(), 8.0)
+    leaves = [r for r in world.server.gateways[0].requests if r[1] is None]
+    assert leaves == [(GUILD, None)], world.server.gateways[0].requests  # discord.py's one leave
+    assert not link.is_connected() and world.channel.guild.voice_client is None
+    assert heard.events == []  # the link was left by its owner: nothing to report
+
+
+async def test_a_voice_server_change_is_an_outage_from_its_notice() -> None:
+    """VOICE_SERVER_UPDATE moves the call: audio from the old server ends there, though its
+    websocket may still answer while discord.py closes it; the reported outage (the
+    silence in the recording) starts at the notice, not at the old socket's last word."""
+    client = offline_client(GUILD, voice_channels={CHANNEL: "Standup"}, members={}, bot_id=BOT)
+    vc = RecordingVoiceClient(client, client.get_channel(CHANNEL))
+    link = vc.link
+    now = [10.0]
+    link._clock = lambda: now[0]
+    try:
+        link.tracker.up(now[0])  # connected
+        link.server_changed()
+        now[0] = 10.2
+        await link.ws_message(None, {"op": 6, "d": {"t": 1}})  # a heartbeat ACK on the old socket
+        now[0] = 10.3
+        link.flow_state(ConnectionFlowState.connected, ConnectionFlowState.got_voice_server_update)
+        now[0] = 11.0
+        link.tracker.up(now[0])
+        assert [(o.start, o.end, o.cause) for o in link.outages] == [(10.0, 11.0, "the voice server changed")]
+    finally:
+        vc._connection._socket_reader.stop()
+
+
 # --------------------------------------------------------------------------- early messages
 def test_websocket_messages_before_the_receiver_are_kept_and_replayed_in_order() -> None:
     group = WireGroup(channel_id=1, bot_user_id=2, seed=3, dave=False)
