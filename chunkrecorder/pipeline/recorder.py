@@ -310,7 +310,8 @@ class Recorder:
         In order: live sessions drop the user's buffered audio and refuse their frames
         from now on (after any flush in progress); unfinished meetings lose the user's
         track (its ``.part`` file and assembly row); then every chunk row of theirs and
-        every finished per-user recording row goes, and after the rows their files.
+        every finished per-user recording row goes, and after the rows their files
+        (once the encodes running at that moment have ended: see ``Transcoder.settle``).
         A mix holds everyone's voices in one track and cannot be split, so it is kept.
         """
         for session in list(self._sessions.values()):
@@ -326,6 +327,7 @@ class Recorder:
             files, freed = files + n, freed + b
         recs, temps = await self.store.user_data(user_id)
         await self.store.delete_user_rows(user_id)
+        await self.transcoder.settle()  # an encode of theirs already running writes its MP3 first
         n, b = await run_blocking(remove_files, [*(r.path for r in recs), *_chunk_files(temps)])
         result = RemovalReport(rows=len(meetings) + len(recs) + len(temps), files=files + n, bytes_freed=freed + b)
         log.info("erased user %s: %s", user_id, result)
@@ -354,6 +356,7 @@ class Recorder:
                 recs = await self.store.recordings_for_meeting(meeting_id)
                 temps = await self.store.get_temp_recordings_for_meeting(meeting_id)
                 await self.store.delete_meeting(meeting_id)
+                await self.transcoder.settle()  # an encode of it already running writes its MP3 first
                 files, freed = await run_blocking(self._remove_meeting_files, meeting_id, [r.path for r in recs])
         self.assembler.forget(meeting_id)
         self.transcoder.forget(meeting_id)
