@@ -186,7 +186,7 @@ def write_all_atomic(items: Sequence[tuple[Path, bytes | np.ndarray]]) -> None:
             tmp = path.with_name(path.name + TMP_SUFFIX)
             tmps.append(tmp)
             with open(tmp, "wb") as fh:
-                fh.write(data.tobytes() if isinstance(data, np.ndarray) else data)
+                fh.write(np.ascontiguousarray(data).data if isinstance(data, np.ndarray) else data)
         _fsync_all(tmps)
         for (path, _), tmp in zip(items, tmps):
             os.replace(tmp, path)
