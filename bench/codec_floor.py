@@ -15,9 +15,10 @@ MP3 candidates, each encoding one continuous track (no chunking, no priming, no 
   cannot turn the bit reservoir off, so it cannot keep the gapless chunk join.
 
 Opus candidates, each decoding the same 20 ms packets one call per packet (as the
-receive thread does): ``libopus`` (PyAV's bundled libopus through ctypes, 48 kHz stereo
-s16, what the receiver uses) and ``ffmpeg-native`` (FFmpeg's own Opus decoder through
-PyAV, frames discarded: float planar, no conversion, no FEC).
+receive thread does), each to mono and to stereo: ``libopus`` (PyAV's bundled libopus
+through ctypes, s16, what the receiver uses, to the meeting's channel count) and
+``ffmpeg-native`` (FFmpeg's own Opus decoder through PyAV, frames discarded: float
+planar, no conversion, no FEC).
 """
 
 from __future__ import annotations
@@ -130,54 +131,40 @@ def opus_packets(seconds: float, seed: int = 9) -> list[bytes]:
     return [enc.encode(st[i : i + FRAME].tobytes()) for i in range(0, len(st), FRAME)]
 
 
-def _libopus(packets: list[bytes]) -> None:
-    from chunkrecorder.audio.opus import OpusDecoder
+def _libopus(channels: int) -> Callable[[list[bytes]], None]:
+    def run(packets: list[bytes]) -> None:
+        from chunkrecorder.audio.opus import OpusDecoder
 
-    dec = OpusDecoder()
-    for p in packets:
-        dec.decode(p)
-
-
-def _ffmpeg_native(packets: list[bytes]) -> None:
-    import av
-
-    ctx = av.CodecContext.create("opus", "r")
-    ctx.sample_rate = RATE
-    ctx.layout = "stereo"
-    for p in packets:
-        for _ in ctx.decode(av.Packet(p)):
-            pass
-
-
-def _ffmpeg_native_s16(packets: list[bytes]) -> None:
-    import av
-
-    ctx = av.CodecContext.create("opus", "r")
-    ctx.sample_rate = RATE
-    ctx.layout = "stereo"
-    for p in packets:
-        for f in ctx.decode(av.Packet(p)):
-            (np.clip(f.to_ndarray().T, -1, 1) * 32767).astype("<i2").tobytes()
-
-
-def _libopus_mono(packets: list[bytes]) -> None:
-    import ctypes
-
-    from chunkrecorder.audio import opus
-
-    lib = opus._lib()
-    err = ctypes.c_int()
-    state = ctypes.c_void_p(lib.opus_decoder_create(RATE, 1, ctypes.byref(err)))
-    buf = (ctypes.c_int16 * opus.MAX_FRAME_SAMPLES)()
-    try:
+        dec = OpusDecoder(channels)
         for p in packets:
-            lib.opus_decode(state, p, len(p), buf, FRAME, 0)
-    finally:
-        lib.opus_decoder_destroy(state)
+            dec.decode(p)
+    return run
 
 
-OPUS_FLOOR = {"libopus": _libopus, "ffmpeg-native": _ffmpeg_native}
-OPUS_INFO = {"ffmpeg-native + s16": _ffmpeg_native_s16, "libopus to mono": _libopus_mono}
+def _ffmpeg_native(layout: str, *, s16: bool = False) -> Callable[[list[bytes]], None]:
+    def run(packets: list[bytes]) -> None:
+        import av
+
+        ctx = av.CodecContext.create("opus", "r")
+        ctx.sample_rate = RATE
+        ctx.layout = layout
+        for p in packets:
+            for f in ctx.decode(av.Packet(p)):
+                if s16:
+                    (np.clip(f.to_ndarray().T, -1, 1) * 32767).astype("<i2").tobytes()
+    return run
+
+
+#: Every decode that yields a meeting's audio (a stereo decode holds a mono meeting's too):
+#: the floor is the fastest of them. The receiver's own is ``OURS[channels]``.
+OPUS_FLOOR = {
+    "libopus mono": _libopus(1),
+    "libopus stereo": _libopus(2),
+    "ffmpeg-native mono": _ffmpeg_native("mono"),
+    "ffmpeg-native stereo": _ffmpeg_native("stereo"),
+}
+OPUS_INFO = {"ffmpeg-native stereo + s16": _ffmpeg_native("stereo", s16=True)}
+OURS = {1: "libopus mono", 2: "libopus stereo"}
 
 
 def opus_floor(packets: list[bytes], reps: int = 3, extra: bool = False) -> dict[str, float]:

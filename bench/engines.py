@@ -201,10 +201,11 @@ def opus_section(seconds: float) -> None:
     print(f"\nOpus: {n} packets of 20 ms (64 kb/s, complexity 5, CELT), one decode call per packet")
     for name, cpu in figures.items():
         note = {
-            "libopus": "what the receiver uses: 48 kHz stereo s16, FEC and PLC",
-            "ffmpeg-native": "fltp frames, not converted; no in-band FEC",
-            "ffmpeg-native + s16": "the same, converted to the s16 stereo the pipeline takes",
-            "libopus to mono": "a decoder created for 1 channel (mono meetings; not wired)",
+            "libopus mono": "what the receiver uses for a mono meeting (the default): s16, FEC and PLC",
+            "libopus stereo": "what the receiver uses for a stereo meeting",
+            "ffmpeg-native mono": "fltp frames, not converted; no in-band FEC",
+            "ffmpeg-native stereo": "fltp frames, not converted; no in-band FEC",
+            "ffmpeg-native stereo + s16": "converted to s16 stereo",
         }[name]
         print(f"  {name:22s} {cpu / n * 1e6:6.1f} us/packet  {cpu / n * 50 * 3600:6.1f} CPU-s per speaker-hour  "
               f"{cpu / best:5.2f}x  ({note})")

@@ -7,14 +7,16 @@ real DAVE, aead_xchacha20_poly1305_rtpsize) for N speakers into one real
 every 100 ms as the cog's tick does. Building the datagrams is not measured.
 
 Printed, all from this one run:
-* packets/s one core sustains and the speakers that is (50 packets/s each);
+* packets/s one core sustains and the speakers that is (50 packets/s each), decoding
+  to mono as a mono meeting's receiver does (``--channels``), and next to it the same
+  packets decoded to stereo (Discord's own count; what a stereo meeting pays);
 * CPU seconds per speaker-hour (clean, and with 5 % loss + reordering + duplicates);
 * where the time goes: transport decrypt, DAVE decrypt, Opus decode, and the rest
   (parsing, buffering, bookkeeping), each timed alone on the same packets, as shares;
 * what the harness's sending side costs per packet, as a ratio to receiving (the
   whole-stack harness benchmark pays both on the same machine).
 
-    python bench/receive.py [--speakers 20] [--seconds 10] [--no-dave]
+    python bench/receive.py [--speakers 20] [--seconds 10] [--no-dave] [--channels 1]
 """
 
 from __future__ import annotations
@@ -82,7 +84,7 @@ def impair(timeline: list[tuple[float, bytes]], seed: int) -> list[tuple[float, 
     return out
 
 
-def run_receiver(group: WireGroup, timeline: list[tuple[float, bytes]]) -> tuple[float, int, int]:
+def run_receiver(group: WireGroup, timeline: list[tuple[float, bytes]], channels: int) -> tuple[float, int, int]:
     """Thread CPU seconds to receive ``timeline``; frames delivered; packets fed."""
     now = [0.0]
     delivered = [0]
@@ -90,7 +92,7 @@ def run_receiver(group: WireGroup, timeline: list[tuple[float, bytes]]) -> tuple
     def sink(frame: object) -> None:
         delivered[0] += 1
 
-    rx = group.make_receiver(sink=sink, clock=lambda: now[0])
+    rx = group.make_receiver(sink=sink, clock=lambda: now[0], channels=channels)
     for w in group.speakers.values():
         rx.map_ssrc(w.ssrc, w.user_id)
     next_poll = 0.1
@@ -107,7 +109,7 @@ def run_receiver(group: WireGroup, timeline: list[tuple[float, bytes]]) -> tuple
     return time.thread_time() - start, delivered[0], len(timeline)
 
 
-def stage_costs(group: WireGroup, timeline: list[tuple[float, bytes]], opus: list[bytes],
+def stage_costs(group: WireGroup, timeline: list[tuple[float, bytes]], opus: list[bytes], channels: int,
                 sample: int = 3000) -> dict[str, float]:
     """Seconds per packet of each stage alone, on the run's own packets."""
     packets = [d for _, d in timeline[:sample]]
@@ -131,7 +133,7 @@ def stage_costs(group: WireGroup, timeline: list[tuple[float, bytes]], opus: lis
         for uid, frame in fresh:
             group.dave.bot.decrypt(uid, audio, frame)
         t_dave = (time.thread_time() - t0) / len(fresh)
-    decoder = OpusDecoder()
+    decoder = OpusDecoder(channels)
     t0 = time.thread_time()
     for packet in opus:
         decoder.decode(packet)
@@ -144,22 +146,28 @@ def main() -> None:
     parser.add_argument("--speakers", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--no-dave", action="store_true")
+    parser.add_argument("--channels", type=int, choices=(1, 2), default=1,
+                        help="what the receiver decodes to: the meeting's channels (default 1, mono)")
     args = parser.parse_args()
     dave = not args.no_dave
+    other = 3 - args.channels
 
     t_build = time.perf_counter()
     group, timeline, opus, send_cost = build(args.speakers, args.seconds, dave)
     lossy_group, lossy_timeline, _, _ = build(args.speakers, args.seconds, dave)  # DAVE refuses replays
+    other_group, other_timeline, _, _ = build(args.speakers, args.seconds, dave)
     lossy = impair(lossy_timeline, seed=3)
     print(f"built {len(timeline)} datagrams ({args.speakers} speakers x {args.seconds:g} s, "
           f"DAVE {'on' if dave else 'off'}) in {time.perf_counter() - t_build:.1f} s (not part of the figures)")
 
-    cpu, delivered, fed = run_receiver(group, timeline)
-    cpu_lossy, delivered_lossy, fed_lossy = run_receiver(lossy_group, lossy)
+    cpu, delivered, fed = run_receiver(group, timeline, args.channels)
+    cpu_lossy, delivered_lossy, fed_lossy = run_receiver(lossy_group, lossy, args.channels)
+    cpu_other, _, _ = run_receiver(other_group, other_timeline, other)
     speaker_hours = args.speakers * args.seconds / 3600
     per_packet = cpu / fed
     pps = 1 / per_packet
     print()
+    print(f"decoding to {'mono' if args.channels == 1 else 'stereo'} (the meeting's channels)")
     print(f"clean:  {fed} packets, {delivered} frames, {cpu:.3f} s CPU -> {per_packet * 1e6:.1f} us/packet")
     print(f"lossy:  {fed_lossy} packets (5% lost, 5% reordered, 1% duplicated), {delivered_lossy} frames, "
           f"{cpu_lossy:.3f} s CPU -> {cpu_lossy / fed_lossy * 1e6:.1f} us/packet")
@@ -168,10 +176,13 @@ def main() -> None:
     print(f"CPU per speaker-hour: {cpu / speaker_hours:.1f} s clean, {cpu_lossy / speaker_hours:.1f} s lossy "
           f"({cpu / speaker_hours / 36:.2f} % of one core per speaker)")
     print(f"100 speakers need {100 * 50 * per_packet * 100:.1f} % of one core for receiving")
+    print(f"the same packets decoded to {'stereo' if other == 2 else 'mono'}: {cpu_other / fed * 1e6:.1f} us/packet, "
+          f"{cpu_other / speaker_hours:.1f} s per speaker-hour ({cpu / cpu_other:.2f}x of it for "
+          f"{'mono' if args.channels == 1 else 'stereo'})")
     print(f"the harness's sending side (Opus encode at complexity 0 + DAVE + seal) costs "
           f"{send_cost * 1e6:.1f} us/packet = {send_cost / per_packet:.2f}x the receive path")
 
-    costs = stage_costs(group, timeline, opus)
+    costs = stage_costs(group, timeline, opus, args.channels)
     known = costs["transport"] + costs["dave"] + costs["opus"]
     rest = max(0.0, per_packet - known)
     print()

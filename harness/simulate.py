@@ -472,7 +472,7 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
                                                accept_user=gate.accepts)
         meeting_id = session.meeting.id
         net.rebase()  # the network's t=0 is the meeting's t=0
-        link.receiver.set_sink(session.feed)
+        link.receiver.set_sink(session.feed, channels=settings.channels)
         log.info("meeting %s: %d speaker(s), %.1f s, flush every %.1f s, %s", meeting_id, len(plans),
                  seconds, opts.flush_interval, Strategy(opts.strategy).value)
 

@@ -54,18 +54,27 @@ def mix(tracks: Sequence[np.ndarray]) -> np.ndarray:
         if t.shape != total.shape:
             raise ValueError(f"cannot mix shapes {t.shape} and {total.shape}")
         total += t
+    # Mostly the sum fits (speakers rarely peak together): then the limiter is the
+    # identity and two passes over the window replace its six.
+    if total.size and max(int(total.max()), -int(total.min())) <= THRESHOLD:
+        return total.astype(np.int16)
     return soft_limit(total)
 
 
-def to_channels(stereo: np.ndarray, channels: int) -> np.ndarray:
-    """Discord's interleaved stereo (n, 2) to the meeting's channel count.
+def to_channels(pcm: np.ndarray, channels: int) -> np.ndarray:
+    """Interleaved int16 ``(n, 1)`` or ``(n, 2)`` to the meeting's channel count.
 
     Mono is the rounded-down mean of left and right: a speaker's voice is in both and
-    a sum would clip where the mean cannot.
+    a sum would clip where the mean cannot. Mono to stereo is the same sample in
+    both. (The receiver normally decodes straight to the meeting's count, so this
+    runs only for frames that arrive otherwise.)
     """
-    if channels == 2:
-        return stereo
-    if channels != 1:
+    if channels not in (1, 2):
         raise ValueError(f"channels must be 1 or 2, not {channels}")
-    wide = stereo.astype(np.int32)
+    have = pcm.shape[1]
+    if have == channels:
+        return pcm
+    if have == 1:
+        return np.repeat(pcm, 2, axis=1)
+    wide = pcm.astype(np.int32)
     return ((wide[:, 0] + wide[:, 1]) >> 1).astype(np.int16).reshape(-1, 1)

@@ -209,22 +209,31 @@ def packet_samples(packet: bytes) -> int:
 class OpusDecoder:
     """One speaker's decoder state (Opus is stateful: one decoder per SSRC).
 
+    ``channels`` is what the decoder outputs, whatever the packets carry: libopus
+    decodes a stereo stream straight to mono (SILK decodes its mid channel only,
+    CELT downmixes before its inverse transform), at 0.68x the CPU of a stereo decode
+    (bench/codec_floor.py). A mono meeting therefore asks for mono here instead of
+    decoding stereo and averaging it afterwards. FEC and PLC work at either count.
+
     Not thread-safe; the receiver uses each decoder from one thread at a time.
     """
 
-    __slots__ = ("_lib", "_state", "_buf", "_last_samples")
+    __slots__ = ("_lib", "_state", "_buf", "_last_samples", "channels")
 
-    def __init__(self) -> None:
+    def __init__(self, channels: int = CHANNELS) -> None:
+        if channels not in (1, 2):
+            raise ValueError(f"channels must be 1 or 2, not {channels}")
+        self.channels = channels
         self._lib = _lib()
         err = ctypes.c_int()
         # Kept as c_void_p: the variadic *_ctl calls have no argtypes, and a bare int
         # would be passed as a 32-bit C int, truncating the pointer.
         self._state = ctypes.c_void_p(
-            self._lib.opus_decoder_create(SAMPLE_RATE, CHANNELS, ctypes.byref(err))
+            self._lib.opus_decoder_create(SAMPLE_RATE, channels, ctypes.byref(err))
         )
         if err.value != _OPUS_OK or not self._state.value:
             raise OpusUnavailable(f"libopus could not create a decoder: {_error_text(err.value)}.")
-        self._buf = (ctypes.c_int16 * (MAX_FRAME_SAMPLES * CHANNELS))()
+        self._buf = (ctypes.c_int16 * (MAX_FRAME_SAMPLES * channels))()
         self._last_samples = FRAME_SAMPLES
 
     def __del__(self) -> None:
@@ -239,10 +248,10 @@ class OpusDecoder:
         )
         if n < 0:
             raise OpusDecodeError(_error_text(n))
-        return ctypes.string_at(self._buf, n * CHANNELS * 2)
+        return ctypes.string_at(self._buf, n * self.channels * 2)
 
     def decode(self, packet: bytes) -> bytes:
-        """PCM (48 kHz stereo s16le) of one packet; :class:`OpusDecodeError` if corrupt."""
+        """PCM (48 kHz s16le, ``channels`` interleaved) of one packet; :class:`OpusDecodeError` if corrupt."""
         samples = packet_samples(packet)
         if samples < 0 or samples > MAX_FRAME_SAMPLES:
             raise OpusDecodeError("invalid packet")

@@ -359,7 +359,7 @@ class MeetingManager:
 
     def _attach(self, live: LiveMeeting, link: VoiceLink) -> None:
         live.link = link
-        link.receiver.set_sink(live.session.feed)
+        link.receiver.set_sink(live.session.feed, channels=live.session.settings.channels)
         link.set_listener(_LinkListener(self, live, link))
 
     # ------------------------------------------------------------------ the ticker's two halves

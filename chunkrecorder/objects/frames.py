@@ -18,8 +18,11 @@ class VoiceFrame:
 
     ``timestamp`` is the RTP timestamp (48 kHz units, 32-bit, wraps) and places the
     frame on the speaker's own clock; ``arrival`` (seconds on the session's clock)
-    anchors that clock to the meeting's and catches drift. ``pcm`` is 48 kHz stereo
-    s16le, normally 3840 bytes.
+    anchors that clock to the meeting's and catches drift. ``pcm`` is 48 kHz s16le
+    with ``channels`` interleaved channels, normally 960 samples (3840 bytes stereo,
+    1920 mono). The receiver decodes straight to the meeting's channel count (a mono
+    decode costs 0.68x a stereo one), so the pipeline places frames without
+    converting them; a frame of the other count is converted when placed.
     """
 
     user_id: int
@@ -28,6 +31,12 @@ class VoiceFrame:
     timestamp: int
     arrival: float
     pcm: bytes
+    channels: int = DISCORD_CHANNELS
+
+    @property
+    def samples(self) -> int:
+        """Samples per channel in ``pcm``."""
+        return len(self.pcm) // (2 * self.channels)
 
 
 #: The longest flush interval: a speaker's buffered audio grows with it (about 5.8 MB per

@@ -33,7 +33,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..audio.mix import mix, to_channels
-from ..objects.frames import DISCORD_CHANNELS, FRAME_SAMPLES, MeetingSettings, VoiceFrame
+from ..objects.frames import FRAME_SAMPLES, MeetingSettings, VoiceFrame
 from ..objects.records import MIX_USER_ID, Meeting
 from ..objects.results import SessionSnapshot
 from ..store.service import SqlRecordingService
@@ -217,7 +217,7 @@ class RecordingSession:
             elapsed_s=max(0.0, self._now - self.t0),
             speakers=tuple(sorted(self._buffers)),
             buffered_bytes=sum(b.nbytes for b in self._buffers.values())
-            + len(self._inbox) * FRAME_SAMPLES * 2 * DISCORD_CHANNELS,
+            + len(self._inbox) * FRAME_SAMPLES * 2 * self.settings.channels,  # (as the receiver decodes them)
             windows_flushed=self._next,
             chunks_written=s.chunks_written,
             frames_received=s.received,
@@ -276,19 +276,20 @@ class RecordingSession:
         event loop's CPU). Within a speaker the runs are written in arrival order, so
         a frame that overlaps an earlier one still wins, as it did frame by frame.
         """
-        placed: dict[int, list[tuple[int, bytes]]] = {}
-        frame_bytes = 2 * DISCORD_CHANNELS
+        placed: dict[int, list[tuple[int, bytes, int]]] = {}
         while self._inbox:
             frame = self._inbox.popleft()
             self._stats.received += 1
             pcm = frame.pcm
-            if not pcm or len(pcm) % frame_bytes or frame.user_id == MIX_USER_ID:
+            channels = frame.channels
+            if (channels != 1 and channels != 2) or not pcm or len(pcm) % (2 * channels) \
+                    or frame.user_id == MIX_USER_ID:
                 self._stats.invalid += 1
                 continue
             if frame.user_id in self._erased:
                 self._stats.erased += 1
                 continue
-            heard = self.sample_at(frame.arrival) - len(pcm) // frame_bytes
+            heard = self.sample_at(frame.arrival) - len(pcm) // (2 * channels)
             key = (frame.user_id, frame.ssrc)
             clock = self._clocks.get(key)
             if clock is None:
@@ -298,7 +299,7 @@ class RecordingSession:
         self._release_held(placed, force=release_all)
         self._write(placed)
 
-    def _release_held(self, placed: dict[int, list[tuple[int, bytes]]], *, force: bool) -> None:
+    def _release_held(self, placed: dict[int, list[tuple[int, bytes, int]]], *, force: bool) -> None:
         """Anchor a new stream on its first frames' smallest delay, then place them.
 
         A stream's first frames are held until ``HOLD_FRAMES`` have come or the first
@@ -320,8 +321,8 @@ class RecordingSession:
                 self._place(clock, frame, heard, placed)
 
     def _place(self, clock: SpeakerClock, frame: VoiceFrame, heard: int,
-               placed: dict[int, list[tuple[int, bytes]]]) -> None:
-        frame_bytes = 2 * DISCORD_CHANNELS
+               placed: dict[int, list[tuple[int, bytes, int]]]) -> None:
+        frame_bytes = 2 * frame.channels
         pcm = frame.pcm
         n = len(pcm) // frame_bytes
         pos = clock.place(frame.timestamp, heard, sequence=frame.sequence, samples=n)
@@ -341,7 +342,7 @@ class RecordingSession:
                 return
         if pos < buf.floor:
             self._stats.late += 1  # (its samples below the floor are dropped by the write)
-        placed.setdefault(frame.user_id, []).append((pos, pcm))
+        placed.setdefault(frame.user_id, []).append((pos, pcm, frame.channels))
 
     def _new_buffer(self, user_id: int) -> Optional[TrackBuffer]:
         """A speaker's buffer, if the bot-wide budget admits one more speaker (else None).
@@ -375,23 +376,29 @@ class RecordingSession:
         for user_id in list(self._buffers):
             self._drop_buffer(user_id)
 
-    def _write(self, placed: dict[int, list[tuple[int, bytes]]]) -> None:
-        frame_bytes = 2 * DISCORD_CHANNELS
+    def _write(self, placed: dict[int, list[tuple[int, bytes, int]]]) -> None:
+        """Write each speaker's placed frames in runs that follow each other on the timeline.
+
+        Frames already at the meeting's channel count (the receiver decodes to it) go
+        into the buffer as they are; others are converted once per run.
+        """
+        want = self.settings.channels
         for user_id, items in placed.items():
             buf = self._buffers.get(user_id)
             if buf is None:
                 continue
             i = 0
             while i < len(items):
-                pos, pcm = items[i]
+                pos, pcm, channels = items[i]
+                frame_bytes = 2 * channels
                 end = pos + len(pcm) // frame_bytes
                 j = i + 1
-                while j < len(items) and items[j][0] == end:
+                while j < len(items) and items[j][0] == end and items[j][2] == channels:
                     end += len(items[j][1]) // frame_bytes
                     j += 1
-                data = pcm if j == i + 1 else b"".join(p for _, p in items[i:j])
-                stereo = np.frombuffer(data, dtype="<i2").reshape(-1, DISCORD_CHANNELS)
-                buf.write(pos, to_channels(stereo, self.settings.channels))
+                data = pcm if j == i + 1 else b"".join(p for _, p, _ in items[i:j])
+                samples = np.frombuffer(data, dtype="<i2").reshape(-1, channels)
+                buf.write(pos, samples if channels == want else to_channels(samples, want))
                 i = j
 
     # ------------------------------------------------------------------ flushing

@@ -116,6 +116,8 @@ class Transcoder:
         #: PCM files with several names (dev, inode) being encoded now: see _encode_once
         self._shared: dict[tuple[int, int], asyncio.Future[None]] = {}
         self._busy = 0
+        #: per worker: settled when its current round (claim, encode, outcome) has ended
+        self._tickets: dict[int, asyncio.Future[None]] = {}
         self.completed = 0
         self.failed = 0
 
@@ -194,23 +196,54 @@ class Transcoder:
 
     # ------------------------------------------------------------------ work
     async def _worker(self, index: int) -> None:
+        loop = asyncio.get_running_loop()
         while True:
+            # The ticket is settled once this round's job (claimed or being claimed)
+            # has ended: see ``settle``.
+            ticket: asyncio.Future[None] = loop.create_future()
+            self._tickets[index] = ticket
+            worked: Optional[bool]
             try:
-                self._wake.clear()
-                row = await self._store.claim_next_job(now=time.time())
-                if row is None:
-                    await self._idle()
-                    continue
-                self._busy += 1
-                try:
-                    await self._run(row)
-                finally:
-                    self._busy -= 1
+                worked = await self._claim_and_run()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a worker must outlive any one job
                 log.exception("transcode worker %d: unexpected error", index)
+                worked = None
+            finally:
+                if not ticket.done():
+                    ticket.set_result(None)
+            if worked is None:
                 await asyncio.sleep(1.0)
+            elif not worked:
+                await self._idle()
+
+    async def _claim_and_run(self) -> bool:
+        """Claim the next due row and see it through; False when there was none."""
+        self._wake.clear()
+        row = await self._store.claim_next_job(now=time.time())
+        if row is None:
+            return False
+        self._busy += 1
+        try:
+            await self._run(row)
+        finally:
+            self._busy -= 1
+        return True
+
+    async def settle(self) -> None:
+        """Wait until every job claimed, or being claimed, when this is called has ended.
+
+        A removal deletes rows first and files after; an encode already running when
+        the rows went still writes its MP3 (and links it under the other names of its
+        PCM file) before it finds its row gone. Waiting here between the two steps
+        means the removal's files include whatever those encodes wrote, so nothing is
+        left once the removal returns. Jobs claimed after this call cannot see the
+        deleted rows. Costs at most one encode per worker (a fraction of a second).
+        """
+        pending = [t for t in self._tickets.values() if not t.done()]
+        if pending:
+            await asyncio.wait(pending)
 
     async def _idle(self) -> None:
         timeout = self.POLL_S

@@ -98,7 +98,7 @@ _CRASHING_BOT = textwrap.dedent("""
         session = await recorder.start_meeting(
             guild_id=guild_id, channel_id=channel_id, started_by=started_by,
             settings=MeetingSettings(flush_interval_s=1.0), clock=net.clock)
-        link.receiver.set_sink(session.feed)
+        link.receiver.set_sink(session.feed, channels=session.settings.channels)
         await net.run(3.2, on_tick=recorder.tick)
         await recorder.wait_idle(60)
         print(session.meeting.id, flush=True)

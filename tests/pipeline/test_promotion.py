@@ -144,6 +144,7 @@ async def test_tracks_are_assembled_while_recording_so_stop_only_finishes_the_ta
         return len(tracks) == 2 and all(t.assembled_seq >= 4 for t in tracks.values())
 
     await wait_for(assembled)
+    await recorder.wait_idle()  # a later window may be mid-append: the .part runs ahead of its row until it ends
     part = recorder.layout.part_path(mid, 5)
     track = {t.user_id: t for t in await store.tracks_for_meeting(mid)}[5]
     assert part.stat().st_size == track.assembled_bytes
@@ -227,7 +228,7 @@ async def test_an_erased_user_leaves_no_trace_in_an_unfinished_meeting(recorder:
     erased_report = await recorder.erase_user(2)
     assert erased_report.rows > 0 and erased_report.files > 0 and erased_report.bytes_freed > 0
     assert not recorder.layout.part_path(mid, 2).exists()
-    assert not any(p.name.startswith("2_") for p in recorder.layout.meeting_dir(mid).iterdir())
+    assert [p.name for p in recorder.layout.meeting_dir(mid).iterdir() if p.name.startswith("2_")] == []
     # they keep talking; nothing of it is kept
     t0 = session.t0
     for i in range(200, 300):

@@ -9,6 +9,7 @@ is left but the mixes, which are untouched.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import threading
 from pathlib import Path
@@ -247,6 +248,45 @@ async def test_erasure_while_recording_drops_the_buffered_audio_and_refuses_the_
     result = await recorder.stop_meeting(session.meeting.id)
     assert {r.user_id for r in result.recordings} == {1, None}
     assert files_under(recorder.layout.data_dir, of_user(2)) == {}
+
+
+async def test_an_erasure_returns_only_after_an_encode_of_theirs_already_running_has_ended(tmp_path: Path) -> None:
+    """The rows go first, the files after: an encode that was running when the rows went
+    still writes its MP3, and the erasure must not return before it (nor leave it)."""
+    gate, started, ended = threading.Event(), threading.Event(), threading.Event()
+
+    def slow_for_user_2(job: EncodeJob):
+        if not Path(job.pcm_path).name.startswith("2_") or started.is_set():
+            return encode(job)
+        started.set()
+        gate.wait(30)
+        try:
+            return encode(job)
+        finally:
+            ended.set()
+
+    rec = await open_recorder(tmp_path, workers=1, executor="thread", encoder=slow_for_user_2)
+    try:
+        session, _ = await record(rec, (1, 2), 2.3)
+        await wait_for(started.is_set, timeout_s=30)
+        erase = asyncio.create_task(rec.erase_user(2))
+        encode_had_ended: list[bool] = []
+        erase.add_done_callback(lambda _: encode_had_ended.append(ended.is_set()))
+
+        async def rows_gone() -> bool:
+            return await rec.store.user_data(2) == ([], [])
+
+        await wait_for(rows_gone, timeout_s=30)
+        gate.set()  # the encode now writes its MP3, after its row is gone
+        await erase
+        assert encode_had_ended == [True]
+        assert files_under(tmp_path, of_user(2)) == {}
+        result = await rec.stop_meeting(session.meeting.id)
+        assert {r.user_id for r in result.recordings} == {1, None}
+        assert files_under(tmp_path, of_user(2)) == {}
+    finally:
+        gate.set()
+        await close_recorder(rec)
 
 
 # --------------------------------------------------------------------------- the owner's tick

@@ -92,6 +92,36 @@ async def test_every_speaker_is_cut_at_the_same_boundaries_sample_exactly(store,
     assert (await store.get_meeting(s.meeting.id)).length_samples == length
 
 
+@pytest.mark.parametrize("meeting_channels", [1, 2])
+async def test_mono_frames_land_where_stereo_frames_do_and_fill_the_meetings_channels(
+        store, tmp_path: Path, meeting_channels: int) -> None:
+    """The receiver decodes a mono meeting's audio straight to mono: those frames make
+    the same chunks, sample for sample, as Discord's stereo frames of the same voice;
+    in a stereo meeting a mono frame is the same voice in both channels."""
+    chunks: dict[int, dict[tuple[int, int], np.ndarray]] = {}
+    for frame_channels in (2, 1):
+        clock = Clock()
+        folder = tmp_path / f"frames{frame_channels}"
+        s = await make_session(store, folder, clock, channels=meeting_channels)
+        a = Speaker(11, speech_like(3.4, seed=1), channels=frame_channels)
+        b = Speaker(22, speech_like(3.0, seed=2, peak=9000), start_s=0.4, channels=frame_channels)
+        await play(s, clock, [a, b], until_s=3.5, skip={11: {30, 31, 90}})
+        length = await s.finish()
+        tracks = {11: a.expected(length), 22: b.expected(length)}
+        for i in (30, 31, 90):
+            tracks[11][i * 960 : (i + 1) * 960] = 0
+        rows = await chunk_rows(store, s.meeting.id)
+        assert s.snapshot().frames_invalid == 0
+        chunks[frame_channels] = {key: read_pcm(r.pcm_path, meeting_channels) for key, r in rows.items()}
+        for k in range(s.grid.windows_for(length)):
+            for user, track in tracks.items():
+                pcm = chunks[frame_channels][(user, k)]
+                want = expected_chunk(track, s.grid, k, length)
+                assert all(np.array_equal(pcm[:, c], want) for c in range(meeting_channels)), (user, k)
+    assert chunks[1].keys() == chunks[2].keys()
+    assert all(np.array_equal(chunks[1][key], chunks[2][key]) for key in chunks[1])
+
+
 async def test_reordered_and_duplicated_frames_give_the_same_chunks(store, tmp_path: Path) -> None:
     sp = Speaker(5, speech_like(2.2, seed=3))
 

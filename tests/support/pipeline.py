@@ -49,6 +49,8 @@ class Speaker:
     ssrc: int = 0
     first_timestamp: int = 123_456
     first_sequence: int = 100
+    #: what its frames carry: 2 (Discord's stereo) or 1 (what the receiver decodes for a mono meeting)
+    channels: int = 2
 
     def __post_init__(self) -> None:
         if not self.ssrc:
@@ -65,14 +67,15 @@ class Speaker:
 
     def frame(self, i: int, t0: float, *, arrival_delay: float = 0.0) -> VoiceFrame:
         x = self.signal[i * FRAME : (i + 1) * FRAME]
-        stereo = np.repeat(x[:, None], 2, axis=1)
+        pcm = np.repeat(x[:, None], self.channels, axis=1)
         return VoiceFrame(
             user_id=self.user_id,
             ssrc=self.ssrc,
             sequence=(self.first_sequence + i) & 0xFFFF,
             timestamp=(self.first_timestamp + i * FRAME) & 0xFFFFFFFF,
             arrival=t0 + self.start_s + (i + 1) * FRAME / RATE + arrival_delay,
-            pcm=stereo.tobytes(),
+            pcm=pcm.tobytes(),
+            channels=self.channels,
         )
 
     def expected(self, length: int) -> np.ndarray:

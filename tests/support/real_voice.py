@@ -251,7 +251,7 @@ class Bench:
             run.session = await self.recorder.start_meeting(
                 guild_id=guild_id, channel_id=channel_ids[0], started_by=s.speakers[0].user_id,
                 settings=MeetingSettings(flush_interval_s=FLUSH_S), clock=time.monotonic)
-            run.link.receiver.set_sink(run.feed)
+            run.link.receiver.set_sink(run.feed, channels=run.session.settings.channels)
             ticker = asyncio.create_task(self._tick(run))
             await self._script(run, channel)
             await self._stop(run)
@@ -306,7 +306,7 @@ class Bench:
                 if s.on_disconnect == "reconnect" and reason is DisconnectReason.GAVE_UP and run.now() < s.seconds:
                     # The cog's own reconnect policy: a new link into the same session.
                     await self._connect(run, channel)
-                    run.link.receiver.set_sink(run.feed)
+                    run.link.receiver.set_sink(run.feed, channels=run.session.settings.channels)
                     continue
                 return  # a kick: the meeting stops here
             if pending and time.monotonic() >= t0 + pending[0][0]:

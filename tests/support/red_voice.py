@@ -141,7 +141,7 @@ class CogBench:
         # the comparisons); the manager's own reconnects attach this same sink.
         run._sink = live.session.feed
         live.session.feed = run.feed
-        live.link.receiver.set_sink(live.session.feed)
+        live.link.receiver.set_sink(live.session.feed, channels=live.session.settings.channels)
         await self._script(run, s)
         if not run.ended_by_itself:
             run.stopped_at = run.now()

@@ -58,7 +58,7 @@ def assemble(frames: Iterable[VoiceFrame], *, first_timestamp: int, length: int)
     out = np.zeros(length, dtype=np.float64)
     for f in frames:
         pos = (f.timestamp - first_timestamp) % (1 << 32)
-        pcm = np.frombuffer(f.pcm, dtype=np.int16).reshape(-1, 2)[:, 0]
+        pcm = np.frombuffer(f.pcm, dtype=np.int16).reshape(-1, f.channels)[:, 0]
         end = min(length, pos + len(pcm))
         if pos < length:
             out[pos:end] = pcm[: end - pos]

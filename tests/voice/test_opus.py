@@ -87,6 +87,24 @@ def test_concealment_and_fec_produce_a_frame() -> None:
     assert len(dec.decode(packets[2])) == 3840
 
 
+def test_a_mono_decoder_gives_the_mean_of_the_stereo_decode_and_conceals() -> None:
+    src = speech_like(2.0, seed=6)
+    enc = opus.OpusEncoder(application="audio")
+    packets = [enc.encode(f) for f in frames_of(src)]
+    stereo, mono = opus.OpusDecoder(), opus.OpusDecoder(channels=1)
+    both = np.frombuffer(b"".join(stereo.decode(p) for p in packets), np.int16).reshape(-1, 2)
+    one = np.frombuffer(b"".join(mono.decode(p) for p in packets), np.int16).astype(float)
+    assert len(one) == len(both)
+    mean = both.astype(float).mean(axis=1)
+    assert abs(best_lag(mean, one)) <= 1
+    assert correlation(mean, one, delay=0) > 0.99
+    assert abs(best_lag(src, one) - opus.CODEC_DELAY_SAMPLES) <= 4
+    assert len(mono.conceal()) == 1920
+    assert len(mono.recover(packets[3])) == 1920
+    with pytest.raises(ValueError):
+        opus.OpusDecoder(channels=3)
+
+
 def test_encoder_wants_exactly_one_frame() -> None:
     with pytest.raises(ValueError):
         opus.OpusEncoder().encode(bytes(100))

@@ -246,6 +246,54 @@ def test_short_gap_is_concealed_long_gap_is_left_silent() -> None:
     assert len(got) == len(frames) - 6
 
 
+def test_a_mono_receiver_gives_the_same_voice_at_the_same_place_and_conceals_losses() -> None:
+    """A mono meeting's receiver decodes straight to mono (cheaper than stereo and a
+    downmix): same placement, same voice, FEC/PLC for a short gap, silence for a long one."""
+    rig = Rig(channels=1)
+    alice = rig.speaker(111)
+    t0 = alice.timestamp
+    src = speech_like(2.0, seed=10)
+    frames = frames_of(src)
+    lost = {10, 20, 21, 22, 23, 24, 25}
+    for k, pcm in enumerate(frames):
+        data = alice.packet(pcm)
+        if k not in lost:
+            rig.at(k)
+            rig.rx.on_datagram(data)
+    rig.finish()
+    got = rig.frames(111)
+    assert all(f.channels == 1 and len(f.pcm) == 2 * FRAME_SAMPLES for f in got)
+    placed = {((f.timestamp - t0) % (1 << 32)) // FRAME_SAMPLES for f in got}
+    assert 10 in placed and not placed & {20, 21, 22, 23, 24, 25}
+    assert rig.rx.stats.concealed == 1 and rig.rx.stats.lost == 7
+    heard = assemble(got, first_timestamp=t0, length=len(src))
+    assert abs(best_lag(src, heard) - CODEC_DELAY_SAMPLES) <= 4
+    intact = [not 19 <= k <= 26 for k in range(len(frames))]  # the long gap and its edges
+    assert correlation(src, heard, mask=intact) > 0.95
+
+
+def test_a_new_sink_with_another_channel_count_gets_frames_of_that_count_from_then_on() -> None:
+    rig = Rig()
+    alice = rig.speaker(111)
+    t0 = alice.timestamp
+    src = speech_like(2.0, seed=11)
+    frames = frames_of(src)
+    later: list[VoiceFrame] = []
+    for k, pcm in enumerate(frames):
+        if k == 50:
+            rig.rx.set_sink(later.append, channels=1)
+        rig.at(k)
+        rig.rx.on_datagram(alice.packet(pcm))
+    rig.finish()
+    assert {f.channels for f in rig.frames(111)} == {2} and {f.channels for f in later} == {1}
+    assert len(rig.frames(111)) + len(later) == len(frames)
+    heard = assemble(rig.frames(111) + later, first_timestamp=t0, length=len(src))
+    assert abs(best_lag(src, heard) - CODEC_DELAY_SAMPLES) <= 4
+    assert correlation(src, heard) > 0.95
+    with pytest.raises(ValueError):
+        rig.rx.set_sink(later.append, channels=3)
+
+
 def test_silence_frames_decode_to_silence() -> None:
     rig = Rig()
     alice = rig.speaker(111)
