@@ -36,7 +36,7 @@ def test_sizes_and_lengths_read_like_a_player_shows_them() -> None:
 
 def test_settings_refuse_values_a_meeting_cannot_record_with() -> None:
     s = GuildSettings()
-    with pytest.raises(UserError, match="between 1 and 300"):
+    with pytest.raises(UserError, match="between 1 and 60"):
         s.with_value(flush_interval=0.5)
     assert s.with_value(flush_interval=2.0).meeting_settings().flush_interval_s == 2.0
     assert GuildSettings.from_config({"channels": 6, "flush_interval": 5}) == GuildSettings()
