@@ -106,6 +106,17 @@ class Assembler:
         for key in [k for k in self._hashes if k[0] == meeting_id]:
             del self._hashes[key]
 
+    def forget_if_idle(self, meeting_id: str) -> None:
+        """``forget`` unless a pass holds the meeting's lock (it forgets when it ends, or
+        the next pass does): a finished meeting's late pass (a gap encoded at last) must
+        not leave its state behind for the bot's lifetime."""
+        lock = self._locks.get(meeting_id)
+        if lock is not None and lock.locked():
+            return
+        self._locks.pop(meeting_id, None)
+        for key in [k for k in self._hashes if k[0] == meeting_id]:
+            del self._hashes[key]
+
     # ------------------------------------------------------------------ assembling
     async def run(self, meeting_id: str, *, final: bool = False) -> AssemblyStatus:
         """Append every chunk that is ready, in seq order, to every track of the meeting.

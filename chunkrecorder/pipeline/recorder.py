@@ -591,12 +591,14 @@ class Recorder:
         )
 
     async def _assemble(self, meeting_id: str) -> None:
+        finished = False
         try:
             await asyncio.sleep(ASSEMBLY_COALESCE_S)
             while True:
                 self._assembly_dirty.discard(meeting_id)
                 try:
                     status = await self.assembler.run(meeting_id)
+                    finished = status.promoted
                     if status.promoted:
                         # a finished meeting's chunk settled: a gap's, encoded at last
                         await self.promoter.splice_ready(meeting_id)
@@ -609,6 +611,8 @@ class Recorder:
                     return
         finally:
             self._assembling.pop(meeting_id, None)
+            if finished and meeting_id not in self._sessions:
+                self.assembler.forget_if_idle(meeting_id)  # a pass after the meeting ended
             self._pulse()  # (wait_idle looks again)
 
     async def _promote_in_background(self, meeting_id: str) -> None:

@@ -44,7 +44,7 @@ def _wav(path: Path, freq: float, seconds: float, rate: int = 16_000) -> None:
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["--flush-interval", "0.5"], "error: The flush interval must be between 1 and 300 seconds."),
+        (["--flush-interval", "0.5"], "error: The flush interval must be between 1 and 60 seconds."),
         (["--source", "bob=/nonexistent/bob.wav"], "error: bob: no such file: /nonexistent/bob.wav"),
         (["--speakers", "0"], "error: --speakers must be between 1 and 1000, not 0"),
         (["--source", "a=x.wav", "--source", "a=y.wav"], "error: each --source NAME must be different"),

@@ -311,7 +311,10 @@ async def test_stopping_with_a_download_in_flight_ends_it_and_frees_the_port(ser
         await server.stop()
         with pytest.raises(aiohttp.ClientError):
             await r.read()
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", port))
+    # The port is free for the next server (a reload, `web on` again), as aiohttp binds it.
+    again = WebServer(served.server.catalog, served.server.signer, host="127.0.0.1", port=port)
+    await again.start()
+    try:
+        assert again.bound_port == port
+    finally:
+        await again.stop()
