@@ -22,9 +22,16 @@ __all__ = ["confirm"]
 async def confirm(ctx: commands.Context, question: str, *, timeout: float) -> Optional[bool]:
     """True (yes), False (no), or None when nobody answered within ``timeout`` seconds."""
     view = ConfirmView(ctx.author, timeout=timeout, disable_buttons=True)
-    view.message = await ctx.send(question, view=view)
+    # Listen for the typed answer before the question goes out: an answer that comes
+    # back at once (a fast client, a busy bot) must not pass before anyone listens.
     pred = MessagePredicate.yes_or_no(ctx)
     typed = asyncio.ensure_future(ctx.bot.wait_for("message", check=pred))
+    await asyncio.sleep(0)  # (the wait is registered when its task first runs)
+    try:
+        view.message = await ctx.send(question, view=view)
+    except BaseException:
+        typed.cancel()
+        raise
     clicked = asyncio.ensure_future(view.wait())
     try:
         done, _ = await asyncio.wait({typed, clicked}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
