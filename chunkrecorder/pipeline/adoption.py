@@ -11,8 +11,10 @@ are grouped by meeting and:
   a meeting whose tracks are all finished files comes back PROMOTED with a recording
   row per file (speaker from the name; length and duration from counting its MP3
   frames; sha256 and size read), and one with unfinished parts comes back INTERRUPTED
-  with its tracks' ``.part`` files measured in whole windows, its PCM chunks queued and
-  its encoded chunk MP3s as done chunks, so an ordinary promotion finishes it;
+  with its tracks' ``.part`` files measured in whole windows (and the meeting's short
+  last window where a ``.part`` is the only file holding it: its length then comes from
+  there), its PCM chunks queued and its encoded chunk MP3s as done chunks, so an ordinary
+  promotion finishes it;
 * without a manifest, or if its files do not add up, kept as they are and reported
   (:class:`UnknownFiles`: a count in the log and in ``[p]recordings info``).
 
@@ -34,6 +36,7 @@ from ..audio import id3, mp3
 from ..objects.records import MIX_USER_ID, MeetingStatus, RecordingKind
 from ..objects.results import NewGap, NewRecording, TrackAssembly, UnknownFiles
 from ..store.service import SqlRecordingService
+from .assembler import silent_frame
 from .blocking import run_blocking
 from .manifest import Manifest, read_manifest
 from .paths import PART_SUFFIX, Layout
@@ -175,29 +178,46 @@ class Adoption:
             if measured is None:
                 return False
             finished[user_id] = measured
-        tracks: dict[int, TrackAssembly] = {}
-        windows = 0
+        parts: dict[int, _Measured] = {}
         for user_id, path in what.parts.items():
             measured = await run_blocking(_measure, path, whole_only=False)
             if measured is None:
                 return False
-            seq = measured.frames // grid.chunk_frames  # whole windows; the rest is cut off
+            parts[user_id] = measured
+        ends = {m.frames for m in finished.values()}
+        if len(ends) > 1:
+            log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
+                      manifest.meeting_id, sorted(ends))
+            return False
+        on_disk = {(u, s) for u, s, _p in what.pcms} | {(u, s) for u, s, _p in what.mp3s}
+        if not ends:
+            found_ends = await self._last_window_ends(manifest, what, parts, on_disk, grid)
+            if found_ends is None:
+                return False
+            ends = found_ends
+            if len(ends) > 1:
+                log.error("meeting %s: its .part files end at different places (%s frames); kept, not adopted",
+                          manifest.meeting_id, sorted(ends))
+                return False
+        end: Optional[int] = ends.pop() if ends else None  # the meeting's length in frames, if known
+        tracks: dict[int, TrackAssembly] = {}
+        windows = 0
+        for user_id, measured in parts.items():
+            seq = measured.frames // grid.chunk_frames  # whole windows; the rest is cut off ...
             frames = seq * grid.chunk_frames
+            if frames < measured.frames == end and (user_id, seq) not in on_disk:
+                # ... unless it is the meeting's short last window, which only this file holds
+                seq, frames = seq + 1, measured.frames
             size = measured.size * frames // measured.frames if measured.frames else 0
             tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, size, frames)
             windows = max(windows, seq)
-        length: Optional[int] = None
-        if finished:
-            frames_of = {m.frames for m in finished.values()}
-            if len(frames_of) != 1:
-                log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
-                          manifest.meeting_id, sorted(frames_of))
-                return False
-            length = frames_of.pop() * mp3.FRAME
+        length = end * mp3.FRAME if end is not None else None
         for user_id, m in finished.items():
             tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, grid.windows_for(m.frames * mp3.FRAME),
                                             m.size, m.frames)
             windows = max(windows, tracks[user_id].assembled_seq)
+        if length is not None:
+            windows = max(windows, grid.windows_for(length))
         note = "found again from its files after the database was lost"
         if what.parts or not finished:
             # unfinished: an ordinary promotion finishes it
@@ -214,6 +234,40 @@ class Adoption:
             return False
         await self._adopt_chunks(manifest, what, tracks, grid)
         return True
+
+    async def _last_window_ends(
+        self, manifest: Manifest, what: _Found, parts: dict[int, _Measured], on_disk: set[tuple[int, int]],
+        grid: Grid,
+    ) -> Optional[set[int]]:
+        """Where the meeting ends (in frames) by its ``.part`` files, when no finished file says.
+
+        Only a meeting's last window is shorter than a window, so a ``.part`` that ends past
+        its whole windows holds either an append a crash cut short, or that last window. A cut
+        append's chunk is still on disk (a chunk MP3 is deleted only once its track's row says
+        it is in the file), and so is the chunk of a last window appended but not yet recorded
+        as such: both are cut off and appended again. A rest whose chunk is gone and which is
+        not silence is the last window, and the only copy of its audio: it is kept (a cut
+        append of silence, the filler of a window nobody spoke in, holds nothing to lose).
+        None if a ``.part`` cannot be read now (the meeting is then kept, not adopted).
+        """
+        ends: set[int] = set()
+        silent: Optional[bytes] = None
+        for user_id, measured in parts.items():
+            whole = measured.frames // grid.chunk_frames
+            rest = measured.frames - whole * grid.chunk_frames
+            if not rest or (user_id, whole) in on_disk:
+                continue
+            if silent is None:
+                silent = await run_blocking(silent_frame, manifest.channels, manifest.bitrate, manifest.quality,
+                                            manifest.sample_rate)
+            offset = whole * grid.chunk_frames * (measured.size // measured.frames)
+            try:
+                if not await run_blocking(_is_silence, what.parts[user_id], offset, rest, silent):
+                    ends.add(measured.frames)
+            except OSError as exc:
+                log.error("%s cannot be adopted (%s); it is kept as it is", what.parts[user_id], exc)
+                return None
+        return ends
 
     async def _adopt_chunks(
         self, manifest: Manifest, what: _Found, tracks: dict[int, TrackAssembly], grid: Grid
@@ -286,6 +340,13 @@ def _recordings(what: _Found, finished: dict[int, _Measured], length: int, manif
         )
         for user, m in sorted(finished.items())
     ]
+
+
+def _is_silence(path: Path, offset: int, frames: int, silent: bytes) -> bool:
+    """Whether the ``frames`` frames at ``offset`` of ``path`` are the encoder's frames of silence."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        return fh.read(frames * len(silent)) == silent * frames
 
 
 def _mtime(path: Path) -> float:

@@ -8,6 +8,7 @@ lining them up with what was said.
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hashlib
 import os
@@ -417,5 +418,73 @@ async def test_gaps_survive_a_lost_database_and_are_repaired_from_their_kept_chu
         user = next(r for r in await rec.library.recordings_for_meeting(mid) if r.user_id == 6)
         assert sha(user.path) == user.sha256
         assert_holds(user.path, sp, int(2.5 * RATE))
+    finally:
+        await close_recorder(rec)
+
+
+# --------------------------------------------------------------------------- found by the fault injection
+async def _killed_while_finishing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, speakers: list[Speaker],
+                                  seconds: float, *, finished_files: int) -> str:
+    """Record, stop, and die (the kill -9 of ``tests.support.kill``) while the tracks are being
+    renamed from ``.part`` to their final names, after ``finished_files`` of them; then the
+    database is lost. Every window, the meeting's short last one included, is assembled by then."""
+    from chunkrecorder.pipeline.assembler import Assembler
+
+    finalize = Assembler.finalize
+    reached = asyncio.Event()
+    calls = 0
+
+    async def dies_at_a_rename(self: Assembler, *args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls > finished_files:
+            reached.set()
+            await asyncio.Future()  # the process is gone: nothing after this point runs
+        return await finalize(self, *args, **kw)
+
+    monkeypatch.setattr(Assembler, "finalize", dies_at_a_rename)
+    rec = await open_recorder(tmp_path)
+    session = await record(rec, speakers, seconds)
+    stop = asyncio.ensure_future(rec.stop_meeting(session.meeting.id))
+    await asyncio.wait_for(reached.wait(), 30)
+    stop.cancel()
+    await asyncio.gather(stop, return_exceptions=True)
+    await kill(rec)
+    monkeypatch.setattr(Assembler, "finalize", finalize)
+    mid = session.meeting.id
+    assert not list((tmp_path / "chunks" / mid).glob("*_2.*")), "the last window is only in the .part files"
+    assert len(list((tmp_path / "recordings").glob("*.part"))) == len(speakers) + 1 - finished_files
+    for name in (DB, DB + "-wal", DB + "-shm"):
+        (tmp_path / name).unlink(missing_ok=True)
+    return mid
+
+
+@pytest.mark.parametrize("finished_files", [1, 0], ids=["mix-finished", "none-finished"])
+async def test_a_lost_database_keeps_the_short_last_window_a_part_file_already_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, finished_files: int
+) -> None:
+    """Found by the fault injection (seed 2026): killed while a meeting's tracks were being
+    renamed (the mix already finished), then the database lost. Adoption measured each
+    ``.part`` in whole windows and cut off the rest, but a meeting's last window is short:
+    that rest was its last window, whose chunk had gone into the ``.part`` (and been deleted,
+    as it should). The promotion truncated the ``.part`` and filled the window with silence,
+    with no gap: 0.0 dB where the speaker was. Now the rest of a ``.part`` whose chunk is no
+    longer on disk is the meeting's last window, and the meeting's length is taken from it."""
+    seconds = 2.5  # windows of 1.008 s: the third is short
+    speakers = [Speaker(1, speech_like(seconds, seed=1)), Speaker(2, speech_like(seconds, seed=2))]
+    mid = await _killed_while_finishing(tmp_path, monkeypatch, speakers, seconds, finished_files=finished_files)
+
+    rec = await open_recorder(tmp_path)
+    try:
+        assert rec.unknown.files == 0
+        result = await rec.promote(mid)
+        assert result.meeting.status is MeetingStatus.PROMOTED
+        assert result.gaps == () and result.failed_chunks == 0
+        assert result.meeting.length_samples == mp3.frames_for(int(seconds * RATE)) * mp3.FRAME
+        for sp in speakers:
+            user = next(r for r in result.recordings if r.user_id == sp.user_id)
+            assert sha(user.path) == user.sha256
+            assert_holds(user.path, sp, int(seconds * RATE))  # the short last window included
+        assert (await rec.cleanup(temp_ttl_s=0.0)).files_deleted == 0
     finally:
         await close_recorder(rec)
