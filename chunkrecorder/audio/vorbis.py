@@ -69,9 +69,21 @@ def _timestamp(ms: int) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}.{milli:03d}"
 
 
-def chapter_comments(chapters: Sequence[tuple[int, str]]) -> list[tuple[str, str]]:
-    """``(start_ms, title)`` pairs as ``CHAPTERnnn`` / ``CHAPTERnnnNAME`` comments (from 001)."""
+#: Bytes of chapter comments at most: an OpusTags packet that fits one Ogg page (255
+#: segments of 255 bytes) beside the other tags, which is what our Ogg writer makes.
+CHAPTERS_MAX_BYTES = 48 * 1024
+
+
+def chapter_comments(chapters: Sequence[tuple[int, str]], *,
+                     max_bytes: int = CHAPTERS_MAX_BYTES) -> list[tuple[str, str]]:
+    """``(start_ms, title)`` pairs as ``CHAPTERnnn`` / ``CHAPTERnnnNAME`` comments (from 001),
+    the first chapters that fit ``max_bytes`` (255 notes of 2,000 characters would not)."""
     out: list[tuple[str, str]] = []
+    used = 0
     for i, (start_ms, title) in enumerate(chapters, start=1):
-        out += [(f"CHAPTER{i:03d}", _timestamp(start_ms)), (f"CHAPTER{i:03d}NAME", title)]
+        pair = [(f"CHAPTER{i:03d}", _timestamp(start_ms)), (f"CHAPTER{i:03d}NAME", title)]
+        used += sum(8 + len(k) + len(v.encode("utf-8")) for k, v in pair)
+        if used > max_bytes:
+            break
+        out += pair
     return out
