@@ -188,7 +188,7 @@ class Recorder:
         await run_blocking(self.folder_lock.acquire)  # before anything is read: see folder_lock
         for d in (self.layout.chunks_dir, self.layout.recordings_dir):
             await run_blocking(d.mkdir, parents=True, exist_ok=True)
-        await tagging.settle_staged(self.store, self.layout)  # a re-tag a crash interrupted
+        await self._settle_staged()  # re-tags a crash interrupted (see _erase_notes)
         self._recovery = await Recovery(
             self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts
         ).run()
@@ -406,32 +406,61 @@ class Recorder:
 
     async def _erase_notes(self, user_id: int) -> tuple[int, int]:
         """A user's notes, and what finished files were made of them: each such promoted
-        meeting's label track is rewritten and its mix re-tagged without them."""
-        files = freed = 0
-        for mid in await self.store.delete_notes_of_author(user_id):
+        meeting's label track is rewritten and its mix re-tagged without them.
+
+        The re-tagged mixes are staged (``tagging``: complete files beside the old ones)
+        before the notes are deleted: a crash anywhere after that leaves a staged file,
+        and start-up (:meth:`_settle_staged`) re-tags that mix from the notes the database
+        holds then, so the file, its row and the notes end up agreeing.
+        """
+        staged: list[tuple[Recording, list[Note], str, int]] = []
+        for mid in await self.store.meetings_with_notes_of(user_id):
             try:
                 meeting = await self.store.get_meeting(mid)
             except NotFound:
                 continue
             if meeting.status is not MeetingStatus.PROMOTED:
                 continue  # promotion reads the notes left when it runs
-            notes = await self.store.notes_for_meeting(mid)
-            await write_labels(self.layout, mid, notes)
+            notes = [n for n in await self.store.notes_for_meeting(mid) if n.author_id != user_id]
             for rec in await self.store.recordings_for_meeting(mid):
                 if rec.kind is RecordingKind.MIXED:
-                    await self._retag_chapters(rec, markers.track_chapters(meeting, MIX_USER_ID, notes))
-                    files += 1
-        return files, freed
+                    chapters = markers.track_chapters(meeting, MIX_USER_ID, notes)
+                    sha, size = await run_blocking(tagging.stage_retag, Path(rec.path), chapters)
+                    staged.append((rec, notes, sha, size))
+        await self.store.delete_notes_of_author(user_id)
+        for rec, notes, sha, size in staged:
+            await self._commit_retag(rec, notes, sha, size)
+        return len(staged), 0
 
-    async def _retag_chapters(self, rec: Recording, chapters: list[id3.Chapter]) -> None:
-        """A finished file's chapters replaced (its other tags kept), its row in step with it:
-        staged file, row, rename (``tagging``: a crash between them is settled at start-up).
-        Its Opus copy goes (made again from the new file when asked for)."""
+    async def _commit_retag(self, rec: Recording, notes: list[Note], sha: str, size: int) -> None:
+        """A staged re-tag of ``rec`` made final: labels, row, then the file; its Opus copy goes
+        (made again from the new file when asked for)."""
         path = Path(rec.path)
-        sha, size = await run_blocking(tagging.stage_retag, path, chapters)
+        await write_labels(self.layout, rec.meeting_id, notes)
         await self.store.set_recording_file(rec.id, sha256=sha, size_bytes=size)
         await run_blocking(tagging.commit_retag, path)
         await run_blocking(remove_files, self.layout.derived_paths(path))
+
+    async def _settle_staged(self) -> None:
+        """Start-up: every re-tag a crash interrupted is done again from the database's notes
+        (a staged file without a row is dropped: its recording is gone)."""
+        for staged in await run_blocking(tagging.staged_files, self.layout):
+            final = tagging.final_path(staged)
+            parsed = self.layout.parse_recording(final.name)
+            rec = None
+            if parsed is not None:
+                recs = await self.store.recordings_for_meeting(parsed[0])
+                rec = next((r for r in recs if Path(r.path).name == final.name), None)
+            if rec is None or not await run_blocking(final.exists):
+                await run_blocking(remove_files, [staged])
+                continue
+            meeting = await self.store.get_meeting(rec.meeting_id)
+            notes = await self.store.notes_for_meeting(rec.meeting_id)
+            user = MIX_USER_ID if rec.kind is RecordingKind.MIXED else int(rec.user_id or 0)
+            chapters = markers.track_chapters(meeting, user, notes)
+            sha, size = await run_blocking(tagging.stage_retag, final, chapters)
+            await self._commit_retag(rec, notes, sha, size)
+            log.warning("recovery: the re-tag of %s a crash interrupted is done", final.name)
 
     async def _drop_labels_if_empty(self, meeting_ids: set[str]) -> int:
         """A meeting's label track goes with its last recording (the notes stay with the meeting)."""

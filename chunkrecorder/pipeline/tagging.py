@@ -18,13 +18,14 @@ after a restart may find none of them: a tag then says ``member <id>`` or
 ``channel <id>``, and a promotion never fails for a name (a failing source is logged).
 
 Rewriting the tag of a file that already has a row (a member's data erased: the kept
-mix loses their notes) is two-phase, so a crash never leaves a row that disagrees with
-its file: :func:`stage_retag` writes the re-tagged file beside the old one
-(``….mp3.retag``, complete and synced), the row gets its sha256 and size, and
-:func:`commit_retag` renames it over the old file. At start-up :func:`settle_staged`
-finishes what a crash interrupted: a staged file whose digest is the row's replaces
-the old file (the row committed), any other is deleted (the row kept the old file's).
-The audio frames are the same in both files, so nothing recorded is lost either way.
+mix loses their notes) is staged, so a crash never leaves a row that disagrees with its
+file: :func:`stage_retag` writes the re-tagged file beside the old one (``….mp3.retag``,
+complete and synced), then the notes go and the row gets the staged file's sha256 and
+size, and :func:`commit_retag` renames it over the old file. A staged file is also the
+record that a re-tag was under way: at start-up the ``Recorder`` re-tags each such file
+again from what the database holds then (:func:`staged_files`), so file, row and notes
+agree whichever step the crash interrupted. The audio frames are the same in every
+version of the file, so nothing recorded is lost either way.
 """
 
 from __future__ import annotations
@@ -39,8 +40,6 @@ from typing import Callable, Optional, Protocol, Sequence
 from ..audio import id3, ogg, vorbis
 from ..audio.tags import ALBUM_SEP, NAME_MAX, TITLE_SEP, TrackTags, clean_name, clean_text, iso_utc
 from ..objects.records import MIX_USER_ID, Meeting
-from ..store.service import SqlRecordingService
-from .blocking import run_blocking
 from .paths import TMP_SUFFIX, Layout, fsync_dir, remove_files
 
 __all__ = [
@@ -51,7 +50,8 @@ __all__ = [
     "describe",
     "read_chapters",
     "read_tags",
-    "settle_staged",
+    "final_path",
+    "staged_files",
     "stage_retag",
     "tag_file",
     "track_tags",
@@ -261,7 +261,8 @@ def staged_path(path: Path) -> Path:
 
 
 def stage_retag(path: Path, chapters: Sequence[id3.Chapter]) -> tuple[str, int]:
-    """Write ``path`` with new ``chapters`` (its other tags kept) to its staged path, synced;
+    """Write ``path`` with new ``chapters`` (its other tags kept) to its staged path, synced
+    (replacing an older staged file);
     returns the staged file's sha256 and size (blocking). Nothing else changes yet."""
     staged = staged_path(path)
     kind = path.suffix.lower()
@@ -283,28 +284,12 @@ def commit_retag(path: Path) -> None:
     fsync_dir(path.parent)
 
 
-async def settle_staged(store: SqlRecordingService, layout: Layout) -> int:
-    """Start-up: finish or drop every staged re-tag a crash left; returns how many were found."""
-    staged = await run_blocking(_staged_files, layout)
-    for path in staged:
-        final = path.with_name(path.name[: -len(STAGED_SUFFIX)])
-        parsed = layout.parse_recording(final.name)
-        row_sha: Optional[str] = None
-        if parsed is not None:
-            for rec in await store.recordings_for_meeting(parsed[0]):
-                if Path(rec.path).name == final.name:
-                    row_sha = rec.sha256
-        sha, _size = await run_blocking(describe, path)
-        if row_sha is not None and sha == row_sha:
-            await run_blocking(commit_retag, final)
-            log.warning("recovery: the re-tag of %s was committed before a crash; finished", final.name)
-        else:
-            await run_blocking(remove_files, [path])
-            log.warning("recovery: the re-tag of %s never reached its row; the file keeps its old tag", final.name)
-    return len(staged)
+def final_path(staged: Path) -> Path:
+    """The file a staged re-tag is for."""
+    return staged.with_name(staged.name[: -len(STAGED_SUFFIX)])
 
 
-def _staged_files(layout: Layout) -> list[Path]:
+def staged_files(layout: Layout) -> list[Path]:
     try:
         return sorted(p for p in layout.recordings_dir.iterdir() if p.name.endswith(STAGED_SUFFIX))
     except FileNotFoundError:
