@@ -18,7 +18,8 @@ import mutagen.id3
 import mutagen.oggopus
 import pytest
 
-from chunkrecorder.audio import id3
+from chunkrecorder.audio import id3, ogg, vorbis
+from chunkrecorder.audio.tags import TrackTags, clean_name, clean_text
 from chunkrecorder.objects import MeetingSettings, RecordingKind
 from chunkrecorder.pipeline import Recorder
 from chunkrecorder.pipeline import tagging
@@ -232,6 +233,26 @@ async def test_the_opus_copy_carries_the_same_tags(tmp_path: Path) -> None:
     assert mix_opus["title"] == ["general 🎧 — mix"] and mix_opus["chapter001name"] == ["intro"]
     assert mix_opus["chapter001"] == ["00:00:00.500"]
 
+    # tag_file rewrites an Ogg Opus file's OpusTags page alone: the audio pages are the same bytes
+    audio_before = _after_second_page(own_copy.path)
+    tagging.tag_file(Path(own_copy.path), TrackTags(
+        title="t\n2", artist="Ünïcode ✓", album="al", date="2026-01-02T03:04:05Z", track=7, total_tracks=9,
+        comment="c"))
+    m = mutagen.oggopus.OggOpus(own_copy.path)
+    assert (m["title"], m["artist"], m["tracknumber"], m["tracktotal"]) == (["t2"], ["Ünïcode ✓"], ["7"], ["9"])
+    assert m["chunkrecorder_source_sha256"] == [own.sha256]  # what we do not write is kept
+    assert _after_second_page(own_copy.path) == audio_before
+    assert ffmetadata(own_copy.path)[0]["artist"] == "Ünïcode ✓"
+
+
+def _after_second_page(path: str | Path) -> bytes:
+    data = Path(path).read_bytes()
+    with open(path, "rb") as fh:
+        pages = ogg.read_pages(fh)
+        next(pages)
+        second = next(pages)
+    return data[second.offset + second.size :]
+
 
 # --------------------------------------------------------------------------- erasure
 async def test_an_erased_members_name_and_notes_leave_the_kept_mix(tmp_path: Path) -> None:
@@ -338,3 +359,21 @@ async def test_a_crash_between_tagging_and_the_rows_loses_nothing(tmp_path: Path
     tags, _ = ffmetadata(own.path)
     assert tags["artist"] == "member 1" and tags["title"] == "channel 2 — member 1"
     assert snr_db(decode_file(own.path)[: int(SECONDS * RATE)], speakers[0].expected(int(SECONDS * RATE))) > 15
+
+
+# --------------------------------------------------------------------------- the formats, byte by byte
+def test_a_vorbis_comment_body_is_the_specifications_layout() -> None:
+    body = vorbis.comment_packet_body("v1", [("TITLE", "é"), ("A", "")])
+    assert body == (b"\x02\x00\x00\x00v1" + b"\x02\x00\x00\x00"
+                    + b"\x08\x00\x00\x00TITLE=\xc3\xa9" + b"\x02\x00\x00\x00A=")
+    assert vorbis.parse_comment_body(body) == ("v1", [("TITLE", "é"), ("A", "")])
+    assert vorbis.chapter_comments([(3_723_004, "x")]) == [("CHAPTER001", "01:02:03.004"), ("CHAPTER001NAME", "x")]
+
+
+def test_names_lose_control_characters_and_length_only() -> None:
+    assert clean_text("a\x00b\nc\td\x7fe\x9ff\u2028g\u200fh") == "abcdef\u2028g\u200fh"
+    assert clean_name("  \n\x00 ", "member 5") == "member 5"
+    assert clean_name(None, "channel 9") == "channel 9"
+    assert clean_name("y" * 5000, "-") == "y" * 100
+    assert clean_name("שלום 👋🏽", "-") == "שלום 👋🏽"
+    assert clean_text("z" * 300) == "z" * 250
