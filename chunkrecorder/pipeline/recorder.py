@@ -436,10 +436,12 @@ class Recorder:
         """A staged re-tag of ``rec`` made final: labels, row, then the file; its Opus copy goes
         (made again from the new file when asked for)."""
         path = Path(rec.path)
+        # the Opus copy before (a crash later must not leave one naming what was erased) and after
+        await run_blocking(remove_files, self.layout.derived_paths(path))
         await write_labels(self.layout, rec.meeting_id, notes)
         await self.store.set_recording_file(rec.id, sha256=sha, size_bytes=size)
         await run_blocking(tagging.commit_retag, path)
-        await run_blocking(remove_files, self.layout.derived_paths(path))
+        await run_blocking(remove_files, self.layout.derived_paths(path))  # one made meanwhile
 
     async def _settle_staged(self) -> None:
         """Start-up: every re-tag a crash interrupted is done again from the database's notes
