@@ -22,6 +22,7 @@ from .core.abc import CompositeMetaClass
 from .core.config import SettingsStore
 from .core.posting import short_error
 from .core.service import RecordingService
+from .core.weblinks import DiscordNames
 from .events import DiscordEvents, RedEvents
 from .i18n import _
 from .objects.errors import StoreError
@@ -65,7 +66,7 @@ class ChunkRecorder(
         self.store = SqlRecordingService(self.data_dir / DB_NAME)
         self.service = RecordingService(
             bot=bot, settings=self.settings, data_dir=self.data_dir, connector=_discord_connector,
-            recorder=Recorder(store=self.store, data_dir=self.data_dir),
+            recorder=Recorder(store=self.store, data_dir=self.data_dir, names=DiscordNames(bot)),
         )
         self.ticker = Ticker(self.service.meetings)
         self.autorecord = AutoRecordJob(bot, self.service)

@@ -49,17 +49,21 @@ class DeliveryOptions:
 
 
 class HarnessNames:
-    """``web.Names`` from the harness's speaker list."""
+    """``web.Names`` (and the recorder's ``tagging.NameSource``) from the harness's speaker list."""
 
-    def __init__(self, speakers: dict[int, str], channel: str) -> None:
+    def __init__(self, speakers: dict[int, str], channel: str, guild: Optional[str] = None) -> None:
         self.speakers = speakers
         self.channel_name = channel
+        self.guild_name = guild
 
     def speaker(self, guild_id: int, user_id: int) -> Optional[str]:
         return self.speakers.get(user_id)
 
     def channel(self, guild_id: int, channel_id: int) -> Optional[str]:
         return self.channel_name
+
+    def guild(self, guild_id: int) -> Optional[str]:
+        return self.guild_name
 
 
 async def deliver(result: "SimulationResult", recorder: Any, opts: DeliveryOptions, *, names: HarnessNames,

@@ -56,6 +56,9 @@ SPEAKERS_FILE = "harness-speakers.json"
 FIRST_USER_ID = 1001
 GUILD_ID = 4242
 CHANNEL_ID = 5151
+#: The names the files' tags carry for the fake server and channel.
+GUILD_NAME = "Harness guild"
+CHANNEL_NAME = "Harness voice"
 BOT_USER_ID = 9999
 
 #: ``on_progress(phase, done, total)``: "streaming" (seconds), then the pipeline's phases.
@@ -187,6 +190,8 @@ class RecordingInfo:
     #: ``--split-limit``: the paths of the parts, in order (only for a file over the limit).
     parts: Optional[list[str]] = None
     opus_parts: Optional[list[str]] = None
+    #: The file's tags as read back from it (Vorbis names: TITLE, ARTIST, ALBUM, ...).
+    tags: dict[str, str] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -198,6 +203,7 @@ class RecordingInfo:
             "duration_ms": self.duration_ms,
             "sha256": self.sha256,
             "size_bytes": self.size_bytes,
+            "tags": dict(self.tags),
         }
         if self.opus_path is not None:
             out["opus_path"] = self.opus_path
@@ -395,8 +401,20 @@ def _recording_infos(recordings: Sequence[Any], names: dict[int, str]) -> list[R
             duration_ms=int(r.duration_in_ms),
             sha256=r.sha256,
             size_bytes=int(r.size_bytes),
+            tags=_read_tags(Path(r.path)),
         ))
     return out
+
+
+def _read_tags(path: Path) -> dict[str, str]:
+    """A recording's tags read back from its file (empty if it cannot be read)."""
+    from chunkrecorder.pipeline.tagging import read_tags
+
+    try:
+        return read_tags(path)
+    except (OSError, ValueError) as exc:
+        log.warning("tags of %s unreadable: %s", path, exc)
+        return {}
 
 
 def _agreed_ids(names: Sequence[str], plans: Sequence[SpeakerPlan]) -> list[int]:
@@ -457,7 +475,8 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
     link = None
     try:
         clock = WallClock() if opts.realtime else SimulatedClock()
-        net = FakeVoiceNetwork(clock=clock, impairments=opts.build_impairments(), seed=opts.seed,
+        recorder.names = HarnessNames(names, CHANNEL_NAME, GUILD_NAME)
+        net = FakeVoiceNetwork(clock=clock, impairments=opts.build_impairments(), seed=opts.seed, channel_name=CHANNEL_NAME,
                                dave=opts.dave, guild_id=GUILD_ID, channel_id=CHANNEL_ID,
                                bot_user_id=BOT_USER_ID)
         net.add_many(plans)
@@ -541,7 +560,7 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
         )
         if opts.delivery.anything:
             try:
-                await deliver(result, recorder, opts.delivery, names=HarnessNames(names, net.channel.name),
+                await deliver(result, recorder, opts.delivery, names=HarnessNames(names, net.channel.name, GUILD_NAME),
                               on_ready=on_ready)
             except WebServerError as exc:
                 raise HarnessError(str(exc)) from None
@@ -569,6 +588,7 @@ async def recover(db: Path, data_dir: Path, *, on_progress: Optional[ProgressHoo
     cpu = _CpuMeter()
     wall0 = time.perf_counter()
     store, recorder, report = await _open(db, data_dir, workers)
+    recorder.names = HarnessNames(names, CHANNEL_NAME, GUILD_NAME)
     reports: list[MeetingReport] = []
     try:
         candidates = await store.meetings_with_status(MeetingStatus.INTERRUPTED, MeetingStatus.FAILED,

@@ -8,8 +8,12 @@ and size are those of the tagged file.
 
 Only what chunkrecorder writes is here: chapters (``CHAP`` frames listed by one ``CTOC``
 table of contents, the ID3v2 Chapter Frame Addendum that podcast players read) with a
-``TIT2`` title each, and plain text frames. Issue 14 adds tags to every recording by
-adding frames to :func:`build_tag`'s list.
+``TIT2`` title each, plain text frames and a comment (``COMM``): a track's metadata
+(issue 14, ``audio/tags.py``) is frames added to :func:`build_tag`'s list.
+
+Also the reverse, for the same frames only: :func:`read_frames` walks a tag's frames
+(so a re-tag keeps what it does not replace, and the Ogg Opus copy of a file carries
+its MP3's tags), :func:`read_text_tags` and :func:`read_chapters` decode them.
 """
 
 from __future__ import annotations
@@ -25,7 +29,11 @@ __all__ = [
     "MAX_CHAPTERS",
     "build_tag",
     "chapter_frames",
+    "comment_frame",
     "frame",
+    "read_chapters",
+    "read_frames",
+    "read_text_tags",
     "tag_length",
     "text_frame",
     "write_with_tag",
@@ -74,6 +82,14 @@ def frame(frame_id: str, body: bytes) -> bytes:
 def text_frame(frame_id: str, text: str) -> bytes:
     """A text frame (``TIT2``, ``TPE1``, ...) in UTF-8."""
     return frame(frame_id, _UTF8 + text.encode("utf-8"))
+
+
+def comment_frame(text: str, *, lang: str = "eng", description: str = "") -> bytes:
+    """A ``COMM`` frame in UTF-8: language, a (usually empty) description, then the text."""
+    code = lang.encode("ascii")
+    if len(code) != 3:
+        raise ValueError(f"{lang!r} is not a three-letter language code")
+    return frame("COMM", _UTF8 + code + description.encode("utf-8") + b"\x00" + text.encode("utf-8"))
 
 
 def _element_id(index: int) -> bytes:
@@ -157,3 +173,98 @@ def write_with_tag(dst: Path, tag: bytes, src: Path, *, offset: int, length: int
             pass
         raise
     return size
+
+
+def read_frames(tag: bytes) -> list[tuple[str, bytes]]:
+    """``(frame id, body)`` of every frame of the ID3v2.3/2.4 tag ``tag`` starts with.
+
+    Stops at padding or at a frame that does not fit; an extended header is skipped.
+    Unsynchronised or compressed frames are returned as they are (we write none).
+    """
+    length = tag_length(tag[:HEADER_SIZE])
+    if not length or tag[3] not in (3, 4):
+        return []
+    end = min(len(tag), length - (HEADER_SIZE if tag[5] & 0x10 else 0))
+    pos = HEADER_SIZE
+    if tag[5] & 0x40 and pos + 4 <= end:  # extended header
+        ext = tag[pos : pos + 4]
+        pos += _read_syncsafe(ext) if tag[3] == 4 else 4 + int.from_bytes(ext, "big")
+    out: list[tuple[str, bytes]] = []
+    while pos + 10 <= end:
+        raw_id = tag[pos : pos + 4]
+        if not raw_id.isalnum():
+            break  # padding (zeros) or garbage
+        size_bytes = tag[pos + 4 : pos + 8]
+        size = _read_syncsafe(size_bytes) if tag[3] == 4 else int.from_bytes(size_bytes, "big")
+        body = tag[pos + 10 : pos + 10 + size]
+        if len(body) != size:
+            break
+        out.append((raw_id.decode("ascii"), body))
+        pos += 10 + size
+    return out
+
+
+def _decode(encoding: int, raw: bytes) -> str:
+    codec = {0: "latin-1", 1: "utf-16", 2: "utf-16-be", 3: "utf-8"}.get(encoding, "utf-8")
+    return raw.decode(codec, "replace")
+
+
+def _split_terminated(encoding: int, raw: bytes) -> tuple[bytes, bytes]:
+    """``raw`` cut at its first string terminator (two zero bytes, aligned, in UTF-16)."""
+    if encoding in (1, 2):
+        for i in range(0, len(raw) - 1, 2):
+            if raw[i : i + 2] == b"\x00\x00":
+                return raw[:i], raw[i + 2 :]
+        return raw, b""
+    head, _sep, rest = raw.partition(b"\x00")
+    return head, rest
+
+
+def _text(body: bytes) -> str:
+    if not body:
+        return ""
+    values = _decode(body[0], body[1:]).split("\x00")
+    return " / ".join(v for v in values if v)
+
+
+_VORBIS_KEYS = {"TIT2": "TITLE", "TPE1": "ARTIST", "TALB": "ALBUM", "TDRC": "DATE"}
+
+
+def read_text_tags(tag: bytes) -> dict[str, str]:
+    """A tag's title, artist, album, date, track and comment under their Vorbis names.
+
+    ``TRCK`` ``n/total`` gives ``TRACKNUMBER`` and ``TRACKTOTAL``; ``TDRC``, which has no
+    zone (UTC by definition), gets its ``Z`` back when it has a time of day.
+    """
+    out: dict[str, str] = {}
+    for fid, body in read_frames(tag):
+        if fid in _VORBIS_KEYS:
+            out[_VORBIS_KEYS[fid]] = _text(body)
+        elif fid == "TRCK":
+            number, _sep, total = _text(body).partition("/")
+            out["TRACKNUMBER"] = number
+            if total:
+                out["TRACKTOTAL"] = total
+        elif fid == "COMM" and len(body) >= 4 and "COMMENT" not in out:
+            _desc, text = _split_terminated(body[0], body[4:])
+            out["COMMENT"] = _decode(body[0], text).rstrip("\x00")
+    date = out.get("DATE")
+    if date and "T" in date and not date.endswith("Z"):
+        out["DATE"] = date + "Z"
+    return out
+
+
+def read_chapters(tag: bytes) -> list[Chapter]:
+    """The ``CHAP`` frames of a tag, in time order, titled by their ``TIT2`` (or empty)."""
+    out: list[Chapter] = []
+    for fid, body in read_frames(tag):
+        if fid != "CHAP":
+            continue
+        _element, rest = body.split(b"\x00", 1) if b"\x00" in body else (body, b"")
+        if len(rest) < 16:
+            continue
+        start, end = int.from_bytes(rest[0:4], "big"), int.from_bytes(rest[4:8], "big")
+        sub = b"ID3\x04\x00\x00" + _syncsafe(len(rest) - 16) + rest[16:]
+        title = next((_text(b) for f, b in read_frames(sub) if f == "TIT2"), "")
+        out.append(Chapter(start, end, title))
+    return sorted(out, key=lambda c: c.start_ms)

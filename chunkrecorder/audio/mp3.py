@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
-from . import lame
+from . import id3, lame
 
 if TYPE_CHECKING:
     import av
@@ -227,9 +227,14 @@ def encode_frames(
 
 
 def decode(data: bytes, *, channels: Optional[int] = None) -> "np.ndarray":
-    """Decode MP3 bytes to int16 (n, channels), no trimming: what a player hears."""
+    """Decode MP3 bytes to int16 (n, channels), no trimming: what a player hears.
+
+    An ID3v2 tag in front (a finished file's metadata) is skipped, as players do.
+    """
     import av
     import numpy as np
+
+    data = data[id3.tag_length(data[: id3.HEADER_SIZE]) :]
 
     ctx = av.CodecContext.create("mp3", "r")
     out: list[np.ndarray] = []
@@ -263,6 +268,7 @@ def decoded_samples(data: bytes) -> int:
     """
     import av
 
+    data = data[id3.tag_length(data[: id3.HEADER_SIZE]) :]  # a finished file's tag is not audio
     ctx = av.CodecContext.create("mp3", "r")
     n = 0
     for packet in ctx.parse(data):
@@ -331,8 +337,12 @@ def _constant_frames(data: bytes) -> Optional[list[int]]:
 
 
 def count_frames(data: bytes) -> int:
-    """Frames in an MP3 byte stream, by walking headers: a cheap integrity check."""
-    return len(frame_offsets(data)) - 1
+    """Frames in an MP3 byte stream, by walking headers: a cheap integrity check.
+
+    An ID3v2 tag in front (a finished file's metadata) is not a frame and is skipped.
+    """
+    tag = id3.tag_length(data[: id3.HEADER_SIZE])
+    return len(frame_offsets(data[tag:] if tag else data)) - 1
 
 
 _MPEG1_L3_KBPS = (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0)

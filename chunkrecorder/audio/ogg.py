@@ -20,6 +20,8 @@ import zlib
 from dataclasses import dataclass
 from typing import BinaryIO, Iterator, Sequence
 
+from . import vorbis
+
 __all__ = [
     "BOS",
     "CONTINUED",
@@ -179,9 +181,5 @@ def parse_opus_tags(packet: bytes) -> dict[str, str]:
 
 def opus_tags(vendor: str, comments: Sequence[str] = ()) -> bytes:
     """The comment header (RFC 7845 §5.2)."""
-    v = vendor.encode("utf-8")
-    out = [b"OpusTags", struct.pack("<I", len(v)), v, struct.pack("<I", len(comments))]
-    for c in comments:
-        raw = c.encode("utf-8")
-        out += [struct.pack("<I", len(raw)), raw]
-    return b"".join(out)
+    pairs = [(k, v) for k, _eq, v in (c.partition("=") for c in comments)]
+    return b"OpusTags" + vorbis.comment_packet_body(vendor, pairs)

@@ -34,7 +34,8 @@ _DAY_S = 86_400.0
 
 
 class DiscordNames:
-    """The ``web.Names`` of the cog: display names and channel names from the bot's cache."""
+    """The ``web.Names`` of the cog, and the pipeline's ``tagging.NameSource``: display names,
+    channel and server names from the bot's cache (None for what it does not hold)."""
 
     def __init__(self, bot: "Red") -> None:
         self.bot = bot
@@ -51,6 +52,10 @@ class DiscordNames:
         guild = self.bot.get_guild(guild_id)
         channel = guild.get_channel(channel_id) if guild is not None else None
         return channel.name if channel is not None else None
+
+    def guild(self, guild_id: int) -> Optional[str]:
+        guild = self.bot.get_guild(guild_id)
+        return guild.name if guild is not None else None
 
 
 def parse_bind(text: str) -> tuple[str, int]:

@@ -351,8 +351,10 @@ def _finalize(part: Path, final: Path, expected: int, sha: Optional["hashlib._Ha
             os.fsync(fh.fileno())
         os.replace(part, final)
         fsync_dir(final.parent)
-    elif not final.exists() or final.stat().st_size != expected:
+    elif _frames_size(final) != expected:  # (done before: tagged since, by tagging.tag_file)
         raise AssemblyError(f"{final.name} is missing or not the {expected} bytes assembled")
+    else:
+        sha = None  # a tag may be in front: hash the file as it is
     if sha is not None:
         return sha.hexdigest()
     h = hashlib.sha256()
@@ -360,3 +362,13 @@ def _finalize(part: Path, final: Path, expected: int, sha: Optional["hashlib._Ha
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def _frames_size(final: Path) -> int:
+    """Bytes of a finished MP3 after its ID3v2 tag (-1 if it is missing)."""
+    try:
+        with open(final, "rb") as fh:
+            tag = id3.tag_length(fh.read(id3.HEADER_SIZE))
+        return final.stat().st_size - tag
+    except OSError:
+        return -1

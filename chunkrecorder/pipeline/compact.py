@@ -8,8 +8,9 @@ one conversion.
 The copy is ``recordings/recording_<meeting>_<who>.opus``, beside its MP3, and goes
 with it: every removal of a recording file removes its derived files too
 (``Layout.derived_paths``). It names the MP3 it was made from (the MP3's sha256 in an
-OpusTags comment), so a recording rebuilt under the same id gets a new copy instead of
-a stale one. A copy finished after its recording was deleted is removed at once.
+OpusTags comment), so a recording rebuilt (or re-tagged) under the same id gets a new
+copy instead of a stale one. It carries the MP3's tags (title, speaker, server, date,
+track, comment, and the mix's chapters as ``CHAPTERnnn`` comments), read from the MP3. A copy finished after its recording was deleted is removed at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+from ..audio import vorbis
 from ..audio.ogg import OggError
 from ..audio.ogg_opus import CompactFile, mp3_to_ogg_opus, read_comments
 from ..objects.errors import NotFound
@@ -29,6 +31,7 @@ from ..objects.records import Recording
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .paths import Layout, remove_files
+from .tagging import read_chapters, read_tags
 from .transcoder import Transcoder
 
 __all__ = ["CompactCopy", "Compactor", "SOURCE_TAG"]
@@ -84,8 +87,10 @@ class Compactor:
             return existing
         async with self._one_at_a_time:
             log.info("making the Opus copy of recording %s", recording.id)
+            tags = await run_blocking(_copied_tags, Path(recording.path))
             made: CompactFile = await self._transcoder.run_job(
-                mp3_to_ogg_opus, recording.path, str(target), comments=[f"{SOURCE_TAG}={recording.sha256}"])
+                mp3_to_ogg_opus, recording.path, str(target),
+                comments=[*tags, f"{SOURCE_TAG}={recording.sha256}"])
         try:
             await self._store.get_recording(recording.id)
         except NotFound:
@@ -113,3 +118,15 @@ class Compactor:
                     h.update(block)
             digest = self._digests[key] = h.hexdigest()
         return CompactCopy(target, st.st_size, digest)
+
+
+def _copied_tags(mp3_path: Path) -> list[str]:
+    """The MP3's tags as OpusTags comments (``KEY=value``), chapters included (blocking)."""
+    try:
+        pairs = list(read_tags(mp3_path).items())
+        chapters = read_chapters(mp3_path)
+    except OSError as exc:
+        log.warning("tags of %s unreadable (%s); the Opus copy has none", mp3_path, exc)
+        return []
+    pairs += vorbis.chapter_comments([(c.start_ms, c.title) for c in chapters])
+    return [f"{k}={v}" for k, v in pairs]

@@ -11,8 +11,9 @@ turns the notes into
 * ID3v2 chapters of the mixed MP3: a chapter per note, from the note to the next one
   (the last to the end of the meeting), which podcast players list and jump to.
 
-:func:`track_tag` is the one place that decides what tag a track's file carries; the
-assembler writes it before the frames without touching them (``audio/id3.py``).
+:func:`track_chapters` is the one place that decides which chapters a track's file
+carries; ``tagging.tag_file`` writes them with the track's other tags (``audio/id3.py``
+for an MP3: before the frames, without touching them).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from __future__ import annotations
 from typing import Optional, Sequence
 
 from ..audio import id3
+from ..audio.tags import TrackTags
 from ..objects.records import MIX_USER_ID, Meeting, Note
 
-__all__ = ["chapters", "clean_text", "labels_text", "track_tag"]
+__all__ = ["chapters", "clean_text", "labels_text", "track_chapters", "track_tag"]
 
 
 def clean_text(text: str) -> str:
@@ -54,12 +56,16 @@ def labels_text(notes: Sequence[Note]) -> str:
     return "".join(lines)
 
 
-def track_tag(meeting: Meeting, user_id: int, notes: Sequence[Note], *, length_ms: Optional[int] = None) -> bytes:
-    """The ID3v2 tag of one track's file (empty: the file is left as the frames alone).
-
-    Today only the mixed track carries one: its chapters, when the meeting has notes.
-    """
+def track_chapters(meeting: Meeting, user_id: int, notes: Sequence[Note], *,
+                   length_ms: Optional[int] = None) -> list[id3.Chapter]:
+    """The chapters of one track's file: the notes, on the mix only."""
     if user_id != MIX_USER_ID or not notes:
-        return b""
-    length = _length_ms(meeting) if length_ms is None else length_ms
-    return id3.build_tag(id3.chapter_frames(chapters(notes, length), toc_title="Notes"))
+        return []
+    return chapters(notes, _length_ms(meeting) if length_ms is None else length_ms)
+
+
+def track_tag(meeting: Meeting, user_id: int, notes: Sequence[Note], *, tags: TrackTags,
+              length_ms: Optional[int] = None) -> bytes:
+    """The ID3v2 tag of one track's MP3: its metadata (``tagging.track_tags``), and on the
+    mix its chapters when the meeting has notes."""
+    return tags.id3_tag(track_chapters(meeting, user_id, notes, length_ms=length_ms))

@@ -4,8 +4,9 @@
 2. wait for the meeting's QUEUED/IN_PROGRESS chunks, reporting progress, up to a timeout;
 3. assemble the tracks to the end (most of each track was assembled while recording);
 4. rename each complete ``.part`` to its final name and describe it (sha256, size, duration);
-   the mix of a meeting with notes gets their chapters as an ID3v2 tag before its first
-   frame (``markers.track_tag``), and the notes become ``labels.txt`` beside the files;
+   every file gets its tags (``tagging``: title, speaker, server, date, track number;
+   the mix of a meeting with notes also their chapters), written before the rows so a
+   row's sha256 and size are the tagged file's, and the notes become ``labels.txt``;
 5. one transaction: ``recordings`` rows in, temp rows out (unless kept), meeting PROMOTED;
 6. remove the meeting's chunk folder.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import inspect
 import logging
 import time
@@ -38,7 +40,7 @@ from ..utils.waiting import wait_event
 from .blocking import run_blocking
 from .assembler import Assembler
 from .errors import PipelineError, PromotionTimeout
-from . import markers
+from . import markers, tagging
 from .paths import Layout, clear_folder, remove_files, write_atomic
 from .recovery import adopt_orphans, expected_frames, settle_length
 from .repair import Repairer
@@ -99,6 +101,8 @@ class Promoter:
         self._wake = wake  # the transcoder: chunks were re-queued
         self._locks: dict[str, asyncio.Lock] = {}
         self.repairer = Repairer(store, layout)
+        #: Display names for the tags (the owner's, through ``Recorder.names``); None: ids only.
+        self.names: Optional[tagging.NameSource] = None
 
     def busy(self, meeting_id: str) -> bool:
         """Whether a promotion of the meeting is running (or waiting for the running one)."""
@@ -238,8 +242,12 @@ class Promoter:
                         f"Track {track.user_id} of meeting `{meeting_id}` has {track.assembled_frames} "
                         f"frames, expected {want}."
                     )
-                tag = markers.track_tag(meeting, track.user_id, notes)
-                files.append(await self._assembler.finalize(meeting, track, tag=tag))
+                # the tags go on before the rows: a row's sha256 and size are the tagged file's
+                tags = tagging.track_tags(meeting, track.user_id, track=i + 1, total=len(tracks), names=self.names)
+                chapters = markers.track_chapters(meeting, track.user_id, notes)
+                made = await self._assembler.finalize(meeting, track)
+                sha, size = await run_blocking(tagging.tag_and_describe, Path(made.path), tags, chapters)
+                files.append(dataclasses.replace(made, sha256=sha, size_bytes=size))
                 await report(progress, "assembling", i + 1, len(tracks))
         await write_labels(self._layout, meeting_id, notes)
         pipe = await store.meeting_pipeline(meeting_id)

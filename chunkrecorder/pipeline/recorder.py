@@ -30,7 +30,6 @@ Nothing here touches Discord. Errors meant for users are :class:`PipelineError`
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -54,7 +53,7 @@ from .folder_lock import DataFolderLock, FolderInUse
 from .library import Library
 from .manifest import remove_manifest, write_manifest
 from .paths import Layout, clear_folder, folder_size, remove_files
-from . import markers
+from . import markers, tagging
 from .promoter import Progress, ProgressCallback, Promoter, PromotionResult, report, write_labels
 from .recovery import Recovery, RecoveryReport, settle_length
 from .session import RecordingSession, SessionSnapshot
@@ -99,7 +98,8 @@ class Recorder:
     ``workers`` encoder processes (default: one per core); ``executor="thread"`` and
     ``encoder`` let tests inject an encoder; ``retry`` is the attempts and backoff of a
     failing chunk; ``jitter_margin_s`` how long a window waits for late frames;
-    ``on_promoted`` is told about promotions that finish in the background.
+    ``on_promoted`` is told about promotions that finish in the background; ``names``
+    gives the display names the files' tags carry (also settable later: ``names``).
     """
 
     def __init__(
@@ -114,6 +114,7 @@ class Recorder:
         jitter_margin_s: float = 0.5,
         on_promoted: Optional[PromotedHook] = None,
         audio_budget_bytes: int = DEFAULT_BUDGET_BYTES,
+        names: Optional[tagging.NameSource] = None,
     ) -> None:
         self.store = store
         self.layout = Layout(data_dir)
@@ -133,6 +134,7 @@ class Recorder:
         self.assembler = Assembler(store, self.layout)
         self.promoter = Promoter(store, self.layout, self.assembler, changes=lambda: self._changed,
                                  wake=self.transcoder.wake)
+        self.promoter.names = names
         self.cleaner = Cleaner(store, self.layout)
         self.compactor = Compactor(store, self.layout, self.transcoder)
         self._sessions: dict[str, RecordingSession] = {}
@@ -143,6 +145,15 @@ class Recorder:
         self._recovery: Optional[RecoveryReport] = None
         #: Files of meetings the database does not know, as last counted (start-up, cleanup).
         self.unknown = UnknownFiles()
+
+    @property
+    def names(self) -> Optional[tagging.NameSource]:
+        """Display names for the tags of the files promotion writes (None: ids only)."""
+        return self.promoter.names
+
+    @names.setter
+    def names(self, source: Optional[tagging.NameSource]) -> None:
+        self.promoter.names = source
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> RecoveryReport:
@@ -177,6 +188,7 @@ class Recorder:
         await run_blocking(self.folder_lock.acquire)  # before anything is read: see folder_lock
         for d in (self.layout.chunks_dir, self.layout.recordings_dir):
             await run_blocking(d.mkdir, parents=True, exist_ok=True)
+        await self._settle_staged()  # re-tags a crash interrupted (see _erase_notes)
         self._recovery = await Recovery(
             self.store, self.layout, max_attempts=self.transcoder.retry.max_attempts
         ).run()
@@ -394,24 +406,63 @@ class Recorder:
 
     async def _erase_notes(self, user_id: int) -> tuple[int, int]:
         """A user's notes, and what finished files were made of them: each such promoted
-        meeting's label track is rewritten and its mix re-tagged without them."""
-        files = freed = 0
-        for mid in await self.store.delete_notes_of_author(user_id):
+        meeting's label track is rewritten and its mix re-tagged without them.
+
+        The re-tagged mixes are staged (``tagging``: complete files beside the old ones)
+        before the notes are deleted: a crash anywhere after that leaves a staged file,
+        and start-up (:meth:`_settle_staged`) re-tags that mix from the notes the database
+        holds then, so the file, its row and the notes end up agreeing.
+        """
+        staged: list[tuple[Recording, list[Note], str, int]] = []
+        for mid in await self.store.meetings_with_notes_of(user_id):
             try:
                 meeting = await self.store.get_meeting(mid)
             except NotFound:
                 continue
             if meeting.status is not MeetingStatus.PROMOTED:
                 continue  # promotion reads the notes left when it runs
-            notes = await self.store.notes_for_meeting(mid)
-            await write_labels(self.layout, mid, notes)
+            notes = [n for n in await self.store.notes_for_meeting(mid) if n.author_id != user_id]
             for rec in await self.store.recordings_for_meeting(mid):
                 if rec.kind is RecordingKind.MIXED:
-                    tag = markers.track_tag(meeting, MIX_USER_ID, notes)
-                    sha, size = await run_blocking(_retag, Path(rec.path), tag)
-                    await self.store.set_recording_file(rec.id, sha256=sha, size_bytes=size)
-                    files += 1
-        return files, freed
+                    chapters = markers.track_chapters(meeting, MIX_USER_ID, notes)
+                    sha, size = await run_blocking(tagging.stage_retag, Path(rec.path), chapters)
+                    staged.append((rec, notes, sha, size))
+        await self.store.delete_notes_of_author(user_id)
+        for rec, notes, sha, size in staged:
+            await self._commit_retag(rec, notes, sha, size)
+        return len(staged), 0
+
+    async def _commit_retag(self, rec: Recording, notes: list[Note], sha: str, size: int) -> None:
+        """A staged re-tag of ``rec`` made final: labels, row, then the file; its Opus copy goes
+        (made again from the new file when asked for)."""
+        path = Path(rec.path)
+        # the Opus copy before (a crash later must not leave one naming what was erased) and after
+        await run_blocking(remove_files, self.layout.derived_paths(path))
+        await write_labels(self.layout, rec.meeting_id, notes)
+        await self.store.set_recording_file(rec.id, sha256=sha, size_bytes=size)
+        await run_blocking(tagging.commit_retag, path)
+        await run_blocking(remove_files, self.layout.derived_paths(path))  # one made meanwhile
+
+    async def _settle_staged(self) -> None:
+        """Start-up: every re-tag a crash interrupted is done again from the database's notes
+        (a staged file without a row is dropped: its recording is gone)."""
+        for staged in await run_blocking(tagging.staged_files, self.layout):
+            final = tagging.final_path(staged)
+            parsed = self.layout.parse_recording(final.name)
+            rec = None
+            if parsed is not None:
+                recs = await self.store.recordings_for_meeting(parsed[0])
+                rec = next((r for r in recs if Path(r.path).name == final.name), None)
+            if rec is None or not await run_blocking(final.exists):
+                await run_blocking(remove_files, [staged])
+                continue
+            meeting = await self.store.get_meeting(rec.meeting_id)
+            notes = await self.store.notes_for_meeting(rec.meeting_id)
+            user = MIX_USER_ID if rec.kind is RecordingKind.MIXED else int(rec.user_id or 0)
+            chapters = markers.track_chapters(meeting, user, notes)
+            sha, size = await run_blocking(tagging.stage_retag, final, chapters)
+            await self._commit_retag(rec, notes, sha, size)
+            log.warning("recovery: the re-tag of %s a crash interrupted is done", final.name)
 
     async def _drop_labels_if_empty(self, meeting_ids: set[str]) -> int:
         """A meeting's label track goes with its last recording (the notes stay with the meeting)."""
@@ -631,16 +682,3 @@ class Recorder:
             except Exception:  # noqa: BLE001
                 log.exception("on_promoted hook failed")
 
-
-def _retag(path: Path, tag: bytes) -> tuple[str, int]:
-    """Replace the ID3v2 tag at the head of a finished file (its frames untouched); returns
-    the new sha256 and size (blocking)."""
-    with open(path, "rb") as fh:
-        head = fh.read(id3.HEADER_SIZE)
-    old = id3.tag_length(head)
-    size = id3.write_with_tag(path, tag, path, offset=old, length=path.stat().st_size - old)
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest(), size

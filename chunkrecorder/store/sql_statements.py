@@ -99,6 +99,7 @@ __all__ = [
     "NOTES_INSERT",
     "NOTES_FETCH_FOR_MEETING",
     "NOTES_DELETE_FOR_AUTHOR",
+    "NOTES_MEETINGS_OF_AUTHOR",
     "RECORDINGS_SET_FILE",
     # gaps (V5)
     "GAP_COLUMNS",
@@ -443,6 +444,8 @@ SELECT {NOTE_COLUMNS} FROM notes WHERE meeting_id = :meeting_id ORDER BY at_ms, 
 #: A data deletion: the author's notes go; the meetings they were in are returned so
 #: that files made from them (labels, chapters) can be rewritten without them.
 NOTES_DELETE_FOR_AUTHOR: Final = "DELETE FROM notes WHERE author_id = :author_id RETURNING meeting_id"
+
+NOTES_MEETINGS_OF_AUTHOR: Final = "SELECT DISTINCT meeting_id FROM notes WHERE author_id = :author_id"
 
 #: A finished file rewritten in place (its tag changed): its new digest and size.
 RECORDINGS_SET_FILE: Final = """

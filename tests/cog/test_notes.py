@@ -48,9 +48,19 @@ async def test_notes_become_labels_chapters_and_info_lines(voice_world: VoiceWor
     decoded = mono(mp3.decode(mix[id3.tag_length(mix):]))
     assert abs(len(decoded) - 3 * 48_000) <= 1152
     assert best_lag(decoded, mono(voice.net.expected(SPEAKER_ID, len(decoded))))[1] > 0.5
+    # Every file carries its tags (issue 14) with the names Discord's cache gives the cog;
+    # the chapters are the mix's only.
+    guild = world.bot.get_guild(GUILD_ID)
+    speaker_name = guild.get_member(SPEAKER_ID).display_name
     for name, data in files.items():
         if name.endswith(f"_{SPEAKER_ID}.mp3"):
-            assert not data.startswith(b"ID3")
+            tag = mutagen.id3.ID3(io.BytesIO(data))
+            assert str(tag["TPE1"]) == speaker_name and not tag.getall("CHAP")
+            assert str(tag["TIT2"]).endswith(f" — {speaker_name}")
+            assert str(tag["TALB"]).startswith(f"{guild.name} · ")
+    mix_tag = mutagen.id3.ID3(io.BytesIO(mix))
+    assert str(mix_tag["TPE1"]) == guild.name and str(mix_tag["TIT2"]).endswith(" — mix")
+    assert meeting_id in str(mix_tag.getall("COMM")[0])
 
     info = "\n".join(m.text for m in await world.invoke(ADMIN_ID, f"!recordings info {meeting_id}"))
     assert "Notes (2, chapters of the mixed file):" in info
@@ -64,6 +74,7 @@ async def test_notes_become_labels_chapters_and_info_lines(voice_world: VoiceWor
     (rec,) = [r for r in await world.cog.store.recordings_for_meeting(meeting_id) if r.kind is RecordingKind.MIXED]
     data = Path(rec.path).read_bytes()
     assert chapters(data) == [(2500, 3000, "Budget")]
+    assert str(mutagen.id3.ID3(io.BytesIO(data))["TPE1"]) == guild.name  # its other tags kept
     assert rec.size_bytes == len(data) and rec.sha256 == hashlib.sha256(data).hexdigest()
     assert data[id3.tag_length(data):] == mix[id3.tag_length(mix):]  # the frames untouched
     assert [n.text for n in await world.cog.store.notes_for_meeting(meeting_id)] == ["Budget"]
@@ -75,11 +86,12 @@ async def test_notes_become_labels_chapters_and_info_lines(voice_world: VoiceWor
     assert (await world.cog.store.list_meetings(GUILD_ID))[1] == 0
 
 
-async def test_a_meeting_without_notes_has_no_label_track_and_an_untagged_mix(voice_world: VoiceWorld) -> None:
+async def test_a_meeting_without_notes_has_no_label_track_and_a_mix_without_chapters(voice_world: VoiceWorld) -> None:
     voice, world = voice_world, voice_world.world
     await world.invoke(ADMIN_ID, "!record start")
     await voice.run(1.5)
     files = files_of(await world.invoke(ADMIN_ID, "!record stop"))
     assert len(files) == 3 and not any(n.endswith(".txt") for n in files)
-    assert not any(d.startswith(b"ID3") for d in files.values())
+    for data in files.values():  # tagged (issue 14), but no chapters
+        assert data.startswith(b"ID3") and not mutagen.id3.ID3(io.BytesIO(data)).getall("CHAP")
     assert not [m for m in world.sent(TEXT_ID) if m.text.startswith("📝")]

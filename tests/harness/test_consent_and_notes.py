@@ -109,10 +109,12 @@ async def test_notes_are_labels_and_chapters_at_the_times_they_were_taken(tmp_pa
     assert raw.startswith(b"ID3") and id3.tag_length(raw) > 0
     assert raw[id3.tag_length(raw):][:2] == b"\xff\xfb"  # an MPEG-1 layer III frame header next
     assert mix["size_bytes"] == len(raw) and mix["sha256"] == hashlib.sha256(raw).hexdigest()
-    # The per-speaker files carry no tag: the chapters are the mix's.
+    # The per-speaker files carry their own tags (issue 14) but no chapters: those are the mix's.
     for r in data["recordings"]:
         if r["kind"] == "per_user":
-            assert not Path(r["path"]).read_bytes().startswith(b"ID3")
+            own = Path(r["path"]).read_bytes()
+            assert own.startswith(b"ID3") and not id3.read_chapters(own)
+            assert r["tags"]["ARTIST"] == r["speaker"]
 
 
 async def test_a_meeting_with_notes_keeps_its_sync_and_length(tmp_path: Path) -> None:

@@ -28,6 +28,11 @@ class NotesTable(Database):
         """A meeting's notes in time order."""
         return await self._fetch_as(Note, sql.NOTES_FETCH_FOR_MEETING, {"meeting_id": meeting_id})
 
+    async def meetings_with_notes_of(self, author_id: int) -> list[str]:
+        """The meetings ``author_id`` took a note in (what erasing their notes will re-tag)."""
+        rows = await self._fetch(sql.NOTES_MEETINGS_OF_AUTHOR, {"author_id": author_id})
+        return sorted({str(r[0]) for r in rows})
+
     async def delete_notes_of_author(self, author_id: int) -> list[str]:
         """Erase every note ``author_id`` took; returns the meetings that had one."""
         rows = await self._fetch(sql.NOTES_DELETE_FOR_AUTHOR, {"author_id": author_id})
