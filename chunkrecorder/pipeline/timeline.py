@@ -135,8 +135,8 @@ class SpeakerClock:
         self._last_heard: Optional[int] = None
         self._late_min: Optional[int] = None
         self._late_count = 0
-        self._seen: set[tuple[int, int]] = set()
-        self._seen_order: collections.deque[tuple[int, int]] = collections.deque()
+        self._seen: set[int] = set()
+        self._seen_order: collections.deque[int] = collections.deque()
         self._prev: Optional[tuple[int, int]] = None  # (sequence, ext) of the last frame placed
         self.unusable = 0
 
@@ -165,7 +165,7 @@ class SpeakerClock:
         self.anchor = min(heard - ext for ext, (_, heard) in zip(exts, frames))
         self._last_heard = max(heard for _, heard in frames)
 
-    def _remember(self, key: tuple[int, int]) -> bool:
+    def _remember(self, key: int) -> bool:
         """Record a frame's key; False if it was among the last ``SEEN`` (a duplicate)."""
         if key in self._seen:
             return False
@@ -184,7 +184,8 @@ class SpeakerClock:
         """
         top = self._top
         ext = self._unwrap(timestamp)
-        key = (ext, -1 if sequence is None else sequence & 0xFFFF)
+        # (ext, sequence) packed in one int: half the memory of a tuple (4,096 per speaker)
+        key = ext * 0x20000 + (0x10000 if sequence is None else sequence & 0xFFFF)
         if self.anchor is None:
             self.anchor = heard - ext
             self._last_heard = heard
