@@ -397,7 +397,7 @@ def decode_pcm(data: bytes) -> "np.ndarray":
     import numpy as np
 
     parts = []
-    with av.open(io.BytesIO(data), format="flac") as container:
+    with av.open(io.BytesIO(data), mode="r", format="flac") as container:
         stream = container.streams.audio[0]
         channels = stream.codec_context.channels
         for frame in container.decode(stream):
@@ -521,7 +521,7 @@ def scan(frames_path: Path, *, offset: int, length: int, sample_rate: int, chann
     every = SEEK_EVERY_S * sample_rate
     next_seek = 0
     expect = 0
-    with av.open(io.BytesIO(head + frames), format="flac") as container:
+    with av.open(io.BytesIO(head + frames), mode="r", format="flac") as container:
         stream = container.streams.audio[0]
         for packet in container.demux(stream):
             if packet.size == 0:

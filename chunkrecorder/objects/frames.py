@@ -12,6 +12,10 @@ FRAME_SAMPLES = 960
 DISCORD_CHANNELS = 2
 
 
+#: The formats a meeting can be archived in (``MeetingSettings.archive``).
+ARCHIVE_FORMATS = ("mp3", "flac")
+
+
 @dataclass(frozen=True, slots=True)
 class VoiceFrame:
     """One decoded 20 ms frame of one speaker.
@@ -55,6 +59,8 @@ class MeetingSettings:
     quality: int = 7
     keep_temp_rows: bool = False
     max_length_s: float = 4 * 3600.0
+    #: "mp3" (64 kb/s, gapless) or "flac" (lossless): the format of every file of the meeting
+    archive: str = "mp3"
 
     def __post_init__(self) -> None:
         if not 1.0 <= self.flush_interval_s <= MAX_FLUSH_INTERVAL_S:
@@ -63,3 +69,5 @@ class MeetingSettings:
             raise ValueError("Channels must be 1 (mono) or 2 (stereo).")
         if self.bitrate not in (32_000, 48_000, 64_000, 96_000, 128_000, 160_000, 192_000):
             raise ValueError("Bitrate must be one of 32, 48, 64, 96, 128, 160 or 192 kb/s.")
+        if self.archive not in ARCHIVE_FORMATS:
+            raise ValueError("The archive format must be mp3 or flac.")

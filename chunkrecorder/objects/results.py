@@ -38,6 +38,8 @@ class MeetingPipeline:
     quality: int
     keep_temp: bool
     flushed_windows: int
+    #: "mp3" or "flac" (V6): what the meeting's chunks and files are encoded in
+    archive: str = "mp3"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ from typing import Optional, Union
 
 import numpy as np
 
-from ..audio import id3, mp3
+from ..audio import flac, id3, mp3
 from ..objects.records import MIX_USER_ID, Meeting, MeetingStatus, RecordingKind, TempRecording, TranscodeStatus
 from ..objects.results import NewGap, NewRecording, TrackAssembly
 from ..store.service import SqlRecordingService
@@ -80,6 +80,17 @@ class _Hash:
 
 
 _Piece = Union[bytes, str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Spec:
+    """One window's piece: bytes (silence) or a chunk file's path, its nominal 1152-sample
+    frames, and (for a FLAC chunk, whose frames carry their position) its start and body."""
+
+    piece: _Piece
+    frames: int
+    start: int
+    body: int
 
 
 class Assembler:
@@ -136,7 +147,8 @@ class Assembler:
             gapped = {(g.user_id, g.seq) for g in await self._store.gaps_for_meeting(meeting_id)} if final else set()
             appended = silent = failed = complete = 0
             for track in tracks:
-                a, s, f = await self._advance(meeting, pipe.quality, grid, track, windows, final, gapped)
+                a, s, f = await self._advance(meeting, pipe.quality, grid, track, windows, final, gapped,
+                                              pipe.archive)
                 appended, silent, failed = appended + a, silent + s, failed + f
                 if track.assembled_seq + a + s + f >= windows:
                     complete += 1
@@ -144,34 +156,37 @@ class Assembler:
 
     async def _advance(
         self, meeting: Meeting, quality: int, grid: Grid, track: TrackAssembly, windows: int, final: bool,
-        gapped: set[tuple[int, int]],
+        gapped: set[tuple[int, int]], archive: str = "mp3",
     ) -> tuple[int, int, int]:
         seq = track.assembled_seq
         if seq >= windows:
             return 0, 0, 0
         rows = {r.seq: r for r in await self._store.temp_recordings_for_track(
             meeting.id, track.user_id, from_seq=seq, limit=windows - seq)}
-        pieces: list[tuple[_Piece, int]] = []
+        pieces: list[_Spec] = []
         done: dict[int, TempRecording] = {}  # piece index → the chunk it appends
         gaps: list[NewGap] = []
         n_chunk = n_silent = 0
         s = seq
         while s < windows:
-            frames = mp3.frames_for(grid.body(s, meeting.length_samples))
+            body = grid.body(s, meeting.length_samples)
+            frames = mp3.frames_for(body)
             row = rows.get(s)
             if row is None:
-                pieces.append((await self._silence(meeting, quality, frames), frames))
+                pieces.append(_Spec(await self._silence(meeting, quality, frames, archive, grid.start(s), body),
+                                    frames, grid.start(s), body))
                 n_silent += 1
             elif row.transcode_status is TranscodeStatus.DONE and row.mp3_path:
                 done[len(pieces)] = row
-                pieces.append((row.mp3_path, frames))
+                pieces.append(_Spec(row.mp3_path, frames, grid.start(s), body))
                 n_chunk += 1
             elif final and (row.transcode_status is TranscodeStatus.FAILED or (track.user_id, s) in gapped):
                 # failed for good, or still failing and the promotion stopped waiting for it
                 reason = row.last_error or "not encoded yet"
                 log.error("meeting %s track %s chunk %d is not encoded (%s); silence stands in and the "
                           "gap is recorded for a repair", meeting.id, track.user_id, s, reason)
-                pieces.append((await self._silence(meeting, quality, frames), frames))
+                pieces.append(_Spec(await self._silence(meeting, quality, frames, archive, grid.start(s), body),
+                                    frames, grid.start(s), body))
                 gaps.append(NewGap(track.user_id, s, row.start_sample, row.sample_count, reason))
             else:
                 break
@@ -182,10 +197,10 @@ class Assembler:
         running = self._hashes.get(key)
         if running is not None and running.size != track.assembled_bytes:
             running = None
-        part = self._layout.part_path(meeting.id, track.user_id)
+        part = self._layout.part_path(meeting.id, track.user_id, archive)
         size, frames_added, sha, unreadable = await run_blocking(
             _append, part, track.assembled_bytes, pieces, running.sha.copy() if running else None,
-            await self._silence(meeting, quality, 1),
+            await self._silence(meeting, quality, 1), archive, meeting.channels, meeting.sample_rate,
         )
         for index in unreadable:
             row = done.pop(index)
@@ -203,7 +218,10 @@ class Assembler:
         await run_blocking(remove_files, [r.mp3_path for r in done.values()])
         return n_chunk, n_silent, len(gaps)
 
-    async def _silence(self, meeting: Meeting, quality: int, frames: int) -> bytes:
+    async def _silence(self, meeting: Meeting, quality: int, frames: int, archive: str = "mp3",
+                       start: int = 0, body: int = 0) -> bytes:
+        if archive == "flac":  # numbered for its window: made each time (a few bytes per 4608 samples)
+            return flac.silence(start, body, channels=meeting.channels, sample_rate=meeting.sample_rate)
         key = (meeting.channels, meeting.bitrate, quality, meeting.sample_rate)
         frame = self._silent_frame.get(key)
         if frame is None:
@@ -213,13 +231,16 @@ class Assembler:
         return frame * frames
 
     # ------------------------------------------------------------------ finishing
-    async def finalize(self, meeting: Meeting, track: TrackAssembly, *, tag: bytes = b"") -> NewRecording:
+    async def finalize(self, meeting: Meeting, track: TrackAssembly, *, tag: bytes = b"",
+                       archive: str = "mp3") -> NewRecording:
         """Rename the complete ``.part`` to the final name (idempotent) and describe the file.
 
         With a ``tag`` (``markers.track_tag``: ID3v2 before the first frame) the final
         file is the tag then the ``.part``'s frames, untouched; its sha256 and size are
         the tagged file's.
         """
+        if archive == "flac":
+            return await self._finalize_flac(meeting, track)
         key = (meeting.id, track.user_id)
         running = self._hashes.get(key)
         sha = running.sha.copy() if running and running.size == track.assembled_bytes and not tag else None
@@ -242,6 +263,31 @@ class Assembler:
         )
 
 
+    async def _finalize_flac(self, meeting: Meeting, track: TrackAssembly) -> NewRecording:
+        """The ``.part``'s frames under a FLAC header measured on them (``audio.flac.finish_track``).
+
+        The ID3 chapters of an MP3 mix have no FLAC form here; the Vorbis comments are
+        the tagging step's (``flac.set_comments``). The length is the decoder's count:
+        the meeting's, to the sample (no frame padding, unlike MP3).
+        """
+        part = self._layout.part_path(meeting.id, track.user_id, "flac")
+        final = self._layout.recording_path(meeting.id, track.user_id, "flac")
+        digest, size, samples = await run_blocking(
+            flac.finish_track, part, final, length=track.assembled_bytes,
+            sample_rate=meeting.sample_rate, channels=meeting.channels,
+        )
+        is_mix = track.user_id == MIX_USER_ID
+        return NewRecording(
+            kind=RecordingKind.MIXED if is_mix else RecordingKind.PER_USER,
+            user_id=None if is_mix else track.user_id,
+            filename=final.name,
+            path=str(final),
+            duration_in_ms=round(samples * 1000 / meeting.sample_rate),
+            sha256=digest,
+            size_bytes=size,
+        )
+
+
 def silent_frame(channels: int, bitrate: int, quality: int, sample_rate: int) -> bytes:
     """The MP3 frame of digital silence for these settings, checked to be frame-invariant."""
     body = 4 * mp3.FRAME
@@ -258,9 +304,12 @@ def silent_frame(channels: int, bitrate: int, quality: int, sample_rate: int) ->
 def _append(
     part: Path,
     expected: int,
-    pieces: list[tuple[_Piece, int]],
+    pieces: list[_Spec],
     sha: Optional["hashlib._Hash"],
     silent: bytes,
+    archive: str = "mp3",
+    channels: int = 1,
+    sample_rate: int = 48_000,
 ) -> tuple[int, int, Optional["hashlib._Hash"], list[int]]:
     """Cut ``part`` back to ``expected`` bytes and append the pieces (worker thread).
 
@@ -289,15 +338,19 @@ def _append(
     with open(part, "r+b") as fh:
         fh.truncate(expected)
         fh.seek(expected)
-        for index, (piece, frames) in enumerate(pieces):
+        for index, spec in enumerate(pieces):
+            piece, frames = spec.piece, spec.frames
             if isinstance(piece, str):
                 try:
                     data = Path(piece).read_bytes()
-                    if mp3.count_frames(data) != frames:
+                    if archive == "flac":
+                        data = flac.chunk_frames(data, body=spec.body, first_sample=spec.start)
+                    elif mp3.count_frames(data) != frames:
                         raise mp3.EncodeError(f"{piece} is not {frames} frames")
-                except (OSError, mp3.EncodeError) as exc:
+                except (OSError, mp3.EncodeError, flac.FlacError) as exc:
                     log.error("chunk %s unusable (%s); silence stands in", piece, exc)
-                    data = silent * frames
+                    data = (flac.silence(spec.start, spec.body, channels=channels, sample_rate=sample_rate)
+                            if archive == "flac" else silent * frames)
                     unreadable.append(index)
             else:
                 data = piece

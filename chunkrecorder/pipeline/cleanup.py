@@ -193,7 +193,7 @@ def chunk_files(temps: list[TempRecording]) -> list[str]:
     recorded it yet (an encode that finished while the rows were being deleted)."""
     out: list[str] = []
     for t in temps:
-        out += [t.pcm_path, str(Path(t.pcm_path).with_suffix(".mp3"))]
+        out += [t.pcm_path, str(Path(t.pcm_path).with_suffix(".mp3")), str(Path(t.pcm_path).with_suffix(".flac"))]
         if t.mp3_path:
             out.append(t.mp3_path)
     return out

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Callable
 
-from ..audio import mp3
+from ..audio import flac, mp3
 
 __all__ = ["EncodeJob", "encode", "bootstrap_source", "serve", "read_message", "write_message"]
 
@@ -64,9 +64,12 @@ class EncodeJob:
     bitrate: int
     quality: int
     sample_rate: int = 48_000
+    #: "flac": ``mp3_path`` is the chunk's ``.flac`` (``audio.flac``), numbered from ``first_sample``
+    archive: str = "mp3"
+    first_sample: int = 0
 
 
-def encode(job: EncodeJob) -> mp3.ChunkMp3:
+def encode(job: EncodeJob) -> "mp3.ChunkMp3 | flac.ChunkFlac":
     """Encode and verify one chunk (the MP3 is written atomically, or not at all).
 
     No chunk is encoded twice. An MP3 already under the chunk's name is its encode (an
@@ -77,6 +80,8 @@ def encode(job: EncodeJob) -> mp3.ChunkMp3:
     chunk's PCM file (the session hard-links a one-speaker window's mix to the
     speaker's chunk) gets the MP3 under its own name too.
     """
+    if job.archive == "flac":
+        return _encode_flac(job)
     reused = mp3.existing_chunk(job.mp3_path, body=job.body, sample_rate=job.sample_rate)
     if reused is not None:
         return reused
@@ -90,6 +95,19 @@ def encode(job: EncodeJob) -> mp3.ChunkMp3:
         bitrate=job.bitrate,
         quality=job.quality,
     )
+    share_with_other_names(job.pcm_path, job.mp3_path)
+    return result
+
+
+def _encode_flac(job: EncodeJob) -> flac.ChunkFlac:
+    """The same steps for a FLAC chunk: reuse a whole one, else encode, verify, share."""
+    reused = flac.existing_chunk(job.mp3_path, body=job.body, first_sample=job.first_sample,
+                                 sample_rate=job.sample_rate)
+    if reused is not None:
+        return reused
+    result = flac.encode_chunk_file(job.pcm_path, job.mp3_path, prime=job.prime, body=job.body,
+                                    first_sample=job.first_sample, sample_rate=job.sample_rate,
+                                    channels=job.channels)
     share_with_other_names(job.pcm_path, job.mp3_path)
     return result
 
@@ -122,7 +140,7 @@ def share_with_other_names(pcm_path: str, mp3_path: str) -> int:
             ost = os.stat(other)
             if (ost.st_ino, ost.st_dev) != (st.st_ino, st.st_dev):
                 continue
-            target = other[: -len(".pcm")] + ".mp3"
+            target = other[: -len(".pcm")] + os.path.splitext(mp3_path)[1]
             tmp = target + ".tmp"
             try:
                 os.unlink(tmp)

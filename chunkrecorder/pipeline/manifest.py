@@ -44,6 +44,8 @@ class Manifest:
     channels: int
     bitrate: int
     quality: int
+    #: the archive format (issue 14); manifests written before it are MP3
+    archive: str = "mp3"
 
     def meeting(self, *, status: MeetingStatus, length_samples: Optional[int], note: str) -> Meeting:
         """The meeting row this manifest stands for, with what adoption found out."""
@@ -65,7 +67,7 @@ class Manifest:
         )
 
 
-def write_manifest(layout: Layout, meeting: Meeting, *, quality: int) -> None:
+def write_manifest(layout: Layout, meeting: Meeting, *, quality: int, archive: str = "mp3") -> None:
     """Write ``meetings/<id>.json`` atomically (blocking)."""
     data = {
         "version": _VERSION,
@@ -80,6 +82,7 @@ def write_manifest(layout: Layout, meeting: Meeting, *, quality: int) -> None:
         "channels": meeting.channels,
         "bitrate": meeting.bitrate,
         "quality": int(quality),
+        "archive": archive,
     }
     write_atomic(layout.manifest_path(meeting.id), json.dumps(data, sort_keys=True).encode())
 
@@ -101,6 +104,7 @@ def read_manifest(layout: Layout, meeting_id: str) -> Optional[Manifest]:
             channels=int(raw["channels"]),
             bitrate=int(raw["bitrate"]),
             quality=int(raw["quality"]),
+            archive=str(raw.get("archive", "mp3")),
         )
     except FileNotFoundError:
         return None

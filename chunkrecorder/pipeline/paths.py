@@ -33,14 +33,19 @@ log = logging.getLogger("red.chunkrecorder.pipeline.paths")
 #: A file path as rows and callers hold them; ``None`` (a column not set yet) is skipped.
 AnyPath = Union[Path, str, None]
 
-_CHUNK_RE = re.compile(r"^(\d+)_(\d+)\.(pcm|mp3)$")
-_RECORDING_RE = re.compile(r"^recording_([0-9a-f]{16})_(mix|\d+)\.mp3(\.part)?$")
+_CHUNK_RE = re.compile(r"^(\d+)_(\d+)\.(pcm|mp3|flac)$")
+_RECORDING_RE = re.compile(r"^recording_([0-9a-f]{16})_(mix|\d+)\.(?:mp3|flac)(\.part)?$")
 #: Suffix of a file being written; never a complete file, always safe to delete.
 TMP_SUFFIX = ".tmp"
 #: Suffix of a track being assembled.
 PART_SUFFIX = ".part"
 #: Suffix of a recording's compact (Ogg Opus) copy.
 COMPACT_SUFFIX = ".opus"
+#: Suffix of a FLAC recording's MP3 for quick listening (``[p]recordings get <id> mp3``).
+#: Not a recording name (the regex above does not match it): a derived file, like the Opus copy.
+LISTEN_SUFFIX = ".listen.mp3"
+#: The file extension of each archive format (``MeetingSettings.archive``): chunk bodies and recordings.
+ARCHIVE_EXT = {"mp3": "mp3", "flac": "flac"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,25 +74,40 @@ class Layout:
     def pcm_path(self, meeting_id: str, user_id: int, seq: int) -> Path:
         return self.meeting_dir(meeting_id) / f"{user_id}_{seq}.pcm"
 
-    def mp3_path(self, meeting_id: str, user_id: int, seq: int) -> Path:
-        return self.meeting_dir(meeting_id) / f"{user_id}_{seq}.mp3"
+    def mp3_path(self, meeting_id: str, user_id: int, seq: int, archive: str = "mp3") -> Path:
+        """A chunk's encoded body: ``.mp3``, or ``.flac`` in a FLAC meeting."""
+        return self.meeting_dir(meeting_id) / f"{user_id}_{seq}.{ARCHIVE_EXT[archive]}"
 
     @staticmethod
-    def recording_name(meeting_id: str, user_id: int) -> str:
+    def recording_name(meeting_id: str, user_id: int, archive: str = "mp3") -> str:
         who = "mix" if user_id == MIX_USER_ID else str(user_id)
-        return f"recording_{meeting_id}_{who}.mp3"
+        return f"recording_{meeting_id}_{who}.{ARCHIVE_EXT[archive]}"
 
-    def recording_path(self, meeting_id: str, user_id: int) -> Path:
-        return self.recordings_dir / self.recording_name(meeting_id, user_id)
+    def recording_path(self, meeting_id: str, user_id: int, archive: str = "mp3") -> Path:
+        return self.recordings_dir / self.recording_name(meeting_id, user_id, archive)
 
     def labels_path(self, meeting_id: str) -> Path:
         """The meeting's Audacity label track (its notes), beside its recordings; the
         ``recording_<meeting>_`` prefix makes it go wherever the meeting's files go."""
         return self.recordings_dir / f"recording_{meeting_id}_labels.txt"
 
-    def part_path(self, meeting_id: str, user_id: int) -> Path:
-        path = self.recording_path(meeting_id, user_id)
+    def part_path(self, meeting_id: str, user_id: int, archive: str = "mp3") -> Path:
+        path = self.recording_path(meeting_id, user_id, archive)
         return path.with_name(path.name + PART_SUFFIX)
+
+    @staticmethod
+    def archive_of(path: AnyPath) -> str:
+        """The archive format of a recording, ``.part`` or chunk body by its name: "flac" or "mp3"."""
+        name = str(path or "")
+        if name.endswith(PART_SUFFIX):
+            name = name[: -len(PART_SUFFIX)]
+        return "flac" if name.endswith(".flac") else "mp3"
+
+    @staticmethod
+    def listen_path(recording_path: AnyPath) -> Path:
+        """The MP3 made from a FLAC recording for quick listening: beside it, ``.listen.mp3``."""
+        path = Path(str(recording_path))
+        return path.with_name(path.stem + LISTEN_SUFFIX)
 
     @staticmethod
     def compact_path(recording_path: AnyPath) -> Path:
@@ -100,7 +120,11 @@ class Layout:
         if not recording_path:
             return []
         compact = cls.compact_path(recording_path)
-        return [compact, compact.with_name(compact.name + TMP_SUFFIX)]
+        out = [compact, compact.with_name(compact.name + TMP_SUFFIX)]
+        if cls.archive_of(recording_path) == "flac":
+            listen = cls.listen_path(recording_path)
+            out += [listen, listen.with_name(listen.name + TMP_SUFFIX)]
+        return out
 
     @classmethod
     def with_derived(cls, recording_paths: Iterable[AnyPath]) -> list[AnyPath]:

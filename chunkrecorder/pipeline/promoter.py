@@ -235,6 +235,7 @@ class Promoter:
         tracks = await store.tracks_for_meeting(meeting_id)
         files = []
         notes = await store.notes_for_meeting(meeting_id)
+        archive = (await store.meeting_pipeline(meeting_id)).archive
         async with self._assembler.lock(meeting_id):
             for i, track in enumerate(tracks):
                 if want is not None and track.assembled_frames != want:
@@ -245,7 +246,7 @@ class Promoter:
                 # the tags go on before the rows: a row's sha256 and size are the tagged file's
                 tags = tagging.track_tags(meeting, track.user_id, track=i + 1, total=len(tracks), names=self.names)
                 chapters = markers.track_chapters(meeting, track.user_id, notes)
-                made = await self._assembler.finalize(meeting, track)
+                made = await self._assembler.finalize(meeting, track, archive=archive)
                 sha, size = await run_blocking(tagging.tag_and_describe, Path(made.path), tags, chapters)
                 files.append(dataclasses.replace(made, sha256=sha, size_bytes=size))
                 await report(progress, "assembling", i + 1, len(tracks))
@@ -270,6 +271,7 @@ class Promoter:
         for r in await self._store.get_temp_recordings_for_meeting(meeting_id):
             out.add(r.pcm_path)
             out.add(r.mp3_path or r.pcm_path[: -len(".pcm")] + ".mp3")
+            out.add(r.pcm_path[: -len(".pcm")] + ".flac")  # a FLAC meeting's chunk body
         return out
 
     async def _result(self, meeting: Meeting) -> PromotionResult:

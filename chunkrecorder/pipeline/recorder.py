@@ -292,10 +292,11 @@ class Recorder:
             bitrate=settings.bitrate,
         )
         await self.store.set_meeting_pipeline(
-            meeting.id, quality=settings.quality, keep_temp=settings.keep_temp_rows
+            meeting.id, quality=settings.quality, keep_temp=settings.keep_temp_rows, archive=settings.archive
         )
         # what a lost database knew of it, before any audio (see manifest.py)
-        await run_blocking(write_manifest, self.layout, meeting, quality=settings.quality)
+        await run_blocking(write_manifest, self.layout, meeting, quality=settings.quality,
+                           archive=settings.archive)
         session = RecordingSession(
             meeting=meeting,
             settings=settings,
@@ -492,7 +493,8 @@ class Recorder:
             async with self.assembler.lock(mid):
                 self.assembler.forget_track(mid, user_id)
                 n, b = await run_blocking(
-                    remove_files, [self.layout.part_path(mid, user_id), self.layout.recording_path(mid, user_id)]
+                    remove_files, [p for a in ("mp3", "flac") for p in (self.layout.part_path(mid, user_id, a),
+                                                                  self.layout.recording_path(mid, user_id, a))]
                 )
             files, freed = files + n, freed + b
         recs, temps = await self.store.user_data(user_id)

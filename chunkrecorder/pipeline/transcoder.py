@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Literal, Optional, TypeVar
 
-from ..audio import mp3
+from ..audio import flac, mp3
 from ..objects.records import TempRecording
 from ..store.service import NotFound, SqlRecordingService
 from ..utils.background import BackgroundTasks
@@ -42,7 +42,7 @@ __all__ = ["Transcoder", "RetryPolicy", "ChunkEncoder", "ExecutorKind"]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.transcoder")
 
-ChunkEncoder = Callable[[EncodeJob], mp3.ChunkMp3]
+ChunkEncoder = Callable[[EncodeJob], "mp3.ChunkMp3 | flac.ChunkFlac"]
 T = TypeVar("T")
 ExecutorKind = Literal["process", "thread"]
 
@@ -69,6 +69,7 @@ class _Params:
     bitrate: int
     quality: int
     sample_rate: int
+    archive: str = "mp3"
 
 
 def _shared_file(path: str) -> Optional[tuple[int, int]]:
@@ -258,7 +259,7 @@ class Transcoder:
             meeting = await self._store.get_meeting(meeting_id)
             extra = await self._store.meeting_pipeline(meeting_id)
             p = self._params[meeting_id] = _Params(
-                meeting.channels, meeting.bitrate, extra.quality, meeting.sample_rate
+                meeting.channels, meeting.bitrate, extra.quality, meeting.sample_rate, extra.archive
             )
         return p
 
@@ -269,13 +270,15 @@ class Transcoder:
             return  # meeting deleted meanwhile; its rows went with it
         job = EncodeJob(
             pcm_path=row.pcm_path,
-            mp3_path=str(Path(row.pcm_path).with_suffix(".mp3")),
+            mp3_path=str(Path(row.pcm_path).with_suffix(".flac" if params.archive == "flac" else ".mp3")),
             prime=row.prime_samples,
             body=row.sample_count,
             channels=params.channels,
             bitrate=params.bitrate,
             quality=params.quality,
             sample_rate=params.sample_rate,
+            archive=params.archive,
+            first_sample=row.start_sample,
         )
         try:
             result = await self._encode_once(job)
@@ -306,7 +309,7 @@ class Transcoder:
         self.completed += 1
         self._settled(done)
 
-    async def _encode_once(self, job: EncodeJob) -> mp3.ChunkMp3:
+    async def _encode_once(self, job: EncodeJob) -> "mp3.ChunkMp3 | flac.ChunkFlac":
         """Encode, unless another name of the same PCM file is being encoded right now.
 
         A one-speaker window's mix chunk is a hard link of the speaker's (see
@@ -329,7 +332,7 @@ class Transcoder:
             del self._shared[key]
             mine.set_result(None)
 
-    async def _encode(self, job: EncodeJob) -> mp3.ChunkMp3:
+    async def _encode(self, job: EncodeJob) -> "mp3.ChunkMp3 | flac.ChunkFlac":
         assert self._pool is not None
         loop = asyncio.get_running_loop()
         try:

@@ -159,7 +159,14 @@ V5: Sequence[str] = (
     """,
 )
 
-MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3, V4, V5)
+#: Version 6 (issue 14, the lossless archive): the format a meeting's files are encoded in,
+#: chosen at its start (``MeetingSettings.archive``) and kept for its whole life, so a
+#: restart, a recovery or a repair encodes its remaining chunks alike.
+V6: Sequence[str] = (
+    "ALTER TABLE meetings ADD COLUMN archive TEXT NOT NULL DEFAULT 'mp3' CHECK (archive IN ('mp3', 'flac'))",
+)
+
+MIGRATIONS: Sequence[Sequence[str]] = (V1, V2, V3, V4, V5, V6)
 
 #: The version a fully migrated database reports in ``PRAGMA user_version``.
 LATEST_VERSION = len(MIGRATIONS)

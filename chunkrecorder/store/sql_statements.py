@@ -182,7 +182,9 @@ MEETINGS_FETCH_ALL_IDS: Final = "SELECT id FROM meetings"
 #: The meeting's temp, persistent and track rows go with it (ON DELETE CASCADE).
 MEETINGS_DELETE: Final = "DELETE FROM meetings WHERE id = :id"
 
-MEETINGS_SET_PIPELINE: Final = "UPDATE meetings SET quality = :quality, keep_temp = :keep_temp WHERE id = :id"
+MEETINGS_SET_PIPELINE: Final = (
+    "UPDATE meetings SET quality = :quality, keep_temp = :keep_temp, archive = :archive WHERE id = :id"
+)
 
 MEETINGS_FETCH_PIPELINE: Final = f"SELECT {columns(MeetingPipeline)} FROM meetings WHERE id = :id"
 
@@ -545,9 +547,9 @@ REMOVALS_FETCH: Final = "SELECT kind, subject, removed_at FROM removals"
 #: A meeting found again from its manifest after the database was lost (``adoption``).
 MEETINGS_INSERT_ADOPTED: Final = f"""
 INSERT INTO meetings (id, guild_id, channel_id, started_by, started_at, ended_at, status, strategy,
-                      flush_interval_s, sample_rate, channels, bitrate, length_samples, note, quality)
+                      flush_interval_s, sample_rate, channels, bitrate, length_samples, note, quality, archive)
 VALUES (:id, :guild_id, :channel_id, :started_by, :started_at, :ended_at, :status, :strategy,
-        :flush_interval_s, :sample_rate, :channels, :bitrate, :length_samples, :note, :quality)
+        :flush_interval_s, :sample_rate, :channels, :bitrate, :length_samples, :note, :quality, :archive)
 ON CONFLICT (id) DO NOTHING
 RETURNING {MEETING_COLUMNS}
 """

@@ -174,10 +174,11 @@ class MeetingsTable(Database):
         return rows[0] if rows else None
 
     # ------------------------------------------------------------------ pipeline (V3)
-    async def set_meeting_pipeline(self, meeting_id: str, *, quality: int, keep_temp: bool) -> None:
-        """Record the encoder quality and audit choice, so a restart encodes and promotes alike."""
+    async def set_meeting_pipeline(self, meeting_id: str, *, quality: int, keep_temp: bool, archive: str = "mp3") -> None:
+        """Record the encoder quality, audit choice and archive format, so a restart encodes and promotes alike."""
         await self._fetch(
-            sql.MEETINGS_SET_PIPELINE, {"id": meeting_id, "quality": int(quality), "keep_temp": int(bool(keep_temp))}
+            sql.MEETINGS_SET_PIPELINE,
+            {"id": meeting_id, "quality": int(quality), "keep_temp": int(bool(keep_temp)), "archive": archive},
         )
 
     async def meeting_pipeline(self, meeting_id: str) -> MeetingPipeline:

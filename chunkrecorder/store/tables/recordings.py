@@ -176,6 +176,7 @@ class RecordingsTable(Database):
         meeting: Meeting,
         *,
         quality: int,
+        archive: str = "mp3",
         recordings: Sequence[NewRecording] = (),
         tracks: Sequence[TrackAssembly] = (),
         flushed_windows: int = 0,
@@ -191,6 +192,7 @@ class RecordingsTable(Database):
                 "flush_interval_s": meeting.flush_interval_s, "sample_rate": meeting.sample_rate,
                 "channels": meeting.channels, "bitrate": meeting.bitrate,
                 "length_samples": meeting.length_samples, "note": meeting.note, "quality": int(quality),
+                "archive": archive,
             }):
                 return False
             for rec in recordings:
