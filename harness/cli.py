@@ -130,6 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="the first speaker's client reconnects with a new SSRC at 50%%")
     sim.add_argument("--no-talk-spurts", action="store_true",
                      help="synthetic speakers talk without pauses")
+    sim.add_argument("--archive", choices=["mp3", "flac"], default="mp3",
+                     help="what each track is kept as: mp3 (default) or flac (lossless)")
     sim.add_argument("--seed", type=int, default=0)
     sim.add_argument("--db", type=Path, default=None, help="database file (default: in the data dir)")
     sim.add_argument("--data-dir", type=Path, default=None, help="default: a new temp dir, kept")
@@ -174,6 +176,7 @@ def options_from_args(args: argparse.Namespace) -> SimulateOptions:
         jitter_ms=args.jitter_ms,
         corrupt=args.corrupt,
         seed=args.seed,
+        archive=args.archive,
         db=args.db,
         data_dir=args.data_dir,
         realtime=args.realtime,

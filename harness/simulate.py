@@ -98,6 +98,8 @@ class SimulateOptions:
     reconnect: bool = False
     talk_spurts: bool = True
     channels: int = 1
+    #: "mp3" or "flac" (``MeetingSettings.archive``)
+    archive: str = "mp3"
     dave: bool = True
     plans: Optional[Sequence[SpeakerPlan]] = None
     impairments: Optional[Impairments] = None
@@ -121,7 +123,7 @@ class SimulateOptions:
             raise HarnessError("each --source NAME must be different")
         try:
             MeetingSettings(strategy=Strategy(self.strategy), flush_interval_s=self.flush_interval,
-                            channels=self.channels)
+                            channels=self.channels, archive=self.archive)
         except ValueError as exc:
             raise HarnessError(str(exc)) from None
         try:
@@ -482,7 +484,7 @@ async def simulate(opts: SimulateOptions, *, on_progress: Optional[ProgressHook]
         net.add_many(plans)
         link = await net.connector(net.channel)
         settings = MeetingSettings(strategy=Strategy(opts.strategy), flush_interval_s=opts.flush_interval,
-                                   channels=opts.channels)
+                                   channels=opts.channels, archive=opts.archive)
         # The cog's consent gate, per frame before the pipeline: under optin only the
         # speakers who agreed are recorded at all.
         gate = ConsentGate(ConsentMode(opts.consent), agreed=_agreed_ids(opts.agree, plans))

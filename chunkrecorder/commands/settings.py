@@ -31,6 +31,7 @@ from ..core.settings import (
     parse_bitrate,
     parse_bool,
     parse_channels,
+    parse_archive,
     parse_delivery,
     parse_post_format,
     parse_move,
@@ -93,6 +94,7 @@ class SettingsCommands(MixinMeta):
             ("strategy", _strategy_words(s.strategy)),
             ("bitrate", _("{kbps} kb/s").format(kbps=s.bitrate // 1000)),
             ("channels", _("stereo") if s.channels == 2 else _("mono")),
+            ("archive", _("FLAC (lossless)") if s.archive == "flac" else _("MP3")),
             ("retention", _("{days} days").format(days=s.retention_days) if s.retention_days
              else _("keep until deleted")),
             ("tempttl", _("{hours} h (bot-wide)").format(hours=ttl)),
@@ -151,6 +153,14 @@ class SettingsCommands(MixinMeta):
         """`mono` or `stereo` files. Example: `[p]recordingset channels mono`."""
         value = parse_channels(layout)
         await self._save(ctx, _("Files will be stereo.") if value == 2 else _("Files will be mono."), channels=value)
+
+    @recordingset.command(name="archive")
+    async def set_archive(self, ctx: "Context", fmt: str) -> None:
+        """What each track is kept as: `mp3` (small) or `flac` (lossless, for editing; about 5x the size). Example: `[p]recordingset archive flac`."""
+        value = parse_archive(fmt)
+        message = _("Recordings will be kept as lossless FLAC.") if value == "flac" else \
+            _("Recordings will be kept as MP3.")
+        await self._save(ctx, message, archive=value)
 
     @recordingset.command(name="retention")
     async def set_retention(self, ctx: "Context", days: RetentionDays) -> None:

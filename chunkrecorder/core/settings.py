@@ -47,6 +47,7 @@ __all__ = [
     "parse_bool",
     "parse_bitrate",
     "parse_channels",
+    "parse_archive",
     "parse_move",
     "parse_strategy",
 ]
@@ -65,6 +66,8 @@ class GuildSettings:
     strategy: str = Strategy.HYBRID.value
     bitrate: int = 64_000  # bits per second
     channels: int = 1
+    #: What each track is kept as: "mp3" (64 kb/s, small) or "flac" (lossless, for editing).
+    archive: str = "mp3"
     retention_days: int = 0  # 0 = keep until deleted
     max_length_minutes: int = 240
     autostop_minutes: int = 5  # 0 = never stop because the channel is empty
@@ -132,6 +135,7 @@ class GuildSettings:
             flush_interval_s=float(self.flush_interval),
             channels=int(self.channels),
             bitrate=int(self.bitrate),
+            archive=str(self.archive),
             max_length_s=float(self.max_length_minutes) * 60.0,
         )
 
@@ -339,6 +343,13 @@ def parse_move(text: str) -> str:
         raise UserError(_("`{value}` is not a choice: say `stop` (a move ends the recording) or `follow` "
                           "(keep recording in the new channel).").format(value=echo(text)))
     return aliases[word]
+
+
+def parse_archive(text: str) -> str:
+    word = text.strip().lower()
+    if word in ("mp3", "flac"):
+        return word
+    raise UserError(_("`{value}` is not an archive format: say `mp3` or `flac`.").format(value=echo(text)))
 
 
 def parse_channels(text: str) -> int:
