@@ -44,7 +44,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Optional, Sequence
+from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
 if TYPE_CHECKING:
     import numpy as np
@@ -668,3 +668,87 @@ def _write_with_header(dst: Path, header: bytes, src: Path, *, offset: int, leng
             os.close(fd)
     except OSError:
         pass
+
+
+def window_offsets(frames: bytes, starts: Iterable[int]) -> list[int]:
+    """Byte offsets in ``frames`` of the frames starting at each timeline sample of ``starts``, in
+    order, as far as they are found (a lost database's ``.part``: where its windows begin).
+
+    A frame is recognised by its sync code, its CRC-8 and the exact sample number it
+    must carry, so audio bytes that happen to look like a sync code are passed over.
+    """
+    out: list[int] = []
+    pos = 0
+    for sample in starts:
+        while True:
+            pos = frames.find(b"\xff\xf9", pos)
+            if pos < 0:
+                return out
+            try:
+                head = parse_frame_header(frames, pos)
+                if head.variable and head.number == sample:
+                    break
+            except FlacError:
+                pass
+            pos += 1
+        out.append(pos)
+        pos += 1
+    return out
+
+
+def samples_in(path: Path, *, offset: int, length: int, sample_rate: int, channels: int) -> Optional[int]:
+    """Samples in ``length`` bytes of whole frames at ``offset`` of a file, or None if they are not that."""
+    try:
+        return scan(path, offset=offset, length=length, sample_rate=sample_rate, channels=channels).info.total_samples
+    except (FlacError, OSError, ValueError):
+        return None
+    except Exception:  # noqa: BLE001 - FFmpeg's errors (av.error.*): not whole frames
+        return None
+
+
+def splice(path: Path, pieces: Sequence[tuple[int, int, bytes]]) -> tuple[int, str]:
+    """Replace windows of a finished FLAC in place (a repair): each piece is ``(first sample,
+    end sample, frames)``, the frames numbered for that window (blocking).
+
+    The window's frames (silence that stood in) are found by their sample numbers and
+    replaced; the STREAMINFO (MD5: the audio changed) and seek points are measured
+    again on the result, the Vorbis comments kept; the length must not change. Written
+    to a temp file and renamed (atomic). Returns the new size and sha256.
+    """
+    whole = path.read_bytes()
+    start = metadata_end(whole)
+    old = read_stream_info(whole)
+    found = _comments(whole[:start])
+    frames = whole[start:]
+    out = bytearray()
+    pos = 0
+    for first, end, chunk in sorted(pieces):
+        offsets = window_offsets(frames, [first] + ([end] if end < old.total_samples else []))
+        if not offsets or (end < old.total_samples and len(offsets) < 2):
+            raise FlacError(f"{path.name} has no window at samples {first}..{end}")
+        a = offsets[0]
+        b = offsets[1] if end < old.total_samples else len(frames)
+        if a < pos:
+            raise FlacError(f"the pieces for {path.name} overlap")
+        out += frames[pos:a] + chunk
+        pos = b
+    out += frames[pos:]
+    tmp = path.with_name(path.name + ".frames.tmp")
+    try:
+        _write_atomic(tmp, bytes(out))
+        measured = scan(tmp, offset=0, length=len(out), sample_rate=old.sample_rate, channels=old.channels)
+        if measured.info.total_samples != old.total_samples:
+            raise FlacError(f"the repaired {path.name} would not keep its length")
+        vendor, pairs = found if found else (VENDOR, [])
+        header = build_header(measured.info, seekpoints=measured.seekpoints, comments=pairs, vendor=vendor)
+        _write_with_header(path, header, tmp, offset=0, length=len(out))
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return len(header) + len(out), h.hexdigest()

@@ -25,6 +25,7 @@ adopted: the cleanup finishes removing them. Nothing here deletes anything.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 import os
 from collections import defaultdict
@@ -32,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from ..audio import id3, mp3
+from ..audio import flac, id3, mp3
 from ..objects.records import MIX_USER_ID, MeetingStatus, RecordingKind
 from ..objects.results import NewGap, NewRecording, TrackAssembly, UnknownFiles
 from ..store.service import SqlRecordingService
@@ -91,6 +92,64 @@ class _Measured:
     size: int  # bytes of frames (what a track row's ``assembled_bytes`` counts)
     sha256: str  # of the file as it is (tag included)
     file_size: int
+    #: samples it decodes to: ``frames * 1152`` for MP3, the exact count for FLAC
+    samples: int = -1
+    #: FLAC ``.part``: bytes of its whole windows (its rest is kept only as the meeting's
+    #: short last window), and whether that rest is silence; MP3's frames are all one size
+    whole_size: int = -1
+    rest_silent: bool = True
+
+    @property
+    def length(self) -> int:
+        return self.samples if self.samples >= 0 else self.frames * mp3.FRAME
+
+
+def _measure_flac(path: Path, *, whole_only: bool, grid: Grid, channels: int,
+                  sample_rate: int) -> Optional[_Measured]:
+    """A FLAC recording or chunk (its STREAMINFO: frames untouched by tags), or a FLAC
+    ``.part``: its whole windows, found by the sample number of each window's first frame,
+    and a rest that decodes as whole frames (blocking)."""
+    try:
+        data = path.read_bytes()
+        if whole_only:
+            start = flac.metadata_end(data)
+            total = flac.read_stream_info(data).total_samples
+            return _Measured(mp3.frames_for(total), len(data) - start, hashlib.sha256(data).hexdigest(),
+                             len(data), total)
+        offsets = flac.window_offsets(data, (grid.start(k) for k in itertools.count())) if data else []
+        if data and (not offsets or offsets[0] != 0):
+            raise flac.FlacError("no first frame at sample 0")
+        whole = max(0, len(offsets) - 1)  # windows whose next window's first frame was found
+        whole_size = offsets[-1] if offsets else 0
+        rest, silent = _flac_rest(path, whole_size, len(data) - whole_size, sample_rate, channels)
+        if rest >= grid.chunk_samples:
+            whole, whole_size, rest, silent = whole + 1, len(data), 0, True  # the last window is whole too
+        samples = whole * grid.chunk_samples + rest
+        size = whole_size + (len(data) - whole_size if rest else 0)
+        return _Measured(mp3.frames_for(samples), size, hashlib.sha256(data[:size]).hexdigest(), size, samples,
+                         whole_size=whole_size, rest_silent=silent)
+    except (OSError, flac.FlacError) as exc:
+        log.error("%s cannot be adopted (%s); it is kept as it is", path, exc)
+        return None
+
+
+def _flac_rest(path: Path, offset: int, length: int, sample_rate: int, channels: int) -> tuple[int, bool]:
+    """Samples in the bytes after a ``.part``'s whole windows if they are whole frames (else 0),
+    and whether they are silence (a window nobody spoke in)."""
+    if length <= 0:
+        return 0, True
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            frames = fh.read(length)
+        flac.scan(path, offset=offset, length=length, sample_rate=sample_rate, channels=channels)  # whole frames?
+        info = flac.StreamInfo(16, 65535, 0, 0, sample_rate, channels, 16, 0, bytes(16))
+        pcm = flac.decode_pcm(flac.build_header(info) + frames)
+    except (flac.FlacError, OSError):
+        return 0, True
+    except Exception:  # noqa: BLE001 - FFmpeg's errors: not whole frames
+        return 0, True
+    return len(pcm), not pcm.any()
 
 
 def _measure(path: Path, *, whole_only: bool) -> Optional[_Measured]:
@@ -160,6 +219,12 @@ class Adoption:
                         ", ".join(unknown.meetings))
         return tuple(adopted), unknown
 
+    async def _measure(self, path: Path, manifest: Manifest, grid: Grid, *, whole_only: bool) -> Optional[_Measured]:
+        if Layout.archive_of(path) == "flac":
+            return await run_blocking(_measure_flac, path, whole_only=whole_only, grid=grid,
+                                      channels=manifest.channels, sample_rate=manifest.sample_rate)
+        return await run_blocking(_measure, path, whole_only=whole_only)
+
     def _sort(self, what: _Found, user_id: int, path: Path) -> None:
         what.files.append(path)
         name = path.name
@@ -174,19 +239,19 @@ class Adoption:
         grid = Grid.for_interval(manifest.flush_interval_s, manifest.sample_rate)
         finished: dict[int, _Measured] = {}
         for user_id, path in what.recordings.items():
-            measured = await run_blocking(_measure, path, whole_only=True)
+            measured = await self._measure(path, manifest, grid, whole_only=True)
             if measured is None:
                 return False
             finished[user_id] = measured
         parts: dict[int, _Measured] = {}
         for user_id, path in what.parts.items():
-            measured = await run_blocking(_measure, path, whole_only=False)
+            measured = await self._measure(path, manifest, grid, whole_only=False)
             if measured is None:
                 return False
             parts[user_id] = measured
-        ends = {m.frames for m in finished.values()}
+        ends = {m.length for m in finished.values()}  # in samples (an MP3's are its frames' 1152 each)
         if len(ends) > 1:
-            log.error("meeting %s: its files have different lengths (%s frames); kept, not adopted",
+            log.error("meeting %s: its files have different lengths (%s samples); kept, not adopted",
                       manifest.meeting_id, sorted(ends))
             return False
         on_disk = {(u, s) for u, s, _p in what.pcms} | {(u, s) for u, s, _p in what.mp3s}
@@ -196,24 +261,28 @@ class Adoption:
                 return False
             ends = found_ends
             if len(ends) > 1:
-                log.error("meeting %s: its .part files end at different places (%s frames); kept, not adopted",
+                log.error("meeting %s: its .part files end at different places (%s samples); kept, not adopted",
                           manifest.meeting_id, sorted(ends))
                 return False
-        end: Optional[int] = ends.pop() if ends else None  # the meeting's length in frames, if known
+        end: Optional[int] = ends.pop() if ends else None  # the meeting's length in samples, if known
         tracks: dict[int, TrackAssembly] = {}
         windows = 0
         for user_id, measured in parts.items():
-            seq = measured.frames // grid.chunk_frames  # whole windows; the rest is cut off ...
-            frames = seq * grid.chunk_frames
-            if frames < measured.frames == end and (user_id, seq) not in on_disk:
+            seq = measured.length // grid.chunk_samples  # whole windows; the rest is cut off ...
+            samples = seq * grid.chunk_samples
+            if samples < measured.length == end and (user_id, seq) not in on_disk:
                 # ... unless it is the meeting's short last window, which only this file holds
-                seq, frames = seq + 1, measured.frames
-            size = measured.size * frames // measured.frames if measured.frames else 0
+                seq, samples = seq + 1, measured.length
+            frames = mp3.frames_for(samples)
+            if measured.whole_size >= 0:  # FLAC: its frames are not all one size
+                size = measured.size if samples == measured.length else measured.whole_size
+            else:
+                size = measured.size * frames // measured.frames if measured.frames else 0
             tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, seq, size, frames)
             windows = max(windows, seq)
-        length = end * mp3.FRAME if end is not None else None
+        length = end
         for user_id, m in finished.items():
-            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, grid.windows_for(m.frames * mp3.FRAME),
+            tracks[user_id] = TrackAssembly(manifest.meeting_id, user_id, grid.windows_for(m.length),
                                             m.size, m.frames)
             windows = max(windows, tracks[user_id].assembled_seq)
         if length is not None:
@@ -222,14 +291,14 @@ class Adoption:
         if what.parts or not finished:
             # unfinished: an ordinary promotion finishes it
             meeting = manifest.meeting(status=MeetingStatus.INTERRUPTED, length_samples=length, note=note)
-            adopted = await self._store.adopt_meeting(meeting, quality=manifest.quality,
+            adopted = await self._store.adopt_meeting(meeting, quality=manifest.quality, archive=manifest.archive,
                                                       tracks=list(tracks.values()), flushed_windows=windows)
         else:
             # every track is a finished file; chunks left beside them are its gaps' (below)
             assert length is not None
             meeting = manifest.meeting(status=MeetingStatus.PROMOTED, length_samples=length, note=note)
             adopted = await self._store.adopt_meeting(
-                meeting, quality=manifest.quality, recordings=_recordings(what, finished, length, manifest))
+                meeting, quality=manifest.quality, archive=manifest.archive, recordings=_recordings(what, finished, length, manifest))
         if not adopted:
             return False
         await self._adopt_chunks(manifest, what, tracks, grid)
@@ -255,6 +324,12 @@ class Adoption:
         for user_id, measured in parts.items():
             whole = measured.frames // grid.chunk_frames
             rest = measured.frames - whole * grid.chunk_frames
+            if measured.whole_size >= 0:  # FLAC: measured when it was read
+                whole = measured.length // grid.chunk_samples
+                if measured.length > whole * grid.chunk_samples and (user_id, whole) not in on_disk \
+                        and not measured.rest_silent:
+                    ends.add(measured.length)
+                continue
             if not rest or (user_id, whole) in on_disk:
                 continue
             if silent is None:
@@ -263,7 +338,7 @@ class Adoption:
             offset = whole * grid.chunk_frames * (measured.size // measured.frames)
             try:
                 if not await run_blocking(_is_silence, what.parts[user_id], offset, rest, silent):
-                    ends.add(measured.frames)
+                    ends.add(measured.length)
             except OSError as exc:
                 log.error("%s cannot be adopted (%s); it is kept as it is", what.parts[user_id], exc)
                 return None
@@ -297,10 +372,10 @@ class Adoption:
         for user_id, seq, path in sorted(what.mp3s):
             if (user_id, seq) in pcm_keys:
                 continue  # its PCM's row stands for it (the encoder reuses a whole MP3)
-            measured = await run_blocking(_measure, path, whole_only=True)
+            measured = await self._measure(path, manifest, grid, whole_only=True)
             if measured is None:
                 continue  # kept on disk as it is
-            body = min(grid.chunk_samples, measured.frames * mp3.FRAME)
+            body = min(grid.chunk_samples, measured.length)
             await self._store.insert_done_chunk(
                 meeting_id=mid, user_id=user_id, guild_id=manifest.guild_id,
                 pcm_path=str(self._layout.pcm_path(mid, user_id, seq)), mp3_path=str(path),

@@ -26,7 +26,7 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-from ..audio import id3, mp3
+from ..audio import flac, id3, mp3
 from ..objects.records import MIX_USER_ID, Meeting, Recording, RecordingKind, TempRecording, TranscodeStatus
 from ..objects.results import Gap
 from ..store.service import SqlRecordingService
@@ -103,6 +103,14 @@ def _read_chunk(path: str, frames: int) -> bytes | None:
     return None
 
 
+def _read_flac_chunk(path: str, body: int, first_sample: int) -> bytes | None:
+    """A FLAC chunk's frames if it is this window's (``audio.flac.chunk_frames``), else None."""
+    try:
+        return flac.chunk_frames(Path(path).read_bytes(), body=body, first_sample=first_sample)
+    except (OSError, flac.FlacError):
+        return None
+
+
 def _track_user(rec: Recording) -> int:
     return MIX_USER_ID if rec.kind is RecordingKind.MIXED else int(rec.user_id or 0)
 
@@ -133,9 +141,21 @@ class Repairer:
             rec = recordings.get(user_id)
             if rec is None:
                 continue  # its file was deleted; its chunks went with it (remove_recording)
+            is_flac = Layout.archive_of(rec.path) == "flac"
             pieces: list[tuple[int, bytes]] = []
+            flac_pieces: list[tuple[int, int, bytes]] = []
             used: list[TempRecording] = []
             for chunk in chunks:
+                if is_flac:  # its frames carry their window's sample numbers: found and replaced by them
+                    body = grid.body(chunk.seq, meeting.length_samples)
+                    frames_data = await run_blocking(_read_flac_chunk, str(chunk.mp3_path), body,
+                                                     grid.start(chunk.seq))
+                    if frames_data is None:
+                        await self._unusable(meeting, chunk)
+                        continue
+                    flac_pieces.append((grid.start(chunk.seq), grid.start(chunk.seq) + body, frames_data))
+                    used.append(chunk)
+                    continue
                 frames = mp3.frames_for(grid.body(chunk.seq, meeting.length_samples))
                 data = await run_blocking(_read_chunk, str(chunk.mp3_path), frames)
                 if data is None:
@@ -143,11 +163,14 @@ class Repairer:
                     continue
                 pieces.append((chunk.seq * grid.chunk_frames, data))
                 used.append(chunk)
-            if not pieces:
+            if not pieces and not flac_pieces:
                 continue
             try:
-                size, sha = await run_blocking(splice_file, Path(rec.path), pieces)
-            except (OSError, mp3.EncodeError) as exc:
+                if is_flac:
+                    size, sha = await run_blocking(flac.splice, Path(rec.path), flac_pieces)
+                else:
+                    size, sha = await run_blocking(splice_file, Path(rec.path), pieces)
+            except (OSError, mp3.EncodeError, flac.FlacError) as exc:
                 log.error("meeting %s: could not repair %s (%s); its gaps stay", meeting.id, rec.path, exc)
                 continue
             await store.record_repair(
