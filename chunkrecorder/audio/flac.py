@@ -752,3 +752,17 @@ def splice(path: Path, pieces: Sequence[tuple[int, int, bytes]]) -> tuple[int, s
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return len(header) + len(out), h.hexdigest()
+
+
+def decoded_blocks(path: str | Path) -> Iterator["np.ndarray"]:
+    """A FLAC file's decoded samples, int16 ``(n, channels)``, block by block (FFmpeg; blocking)."""
+    import av
+    import numpy as np
+
+    with av.open(str(path), mode="r", format="flac") as container:
+        stream = container.streams.audio[0]
+        channels = stream.codec_context.channels
+        for frame in container.decode(stream):
+            arr = frame.to_ndarray()
+            arr = arr.T if frame.format.is_planar else arr.reshape(-1, channels)
+            yield np.ascontiguousarray(arr, dtype=np.int16)

@@ -33,7 +33,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from . import id3, ogg
+from . import flac, id3, ogg
 from .opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, ensure_opus
 
 __all__ = ["COMPLEXITY", "CompactFile", "PAGE_PACKETS", "VENDOR", "bitrate_for", "mp3_to_ogg_opus", "read_comments"]
@@ -124,7 +124,8 @@ def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Opti
     digest = hashlib.sha256()
     size = 0
     serial = int.from_bytes(hashlib.sha256(str(dst.name).encode()).digest()[:4], "little")
-    blocks = _decoded_blocks(src)
+    # a FLAC recording (issue 14) is decoded as FLAC; an MP3 as MP3
+    blocks = flac.decoded_blocks(src) if src.suffix.lower() == ".flac" else _decoded_blocks(src)
     first = next(blocks, None)
     channels = 1 if first is None else int(first.shape[1])
     encoder = OpusEncoder(bitrate=bitrate or bitrate_for(channels), fec=False, packet_loss_percent=0,

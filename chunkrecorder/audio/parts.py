@@ -9,6 +9,10 @@ format allows a new file to begin:
   bit reservoir off (``audio.mp3``), so every frame decodes on its own: each part is
   a valid MP3 that plays from its first frame, and the parts are plain byte ranges of
   the file, so ``cat`` of the parts in order is the file, byte for byte.
+* **FLAC** on frame boundaries too, at the file's seek points (one every 10 s,
+  ``audio.flac``): byte ranges again, the first part holding ``fLaC`` and the metadata,
+  so ``cat`` of the parts is the file; a later part is bare frames, which FFmpeg-based
+  players read from their first sync code.
 * **Ogg Opus** on page boundaries. Each part is a whole Ogg Opus file: the two header
   pages, then its pages with page numbers and granule positions counted from the part's
   own start (and the end-of-stream flag on its last page). The first part keeps the
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
-from . import id3, ogg
+from . import flac, id3, ogg
 
 __all__ = ["Part", "PartError", "plan_parts", "read_part", "write_parts", "mp3_frame_offsets"]
 
@@ -46,7 +50,7 @@ class Part:
     """One part: which bytes of which file, and the name it is uploaded under."""
 
     path: str
-    kind: Literal["mp3", "ogg"]
+    kind: Literal["mp3", "ogg", "flac"]
     index: int  # from 1
     count: int
     filename: str
@@ -128,6 +132,8 @@ def plan_parts(path: str | Path, limit: int, filename: Optional[str] = None) -> 
         cuts = _greedy(offsets, limit, 0, "MP3 frame")
         return [Part(str(p), "mp3", k + 1, len(cuts), part_name(name, k + 1, len(cuts)) if len(cuts) > 1 else name,
                      offsets[i], offsets[j], offsets[j] - offsets[i]) for k, (i, j) in enumerate(cuts)]
+    if p.suffix.lower() == ".flac":
+        return _flac_parts(p, limit, name)
     with open(p, "rb") as fh:
         pages = list(ogg.read_pages(fh))
     if len(pages) < 3 or any(pg.open_ended for pg in pages):
@@ -147,6 +153,21 @@ def plan_parts(path: str | Path, limit: int, filename: Optional[str] = None) -> 
     return parts
 
 
+def _flac_parts(p: Path, limit: int, name: str) -> list[Part]:
+    """A FLAC cut at its seek points (frame starts): the first part from byte 0 (the metadata)."""
+    try:
+        head = flac._read_head(p)
+        start = flac.metadata_end(head)
+        points = flac.seek_offsets(head)
+    except flac.FlacError as exc:
+        raise PartError(f"{p} is not a FLAC file this cog wrote ({exc})") from None
+    size = os.path.getsize(p)
+    bounds = sorted({0, *(start + o for o in points if 0 < o < size - start), size})
+    cuts = _greedy(bounds, limit, 0, "FLAC seek span (10 s)")
+    return [Part(str(p), "flac", k + 1, len(cuts), part_name(name, k + 1, len(cuts)) if len(cuts) > 1 else name,
+                 bounds[i], bounds[j], bounds[j] - bounds[i]) for k, (i, j) in enumerate(cuts)]
+
+
 def read_part(part: Part) -> bytes:
     """The bytes of one part (blocking)."""
     if part.kind == "ogg" and part.count == 1:
@@ -156,7 +177,7 @@ def read_part(part: Part) -> bytes:
         data = fh.read(part.end - part.start)
     if len(data) != part.end - part.start:
         raise PartError(f"{part.path} is shorter than when it was planned")
-    if part.kind == "mp3":
+    if part.kind in ("mp3", "flac"):
         return data
     head = ogg.parse_opus_head(part.headers[0])
     pre_skip = head.pre_skip if part.index == 1 else 0

@@ -335,8 +335,10 @@ class RecordingsCommands(MixinMeta):
             chosen = (await self.service.settings.guild(ctx.guild.id)).post_format
         fmt: Literal["mp3", "opus"] = "opus" if chosen == "opus" else "mp3"
         # A slash command is answered through its interaction (the file is the answer).
+        # `get <id> mp3` by name on a FLAC recording: its MP3 for quick listening (made once)
+        listen = bool(audio_format) and fmt == "mp3"
         await self.service.delivery.send_recording(ctx.guild, ctx if ctx.interaction is not None else ctx.channel,
-                                                   rec, fmt, prefix=await text_prefix(ctx))
+                                                   rec, fmt, prefix=await text_prefix(ctx), listen=listen)
 
     # ------------------------------------------------------------------ helpers
     @staticmethod

@@ -176,14 +176,24 @@ class Delivery:
 
     # ------------------------------------------------------------------ one recording
     async def send_recording(self, guild: discord.Guild, target: discord.abc.Messageable, rec: Recording,
-                             fmt: Format, *, prefix: str) -> None:
-        """``[p]recordings get``: the file if it fits, else a link (server on), else parts."""
+                             fmt: Format, *, prefix: str, listen: bool = False) -> None:
+        """``[p]recordings get``: the file if it fits, else a link (server on), else parts.
+
+        ``listen`` (``get <id> mp3`` asked for MP3 by name): a FLAC recording comes as its
+        MP3, made once and kept beside it; without it, "mp3" is the recording as archived.
+        """
         s = await self.settings.guild(guild.id)
         limit = guild.filesize_limit
         size = rec.size_bytes
         if fmt == "opus":
             async with _typing(target):
                 size = (await self.recorder.compact(rec)).size
+        elif listen and _is_flac(rec):
+            async with _typing(target):
+                size = (await self.recorder.listen_mp3(rec)).size
+            if size <= limit:
+                await self.upload(guild, target, [rec], fmt=fmt, limit=limit, prefix=prefix, listen=True)
+                return
         link = self.links.recording_link(rec.id, days=s.link_expiry_days, fmt=fmt) if size > limit else None
         if link is not None:
             await target.send(_("`{filename}` ({size}) is over this server's {limit} upload limit: download it "
@@ -193,12 +203,14 @@ class Delivery:
         await self.upload(guild, target, [rec], fmt=fmt, limit=limit, prefix=prefix)
 
     @staticmethod
-    def _name(rec: Recording, fmt: Format) -> str:
+    def _name(rec: Recording, fmt: Format, listen: bool = False) -> str:
+        if fmt == "mp3" and listen and _is_flac(rec):
+            return str(Path(rec.filename).with_suffix(".mp3"))
         return rec.filename if fmt == "mp3" else str(Path(rec.filename).with_suffix(".opus"))
 
     # ------------------------------------------------------------------ attachments
     async def upload(self, guild: discord.Guild, target: discord.abc.Messageable, recordings: Sequence[Recording],
-                     *, fmt: Format, limit: int, prefix: str) -> None:
+                     *, fmt: Format, limit: int, prefix: str, listen: bool = False) -> None:
         """Attach every recording: whole when it fits, in parts when it does not."""
         if not recordings:
             return
@@ -219,13 +231,13 @@ class Delivery:
             if making is not None and n:
                 await making.update(_("{done}/{files} files").format(done=n, files=len(recordings)))
             try:
-                path, size = await self._file(rec, fmt)
+                path, size = await self._file(rec, fmt, listen)
             except Exception as exc:  # noqa: BLE001 - one file's trouble must not stop the others
                 log.warning("Could not prepare recording %s as %s: %s", rec.id, fmt, exc)
                 notes.append(_("`{recording_id}` could not be prepared ({error}).").format(
                     recording_id=rec.id, error=short_error(exc)))
                 continue
-            name = self._name(rec, fmt)
+            name = self._name(rec, fmt, listen)
             if size <= limit:
                 uploads.append(_Upload(name, size, path))
                 continue
@@ -274,21 +286,30 @@ class Delivery:
             with contextlib.suppress(discord.HTTPException):
                 await send_long(target, "\n".join(notes))
 
-    async def _file(self, rec: Recording, fmt: Format) -> tuple[Path, int]:
+    async def _file(self, rec: Recording, fmt: Format, listen: bool = False) -> tuple[Path, int]:
         if fmt == "opus":
             copy = await self.recorder.compact(rec)
+            return copy.path, copy.size
+        if listen and _is_flac(rec):
+            copy = await self.recorder.listen_mp3(rec)
             return copy.path, copy.size
         return Path(rec.path), rec.size_bytes
 
     @staticmethod
     def _parts_note(name: str, fmt: Format, count: int, limit: int) -> str:
         if fmt == "mp3":
-            stem = name[: -len(".mp3")] if name.endswith(".mp3") else name
+            stem, _dot, ext = name.rpartition(".")  # .mp3, or .flac (cut between frames as well)
+            stem, ext = (stem, ext) if stem else (name, "mp3")
             return _("`{filename}` is over the {limit} upload limit, so it comes in {count} parts that each play on "
                      "their own; `{command}` joins them back into the original file, byte for byte.").format(
-                filename=name, limit=human_size(limit), count=count, command=f"cat {stem}.part*.mp3 > {name}")
+                filename=name, limit=human_size(limit), count=count, command=f"cat {stem}.part*.{ext} > {name}")
         return _("`{filename}` is over the {limit} upload limit, so it comes in {count} parts, each a complete Opus "
                  "file: play them in order.").format(filename=name, limit=human_size(limit), count=count)
+
+
+def _is_flac(rec: Recording) -> bool:
+    """A recording of a FLAC meeting (``recordingset archive flac``)."""
+    return rec.path.endswith(".flac")
 
 
 def _relative(path: Path, base: Path) -> str:

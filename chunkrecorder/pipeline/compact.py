@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..audio import vorbis
+from ..audio.flac_mp3 import ListenFile, flac_to_mp3, source_of
 from ..audio.ogg import OggError
 from ..audio.ogg_opus import CompactFile, mp3_to_ogg_opus, read_comments
 from ..objects.errors import NotFound
@@ -100,6 +101,65 @@ class Compactor:
         st = await run_blocking(os.stat, target)
         self._digests[(str(target), st.st_mtime_ns, st.st_size)] = made.sha256
         return CompactCopy(target, made.size_bytes, made.sha256)
+
+    async def ensure_listen(self, recording: Recording) -> CompactCopy:
+        """The MP3 of a FLAC recording (``[p]recordings get <id> mp3``): made once, kept beside it.
+
+        The same rules as the Opus copy: one job at a time in the encoder processes, two
+        requests wait for one encode, the copy names its source's sha256 (a repaired or
+        re-tagged FLAC gets a new one) and goes with the recording (``Layout.derived_paths``).
+        """
+        key = recording.id + ":listen"
+        running = self._making.get(key)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[CompactCopy] = asyncio.get_running_loop().create_future()
+        self._making[key] = future
+        try:
+            copy = await self._ensure_listen(recording)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        else:
+            future.set_result(copy)
+            return copy
+        finally:
+            del self._making[key]
+
+    async def _ensure_listen(self, recording: Recording) -> CompactCopy:
+        target = self._layout.listen_path(recording.path)
+        if await run_blocking(source_of, target) == recording.sha256:
+            existing = await run_blocking(self._digest, target)
+            if existing is not None:
+                return existing
+        async with self._one_at_a_time:
+            log.info("making the MP3 of FLAC recording %s", recording.id)
+            made: ListenFile = await self._transcoder.run_job(
+                flac_to_mp3, recording.path, str(target), source_sha256=recording.sha256)
+        try:
+            await self._store.get_recording(recording.id)
+        except NotFound:
+            await run_blocking(remove_files, self._layout.derived_paths(recording.path))
+            raise
+        self.made += 1
+        return CompactCopy(target, made.size_bytes, made.sha256)
+
+    def _digest(self, target: Path) -> Optional[CompactCopy]:
+        """A file's path, size and sha256 (cached by mtime and size; blocking)."""
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        key = (str(target), st.st_mtime_ns, st.st_size)
+        digest = self._digests.get(key)
+        if digest is None:
+            h = hashlib.sha256()
+            with open(target, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            digest = self._digests[key] = h.hexdigest()
+        return CompactCopy(target, st.st_size, digest)
 
     def _existing(self, target: Path, source_sha256: str) -> Optional[CompactCopy]:
         """A copy already made from this MP3, or None (blocking)."""

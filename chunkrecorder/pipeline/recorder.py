@@ -587,6 +587,13 @@ class Recorder:
         and kept beside it (see ``compact``)."""
         return await self.compactor.ensure(recording)
 
+    async def listen_mp3(self, recording: Recording) -> CompactCopy:
+        """The MP3 of a FLAC recording, made on first request in the encoder processes and
+        kept beside it (``compact.Compactor.ensure_listen``); an MP3 recording is itself."""
+        if self.layout.archive_of(recording.path) != "flac":
+            return CompactCopy(Path(recording.path), recording.size_bytes, recording.sha256)
+        return await self.compactor.ensure_listen(recording)
+
     # ------------------------------------------------------------------ reading
     def session(self, meeting_id: str) -> Optional[RecordingSession]:
         return self._sessions.get(meeting_id)

@@ -27,7 +27,7 @@ __all__ = ["Catalog", "FORMATS", "Format", "Names", "parse_format"]
 
 Format = Literal["mp3", "opus"]
 FORMATS: tuple[Format, ...] = ("mp3", "opus")
-_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg; codecs=opus"}
+_TYPES = {"mp3": "audio/mpeg", "opus": "audio/ogg; codecs=opus", "flac": "audio/flac"}
 
 
 def parse_format(text: Optional[str]) -> Optional[Format]:
@@ -99,7 +99,8 @@ class Catalog:
     def file_name(self, meeting: Meeting, rec: Recording, fmt: Format) -> str:
         """``<channel> <date> <speaker>.mp3``: what the download is saved as."""
         speaker = _("mixed") if rec.kind is RecordingKind.MIXED else self.speaker(meeting, rec)
-        return safe_filename(f"{self.channel(meeting)} {self.date(meeting)} {speaker}.{fmt}")
+        ext = "flac" if fmt == "mp3" and rec.path.endswith(".flac") else fmt  # the archive as it is
+        return safe_filename(f"{self.channel(meeting)} {self.date(meeting)} {speaker}.{ext}")
 
     def zip_name(self, meeting: Meeting, fmt: Format) -> str:
         suffix = "" if fmt == "mp3" else " opus"
@@ -113,4 +114,5 @@ class Catalog:
             copy = await self.recorder.compact(rec)
             return ServedFile(copy.path, copy.size, f'"{copy.sha256}"', _TYPES["opus"], name)
         size = (await asyncio.to_thread(os.stat, rec.path)).st_size
-        return ServedFile(Path(rec.path), size, f'"{rec.sha256}"', _TYPES["mp3"], name)
+        kind = "flac" if rec.path.endswith(".flac") else "mp3"
+        return ServedFile(Path(rec.path), size, f'"{rec.sha256}"', _TYPES[kind], name)

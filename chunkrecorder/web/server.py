@@ -140,7 +140,7 @@ class WebServer:
         app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}", self._meeting_slash)
         app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}/", self._meeting_page)
         app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}/all.zip", self._meeting_zip)
-        app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}/{{rid:{_ID}}}.{{ext:mp3|opus}}", self._track)
+        app.router.add_get(rf"/m/{{mid:{_ID}}}/{{token:{_TOKEN}}}/{{rid:{_ID}}}.{{ext:mp3|opus|flac}}", self._track)
         app.router.add_get("/robots.txt", self._robots)
         app.on_response_prepare.append(self._secure)
         # No access log (URLs hold tokens); the bot's own signals stay the bot's; an unload
@@ -265,7 +265,7 @@ class WebServer:
         tracks = await self.catalog.tracks(meeting, fmt)
         length_ms = round((meeting.length_samples or 0) * 1000 / meeting.sample_rate)
         rows = [TrackRow(t.speaker, _clock(t.recording.duration_in_ms), _human_size(t.recording.size_bytes),
-                         f"{t.recording.id}.{fmt}") for t in tracks]
+                         f"{t.recording.id}.{_ext(t.recording, fmt)}") for t in tracks]
         started = dt.datetime.fromtimestamp(meeting.started_at, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         expires = dt.datetime.fromtimestamp(verified.expires, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
         body = meeting_page(
@@ -302,3 +302,8 @@ class WebServer:
     def __repr__(self) -> str:
         return f"<WebServer {self.host}:{self.bound_port} {'running' if self.running else 'stopped'}>"
 
+
+
+def _ext(rec: Recording, fmt: Format) -> str:
+    """A track link's extension: the format asked for, ``flac`` for a FLAC meeting's originals."""
+    return "flac" if fmt == "mp3" and rec.path.endswith(".flac") else fmt
