@@ -497,60 +497,128 @@ class Scan:
     seekpoints: list[tuple[int, int, int]]
 
 
+class Measure:
+    """A running measurement of a track's frames, fed in order (``feed``): what the
+    STREAMINFO and SEEKTABLE need. The assembler keeps one per track and feeds each
+    chunk as it appends it, so finishing a track decodes nothing (see ``finish_track``).
+    Not picklable and only valid in this process (the MD5 state): after a restart the
+    finish measures the whole ``.part`` once instead.
+    """
+
+    def __init__(self, sample_rate: int, channels: int) -> None:
+        self.sample_rate, self.channels = sample_rate, channels
+        self.md5 = hashlib.md5()
+        self.total = 0
+        self.bytes = 0
+        self.blocks: tuple[int, int, int] = (1 << 16, 0, 0)  # min (but the last), max, the last
+        self.frames: tuple[int, int] = (1 << 24, 0)
+        self.seekpoints: list[tuple[int, int, int]] = []
+
+    def copy(self) -> "Measure":
+        other = Measure(self.sample_rate, self.channels)
+        other.md5, other.total, other.bytes = self.md5.copy(), self.total, self.bytes
+        other.blocks, other.frames, other.seekpoints = self.blocks, self.frames, list(self.seekpoints)
+        return other
+
+    def feed(self, frames: bytes) -> None:
+        """Decode whole frames that follow what was fed (FFmpeg, errors fatal) and count them in."""
+        import av
+
+        if not frames:
+            return
+        provisional = StreamInfo(16, 65535, 0, 0, self.sample_rate, self.channels, 16, 0, bytes(16))
+        head = build_header(provisional)
+        every = SEEK_EVERY_S * self.sample_rate
+        expect = 0
+        try:
+            with av.open(io.BytesIO(head + frames), mode="r", format="flac") as container:
+                stream = container.streams.audio[0]
+                for packet in container.demux(stream):
+                    if packet.size == 0:
+                        continue
+                    pos = (packet.pos or 0) - len(head)
+                    if pos != expect:
+                        raise FlacError(f"the frames do not tile their bytes (byte {pos}, not {expect})")
+                    got = 0
+                    for frame in packet.decode():
+                        arr = frame.to_ndarray()
+                        if frame.format.is_planar:
+                            arr = arr.T
+                        self.md5.update(arr.astype("<i2", copy=False).tobytes())
+                        got += frame.samples
+                    if not self.seekpoints or self.total >= (self.seekpoints[-1][0] // every + 1) * every:
+                        self.seekpoints.append((self.total, self.bytes + pos, got))
+                    lo, hi, last = self.blocks
+                    self.blocks = (min(lo, last) if self.total else lo, max(hi, got), got)
+                    self.frames = (min(self.frames[0], packet.size), max(self.frames[1], packet.size))
+                    self.total += got
+                    expect = pos + packet.size
+        except FlacError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - FFmpeg's own errors: not valid frames
+            raise FlacError(f"the frames do not decode ({type(exc).__name__}: {exc})") from None
+        if expect != len(frames):
+            raise FlacError(f"{len(frames) - expect} bytes after the last whole frame")
+        self.bytes += len(frames)
+
+    def result(self) -> Scan:
+        if not self.total:
+            raise FlacError("no frames")
+        lo, hi, last = self.blocks
+        info = StreamInfo(lo if lo < (1 << 16) else last, hi, self.frames[0], self.frames[1], self.sample_rate,
+                          self.channels, 16, self.total, self.md5.digest())
+        return Scan(info, list(self.seekpoints))
+
+
 def scan(frames_path: Path, *, offset: int, length: int, sample_rate: int, channels: int) -> Scan:
     """Decode ``length`` bytes of frames at ``offset`` of a file: the true STREAMINFO (blocking).
 
     Every frame is decoded (FFmpeg, errors are fatal): total samples and the MD5 of the
     decoded s16le samples are the decoder's, block and frame sizes the demuxer's
-    packets, which must tile the bytes exactly.
+    packets, which must tile the bytes exactly. Read and decoded a few MiB at a time,
+    cut at frame starts (the sample number each window's first frame carries).
     """
-    import av
-
+    m = Measure(sample_rate, channels)
     with open(frames_path, "rb") as fh:
         fh.seek(offset)
         frames = fh.read(length)
     if len(frames) != length:
         raise FlacError(f"{frames_path.name} ended before its {length} bytes of frames")
-    provisional = StreamInfo(16, 65535, 0, 0, sample_rate, channels, 16, 0, bytes(16))
-    head = build_header(provisional)
-    md5 = hashlib.md5()
-    total = 0
-    sizes: list[int] = []
-    blocks: list[int] = []
-    seekpoints: list[tuple[int, int, int]] = []
-    every = SEEK_EVERY_S * sample_rate
-    next_seek = 0
-    expect = 0
-    with av.open(io.BytesIO(head + frames), mode="r", format="flac") as container:
-        stream = container.streams.audio[0]
-        for packet in container.demux(stream):
-            if packet.size == 0:
-                continue
-            pos = (packet.pos or 0) - len(head)
-            if pos != expect:
-                raise FlacError(f"{frames_path.name}: the frames do not tile the file (byte {pos}, not {expect})")
-            got = 0
-            for frame in packet.decode():
-                arr = frame.to_ndarray()
-                if frame.format.is_planar:
-                    arr = arr.T
-                md5.update(arr.astype("<i2", copy=False).tobytes())
-                got += frame.samples
-            if total >= next_seek:
-                seekpoints.append((total, pos, got))
-                next_seek = (total // every + 1) * every
-            sizes.append(packet.size)
-            blocks.append(got)
-            total += got
-            expect = pos + packet.size
-    if expect != length or not sizes:
-        raise FlacError(f"{frames_path.name}: {length - expect} bytes after the last whole frame")
-    min_block = min(blocks[:-1]) if len(blocks) > 1 else blocks[0]
-    info = StreamInfo(min_block, max(blocks), min(sizes), max(sizes), sample_rate, channels, 16, total, md5.digest())
-    return Scan(info, seekpoints)
+    step = 4 << 20
+    pos = 0
+    while pos < length:
+        search = pos + step
+        while True:
+            nxt = _next_frame(frames, search) if search < length else None
+            cut = nxt if nxt is not None else length
+            trial = m.copy()
+            try:
+                trial.feed(frames[pos:cut])
+                break
+            except FlacError:
+                if cut == length:
+                    raise
+                search = cut + 1  # audio bytes that looked like a frame header: the next one
+        m, pos = trial, cut
+    return m.result()
 
 
-def finish_track(part: Path, final: Path, *, length: int, sample_rate: int, channels: int) -> tuple[str, int, int]:
+def _next_frame(frames: bytes, at: int) -> Optional[int]:
+    """Offset of the first frame header (sync code and CRC-8 right) at or after ``at``."""
+    pos = at
+    while True:
+        pos = frames.find(b"\xff\xf9", pos)
+        if pos < 0:
+            return None
+        try:
+            parse_frame_header(frames, pos)
+            return pos
+        except FlacError:
+            pos += 1
+
+
+def finish_track(part: Path, final: Path, *, length: int, sample_rate: int, channels: int,
+                 measured: Optional[Measure] = None) -> tuple[str, int, int]:
     """``final`` = FLAC header measured on the ``.part``'s first ``length`` bytes, then those bytes.
 
     Idempotent (blocking): with the ``.part`` gone, a finished file whose frames are
@@ -559,7 +627,10 @@ def finish_track(part: Path, final: Path, *, length: int, sample_rate: int, chan
     if part.exists():
         if part.stat().st_size < length:
             raise FlacError(f"{part.name} has fewer than the {length} bytes assembled")
-        found = scan(part, offset=0, length=length, sample_rate=sample_rate, channels=channels)
+        if measured is not None and measured.bytes == length:
+            found = measured.result()  # fed chunk by chunk as they were appended
+        else:
+            found = scan(part, offset=0, length=length, sample_rate=sample_rate, channels=channels)
         header = build_header(found.info, seekpoints=found.seekpoints)
         _write_with_header(final, header, part, offset=0, length=length)
         part.unlink()

@@ -101,6 +101,9 @@ class Assembler:
         self._layout = layout
         self._locks: dict[str, asyncio.Lock] = {}
         self._hashes: dict[tuple[str, int], _Hash] = {}
+        #: FLAC tracks: the running measurement of their ``.part`` (``flac.Measure``), by
+        #: (meeting, user); valid while its byte count is the track's ``assembled_bytes``
+        self._measures: dict[tuple[str, int], flac.Measure] = {}
         self._silent_frame: dict[tuple[int, int, int, int], bytes] = {}
 
     def lock(self, meeting_id: str) -> asyncio.Lock:
@@ -111,11 +114,14 @@ class Assembler:
 
     def forget_track(self, meeting_id: str, user_id: int) -> None:
         self._hashes.pop((meeting_id, user_id), None)
+        self._measures.pop((meeting_id, user_id), None)
 
     def forget(self, meeting_id: str) -> None:
         self._locks.pop(meeting_id, None)
         for key in [k for k in self._hashes if k[0] == meeting_id]:
             del self._hashes[key]
+        for key in [k for k in self._measures if k[0] == meeting_id]:
+            del self._measures[key]
 
     def forget_if_idle(self, meeting_id: str) -> None:
         """``forget`` unless a pass holds the meeting's lock (it forgets when it ends, or
@@ -198,9 +204,15 @@ class Assembler:
         if running is not None and running.size != track.assembled_bytes:
             running = None
         part = self._layout.part_path(meeting.id, track.user_id, archive)
-        size, frames_added, sha, unreadable = await run_blocking(
+        measure: Optional[flac.Measure] = None
+        if archive == "flac":
+            known = self._measures.get(key)
+            measure = known.copy() if known is not None and known.bytes == track.assembled_bytes else None
+            if measure is None and track.assembled_bytes == 0:
+                measure = flac.Measure(meeting.sample_rate, meeting.channels)
+        size, frames_added, sha, unreadable, measure = await run_blocking(
             _append, part, track.assembled_bytes, pieces, running.sha.copy() if running else None,
-            await self._silence(meeting, quality, 1), archive, meeting.channels, meeting.sample_rate,
+            await self._silence(meeting, quality, 1), archive, meeting.channels, meeting.sample_rate, measure,
         )
         for index in unreadable:
             row = done.pop(index)
@@ -214,6 +226,8 @@ class Assembler:
         )
         if sha is not None:
             self._hashes[key] = _Hash(sha, size)
+        if measure is not None and measure.bytes == size:
+            self._measures[key] = measure
         # in the track's file now (the row just said so): the chunk MP3s may go
         await run_blocking(remove_files, [r.mp3_path for r in done.values()])
         return n_chunk, n_silent, len(gaps)
@@ -272,9 +286,10 @@ class Assembler:
         """
         part = self._layout.part_path(meeting.id, track.user_id, "flac")
         final = self._layout.recording_path(meeting.id, track.user_id, "flac")
+        measured = self._measures.get((meeting.id, track.user_id))
         digest, size, samples = await run_blocking(
             flac.finish_track, part, final, length=track.assembled_bytes,
-            sample_rate=meeting.sample_rate, channels=meeting.channels,
+            sample_rate=meeting.sample_rate, channels=meeting.channels, measured=measured,
         )
         is_mix = track.user_id == MIX_USER_ID
         return NewRecording(
@@ -310,7 +325,8 @@ def _append(
     archive: str = "mp3",
     channels: int = 1,
     sample_rate: int = 48_000,
-) -> tuple[int, int, Optional["hashlib._Hash"], list[int]]:
+    measure: Optional[flac.Measure] = None,
+) -> tuple[int, int, Optional["hashlib._Hash"], list[int], Optional[flac.Measure]]:
     """Cut ``part`` back to ``expected`` bytes and append the pieces (worker thread).
 
     A chunk MP3 that is missing or does not walk as the expected frames (someone
@@ -345,6 +361,14 @@ def _append(
                     data = Path(piece).read_bytes()
                     if archive == "flac":
                         data = flac.chunk_frames(data, body=spec.body, first_sample=spec.start)
+                        # decoded here (it must, to be measured): a damaged chunk is a gap, not a stuck track
+                        checked = measure.copy() if measure is not None else flac.Measure(sample_rate, channels)
+                        before = checked.total
+                        checked.feed(data)
+                        if checked.total - before != spec.body:
+                            raise flac.FlacError(f"{piece} decodes to {checked.total - before} samples")
+                        if measure is not None:
+                            measure = checked
                     elif mp3.count_frames(data) != frames:
                         raise mp3.EncodeError(f"{piece} is not {frames} frames")
                 except (OSError, mp3.EncodeError, flac.FlacError) as exc:
@@ -352,15 +376,19 @@ def _append(
                     data = (flac.silence(spec.start, spec.body, channels=channels, sample_rate=sample_rate)
                             if archive == "flac" else silent * frames)
                     unreadable.append(index)
+                    if measure is not None:
+                        measure.feed(data)
             else:
                 data = piece
+                if measure is not None:
+                    measure.feed(data)
             fh.write(data)
             sha.update(data)
             frames_added += frames
         fh.flush()
         os.fsync(fh.fileno())
         size = fh.tell()
-    return size, frames_added, sha, unreadable
+    return size, frames_added, sha, unreadable, measure
 
 
 def _finalize_tagged(part: Path, final: Path, expected: int, tag: bytes) -> str:

@@ -235,7 +235,7 @@ class Promoter:
         tracks = await store.tracks_for_meeting(meeting_id)
         files = []
         notes = await store.notes_for_meeting(meeting_id)
-        archive = (await store.meeting_pipeline(meeting_id)).archive
+        pipe = await store.meeting_pipeline(meeting_id)
         async with self._assembler.lock(meeting_id):
             for i, track in enumerate(tracks):
                 if want is not None and track.assembled_frames != want:
@@ -246,12 +246,11 @@ class Promoter:
                 # the tags go on before the rows: a row's sha256 and size are the tagged file's
                 tags = tagging.track_tags(meeting, track.user_id, track=i + 1, total=len(tracks), names=self.names)
                 chapters = markers.track_chapters(meeting, track.user_id, notes)
-                made = await self._assembler.finalize(meeting, track, archive=archive)
+                made = await self._assembler.finalize(meeting, track, archive=pipe.archive)
                 sha, size = await run_blocking(tagging.tag_and_describe, Path(made.path), tags, chapters)
                 files.append(dataclasses.replace(made, sha256=sha, size_bytes=size))
                 await report(progress, "assembling", i + 1, len(tracks))
         await write_labels(self._layout, meeting_id, notes)
-        pipe = await store.meeting_pipeline(meeting_id)
         # the gaps' chunk rows stay (and every row, if kept for audit)
         await store.promote_temp_recordings_to_persistent(
             meeting_id, files, length_samples=meeting.length_samples, keep_temp=pipe.keep_temp

@@ -83,7 +83,7 @@ RECORDING = Recording(
 TRACK = TrackAssembly(
     meeting_id=MEETING.id, user_id=CHUNK.user_id, assembled_seq=5, assembled_bytes=98_765, assembled_frames=2085
 )
-PIPELINE = MeetingPipeline(quality=2, keep_temp=True, flushed_windows=9)
+PIPELINE = MeetingPipeline(quality=2, keep_temp=True, flushed_windows=9, archive="flac")
 
 ALL = [MEETING, CHUNK, RECORDING, TRACK, PIPELINE]
 
@@ -129,8 +129,8 @@ async def filled(tmp_path: Path) -> AsyncIterator[SqlRecordingService]:
     con.execute("PRAGMA foreign_keys = ON")
     _insert(con, "meetings", dataclasses.asdict(MEETING))
     con.execute(
-        "UPDATE meetings SET quality = ?, keep_temp = ?, flushed_windows = ? WHERE id = ?",
-        (PIPELINE.quality, int(PIPELINE.keep_temp), PIPELINE.flushed_windows, MEETING.id),
+        "UPDATE meetings SET quality = ?, keep_temp = ?, flushed_windows = ?, archive = ? WHERE id = ?",
+        (PIPELINE.quality, int(PIPELINE.keep_temp), PIPELINE.flushed_windows, PIPELINE.archive, MEETING.id),
     )
     _insert(con, "temp_recordings", dataclasses.asdict(CHUNK))
     recording = dataclasses.asdict(RECORDING)
@@ -225,8 +225,8 @@ def test_a_column_twice_is_an_error() -> None:
 
 
 def test_columns_are_matched_by_name_not_position() -> None:
-    got = row_to(MeetingPipeline, _row("SELECT 3 AS flushed_windows, 0 AS keep_temp, 7 AS quality"))
-    assert got == MeetingPipeline(quality=7, keep_temp=False, flushed_windows=3)
+    got = row_to(MeetingPipeline, _row("SELECT 3 AS flushed_windows, 'flac' AS archive, 0 AS keep_temp, 7 AS quality"))
+    assert got == MeetingPipeline(quality=7, keep_temp=False, flushed_windows=3, archive="flac")
     assert got.keep_temp is False
 
 
@@ -269,7 +269,7 @@ def test_a_stored_value_outside_the_enum_is_refused() -> None:
 
 
 def test_column_lists_follow_the_fields_and_qualify_joined_ones() -> None:
-    assert columns(MeetingPipeline) == "quality, keep_temp, flushed_windows"
+    assert columns(MeetingPipeline) == "quality, keep_temp, flushed_windows, archive"
     assert columns(TrackAssembly, table="t", sources={"user_id": "u"}).split(", ")[:2] == [
         "t.meeting_id AS meeting_id",
         "u.user_id AS user_id",
