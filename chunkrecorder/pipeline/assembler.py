@@ -133,6 +133,8 @@ class Assembler:
         self._locks.pop(meeting_id, None)
         for key in [k for k in self._hashes if k[0] == meeting_id]:
             del self._hashes[key]
+        for key in [k for k in self._measures if k[0] == meeting_id]:
+            del self._measures[key]
 
     # ------------------------------------------------------------------ assembling
     async def run(self, meeting_id: str, *, final: bool = False) -> AssemblyStatus:
