@@ -570,7 +570,8 @@ class Measure:
         return Scan(info, list(self.seekpoints))
 
 
-def scan(frames_path: Path, *, offset: int, length: int, sample_rate: int, channels: int) -> Scan:
+def scan(frames_path: Path, *, offset: int, length: int, sample_rate: int, channels: int,
+         step: int = 4 << 20) -> Scan:
     """Decode ``length`` bytes of frames at ``offset`` of a file: the true STREAMINFO (blocking).
 
     Every frame is decoded (FFmpeg, errors are fatal): total samples and the MD5 of the
@@ -584,7 +585,6 @@ def scan(frames_path: Path, *, offset: int, length: int, sample_rate: int, chann
         frames = fh.read(length)
     if len(frames) != length:
         raise FlacError(f"{frames_path.name} ended before its {length} bytes of frames")
-    step = 4 << 20
     pos = 0
     while pos < length:
         search = pos + step

@@ -171,3 +171,26 @@ def test_set_comments_replaces_tags_and_leaves_streaminfo_and_frames(tmp_path: P
         assert flac.read_comments(final) == tags
     assert "ARTIST" not in meta  # replaced, not appended
     assert np.array_equal(ffmpeg_decode(final)[:, 0], pcm[:, 0])
+
+
+def test_the_running_measurement_and_a_scan_in_pieces_agree_with_the_decoder(tmp_path: Path) -> None:
+    rng = np.random.default_rng(11)
+    pcm = rng.normal(0, 6000, (48_000 * 25 + 77, 1)).astype(np.int16)  # noise: bytes that look like sync codes
+    frames = []
+    m = flac.Measure(RATE, 1)
+    for start in range(0, len(pcm), 480_384):  # as the assembler feeds it: chunk by chunk
+        chunk = b"".join(flac.encode_frames(np.ascontiguousarray(pcm[start : start + 480_384]), first_sample=start,
+                                            sample_rate=RATE, channels=1))
+        m.feed(chunk)
+        frames.append(chunk)
+    data = b"".join(frames)
+    part = tmp_path / "t.part"
+    part.write_bytes(data)
+    whole = flac.scan(part, offset=0, length=len(data), sample_rate=RATE, channels=1)
+    pieces = flac.scan(part, offset=0, length=len(data), sample_rate=RATE, channels=1, step=50_000)
+    assert m.result() == whole == pieces
+    assert whole.info.total_samples == len(pcm)
+    assert whole.info.md5 == hashlib.md5(pcm.tobytes()).digest()
+    assert [p[0] for p in whole.seekpoints] == [0, 480_384, 960_768]  # the first frame at or after each 10 s
+    with pytest.raises(flac.FlacError):
+        m.feed(data[: len(data) // 2])  # not whole frames: refused
