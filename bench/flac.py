@@ -139,7 +139,7 @@ def main() -> None:
               f"   (+{check_cpu * per_hour:.1f} CPU-s: the decode check)")
         print(f"    FLAC, ffmpeg binary per chunk {bin_cpu * per_hour:6.1f} CPU-s   {bin_size * per_hour / mib:6.1f} MiB"
               f"   ({bin_cpu / av_cpu:.1f}x the CPU)")
-        print(f"    FLAC finish (decode for MD5)  {finish_cpu * per_hour:6.1f} CPU-s   "
+        print(f"    FLAC measure (MD5, by decode) {finish_cpu * per_hour:6.1f} CPU-s   "
               f"{flac_size * per_hour / mib:6.1f} MiB finished file")
         print(f"    MP3 64 kb/s (default archive) {mp3_cpu * per_hour:6.1f} CPU-s   "
               f"{made.size_bytes * per_hour / mib:6.1f} MiB   (FLAC is {flac_size / made.size_bytes:.1f}x)")
