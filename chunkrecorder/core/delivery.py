@@ -191,16 +191,15 @@ class Delivery:
         elif listen and _is_flac(rec):
             async with _typing(target):
                 size = (await self.recorder.listen_mp3(rec)).size
-            if size <= limit:
-                await self.upload(guild, target, [rec], fmt=fmt, limit=limit, prefix=prefix, listen=True)
-                return
-        link = self.links.recording_link(rec.id, days=s.link_expiry_days, fmt=fmt) if size > limit else None
+        # (a link serves the recording as archived: the MP3 made from a FLAC comes as parts instead)
+        linkable = size > limit and not (listen and _is_flac(rec))
+        link = self.links.recording_link(rec.id, days=s.link_expiry_days, fmt=fmt) if linkable else None
         if link is not None:
             await target.send(_("`{filename}` ({size}) is over this server's {limit} upload limit: download it "
                                 "here.").format(filename=self._name(rec, fmt), size=human_size(size),
                                                 limit=human_size(limit)) + self._link_line(link, s.link_expiry_days))
             return
-        await self.upload(guild, target, [rec], fmt=fmt, limit=limit, prefix=prefix)
+        await self.upload(guild, target, [rec], fmt=fmt, limit=limit, prefix=prefix, listen=listen)
 
     @staticmethod
     def _name(rec: Recording, fmt: Format, listen: bool = False) -> str:
