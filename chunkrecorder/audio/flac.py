@@ -837,3 +837,37 @@ def decoded_blocks(path: str | Path) -> Iterator["np.ndarray"]:
             arr = frame.to_ndarray()
             arr = arr.T if frame.format.is_planar else arr.reshape(-1, channels)
             yield np.ascontiguousarray(arr, dtype=np.int16)
+
+
+def frame_offsets(frames: bytes) -> list[int]:
+    """Offset of every frame in a stream of frames numbered by sample (ours), then its end.
+
+    Each frame is found where the one before says it must start: a sync code, a right
+    CRC-8 and exactly the next sample number; raises :class:`FlacError` if the walk does
+    not reach the end.
+    """
+    if not frames:
+        return [0]
+    out = [0]
+    head = parse_frame_header(frames, 0)
+    pos = 0
+    while True:
+        expect = head.number + head.block_size
+        nxt = pos + head.size
+        while True:
+            nxt = frames.find(b"\xff\xf9", nxt)
+            if nxt < 0:
+                break
+            try:
+                cand = parse_frame_header(frames, nxt)
+                if cand.variable and cand.number == expect:
+                    break
+            except FlacError:
+                pass
+            nxt += 1
+        if nxt < 0:
+            break
+        out.append(nxt)
+        pos, head = nxt, cand
+    out.append(len(frames))
+    return out

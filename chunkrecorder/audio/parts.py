@@ -163,7 +163,17 @@ def _flac_parts(p: Path, limit: int, name: str) -> list[Part]:
         raise PartError(f"{p} is not a FLAC file this cog wrote ({exc})") from None
     size = os.path.getsize(p)
     bounds = sorted({0, *(start + o for o in points if 0 < o < size - start), size})
-    cuts = _greedy(bounds, limit, 0, "FLAC seek span (10 s)")
+    try:
+        cuts = _greedy(bounds, limit, 0, "FLAC seek span (10 s)")
+    except PartError:  # a limit under 10 s of audio: cut at any frame (found by walking them)
+        with open(p, "rb") as fh:
+            fh.seek(start)
+            frames = fh.read()
+        try:
+            bounds = [0, *(start + o for o in flac.frame_offsets(frames)[1:])]
+        except flac.FlacError as exc:
+            raise PartError(f"{p}: {exc}") from None
+        cuts = _greedy(bounds, limit, 0, "FLAC frame")
     return [Part(str(p), "flac", k + 1, len(cuts), part_name(name, k + 1, len(cuts)) if len(cuts) > 1 else name,
                  bounds[i], bounds[j], bounds[j] - bounds[i]) for k, (i, j) in enumerate(cuts)]
 

@@ -108,3 +108,9 @@ def test_flac_parts_are_cut_between_frames_and_cat_back(tmp_path: Path) -> None:
         assert np.array_equal(got, pcm[total : total + len(got), 0])
         total += len(got)
     assert total == len(pcm)
+    # under 10 s of audio per part: cut at any frame, still whole frames that cat back
+    small = plan_parts(final, 200_000, "t.flac")
+    assert len(small) > len(parts) and all(p.size <= 200_000 for p in small)
+    assert b"".join(read_part(p) for p in small) == whole
+    for p in small[1:]:
+        flac.parse_frame_header(read_part(p), 0)
