@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
+from . import vorbis
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -335,13 +337,8 @@ def seek_offsets(data: bytes) -> list[int]:
 
 
 def _comment_body(vendor: str, comments: Sequence[tuple[str, str]]) -> bytes:
-    # Replaced by ``vorbis.comment_packet_body`` at the merge with issue 14's TAGS part (same bytes).
-    v = vendor.encode("utf-8")
-    out = [struct.pack("<I", len(v)), v, struct.pack("<I", len(comments))]
-    for key, value in comments:
-        c = f"{key}={value}".encode("utf-8")
-        out += [struct.pack("<I", len(c)), c]
-    return b"".join(out)
+    """The VORBIS_COMMENT block's payload: the structure OpusTags shares (``audio.vorbis``)."""
+    return vorbis.comment_packet_body(vendor, comments)
 
 
 def build_header(info: StreamInfo, *, seekpoints: Sequence[tuple[int, int, int]] = (),
@@ -666,22 +663,10 @@ def refresh_header(path: Path) -> tuple[str, int, int]:
 
 
 def _comments(head: bytes) -> Optional[tuple[str, list[tuple[str, str]]]]:
+    """``(vendor, comments)`` of the VORBIS_COMMENT block, or None if there is none."""
     for kind, start, end in _blocks(head):
-        if kind != _VORBIS_COMMENT:
-            continue
-        p = start
-        (n,) = struct.unpack_from("<I", head, p)
-        vendor = head[p + 4 : p + 4 + n].decode("utf-8", "replace")
-        p += 4 + n
-        (count,) = struct.unpack_from("<I", head, p)
-        p += 4
-        pairs = []
-        for _ in range(count):
-            (n,) = struct.unpack_from("<I", head, p)
-            key, _, value = head[p + 4 : p + 4 + n].decode("utf-8", "replace").partition("=")
-            pairs.append((key, value))
-            p += 4 + n
-        return vendor, pairs
+        if kind == _VORBIS_COMMENT:
+            return vorbis.parse_comment_body(head[start:end])
     return None
 
 

@@ -37,7 +37,7 @@ import struct
 from pathlib import Path
 from typing import Callable, Optional, Protocol, Sequence
 
-from ..audio import id3, ogg, vorbis
+from ..audio import flac, id3, ogg, vorbis
 from ..audio.tags import ALBUM_SEP, NAME_MAX, TITLE_SEP, TrackTags, clean_name, clean_text, iso_utc
 from ..objects.records import MIX_USER_ID, Meeting
 from .paths import TMP_SUFFIX, Layout, fsync_dir, remove_files
@@ -134,12 +134,8 @@ def _tag_as(path: Path, kind: str, tags: TrackTags, chapters: Sequence[id3.Chapt
 
 
 def _flac_set_comments(path: Path, comments: Sequence[tuple[str, str]]) -> None:
-    """A FLAC file's VORBIS_COMMENT block replaced (blocking, atomic)."""
-    # FLAC: audio.flac.set_comments (issue 14, FLAC engineer). The lead wires it at the merge:
-    #     from ..audio import flac
-    #     flac.set_comments(path, comments, vendor=VENDOR)
-    # Until then a .flac file is left as the assembler made it (and has no tags to re-tag).
-    return
+    """A FLAC file's VORBIS_COMMENT block replaced (blocking, atomic): ``audio.flac``."""
+    flac.set_comments(path, comments, vendor=VENDOR)
 
 
 def _chapter_comments(chapters: Sequence[id3.Chapter]) -> list[tuple[str, str]]:
