@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import imageio_ffmpeg
+import mutagen.flac
 import numpy as np
 
 from chunkrecorder.audio import flac
@@ -76,6 +78,14 @@ async def test_clean_flac_meeting_via_the_cli_json_contract(tmp_path: Path) -> N
     for r in data["recordings"]:
         assert r["path"].endswith(".flac")
         assert_lossless_file(r["path"], None, r["size_bytes"], r["sha256"])
+        # tagged at promotion (issue 14's metadata), read back by two independent parsers
+        meta = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-i", r["path"], "-f", "ffmetadata",
+                               "-"], capture_output=True, timeout=50).stdout.decode()
+        tags = mutagen.flac.FLAC(r["path"])
+        who = r["speaker"] or "mix"
+        assert who in tags["TITLE"][0] and f"TITLE={tags['TITLE'][0]}" in meta, (meta, tags.tags)
+        assert tags["TRACKTOTAL"] == [str(len(data["recordings"]))] and "chunkrecorder" in tags["COMMENT"][0]
+        assert tags.info.total_samples == flac.read_stream_info(Path(r["path"]).read_bytes()).total_samples
     assert not list((tmp_path / "recordings").glob("*.mp3*"))
 
 
