@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
+from ..utils.atomic import writing
 from . import vorbis
 
 if TYPE_CHECKING:
@@ -470,19 +471,8 @@ def existing_chunk(flac_path: Path | str, *, body: int, first_sample: int, sampl
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with writing(path) as fh:
+        fh.write(data)
 
 
 # ---------------------------------------------------------------------- the finished file
@@ -695,35 +685,16 @@ def set_comments(path: Path, comments: Sequence[tuple[str, str]], vendor: str = 
 
 def _write_with_header(dst: Path, header: bytes, src: Path, *, offset: int, length: int) -> None:
     """``header`` then ``length`` bytes of ``src`` from ``offset``, to ``dst`` atomically (``src`` may be ``dst``)."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(header)
-            fin.seek(offset)
-            remaining = length
-            while remaining:
-                block = fin.read(min(remaining, 1 << 20))
-                if not block:
-                    raise FlacError(f"{src.name} ended {remaining} bytes early")
-                fout.write(block)
-                remaining -= len(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    try:
-        fd = os.open(dst.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    with open(src, "rb") as fin, writing(dst, sync_dir=True) as fout:
+        fout.write(header)
+        fin.seek(offset)
+        remaining = length
+        while remaining:
+            block = fin.read(min(remaining, 1 << 20))
+            if not block:
+                raise FlacError(f"{src.name} ended {remaining} bytes early")
+            fout.write(block)
+            remaining -= len(block)
 
 
 def window_offsets(frames: bytes, starts: Iterable[int]) -> list[int]:

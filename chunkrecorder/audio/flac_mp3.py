@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..utils.atomic import writing
 from . import flac, id3, mp3
 
 __all__ = ["ListenFile", "SOURCE_DESCRIPTION", "flac_to_mp3", "source_of"]
@@ -67,7 +68,6 @@ def flac_to_mp3(flac_path: str | Path, mp3_path: str | Path, *, source_sha256: s
     info = flac.read_stream_info(flac._read_head(src))
     channels = info.channels
     prime, tail = mp3.PRIME_SAMPLES, mp3.TAIL_SAMPLES
-    tmp = dst.with_name(dst.name + ".tmp")
     digest = hashlib.sha256()
     size = samples = 0
 
@@ -79,30 +79,20 @@ def flac_to_mp3(flac_path: str | Path, mp3_path: str | Path, *, source_sha256: s
         digest.update(data)
         size += len(data)
 
-    try:
-        with open(tmp, "wb") as fh:
-            tag = _source_tag(source_sha256)
-            fh.write(tag)
-            digest.update(tag)
-            size = len(tag)
-            buf = np.zeros((prime, channels), dtype=np.int16)  # the audio before t=0: silence
-            for block in flac.decoded_blocks(src):
-                samples += len(block)
-                buf = np.concatenate([buf, block])
-                while len(buf) >= prime + _WINDOW + tail:
-                    encode(fh, buf[: prime + _WINDOW + tail], _WINDOW)
-                    buf = buf[_WINDOW:]
-            if len(buf) > prime:
-                encode(fh, buf, len(buf) - prime)  # the last window: zeros after the end
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with writing(dst) as fh:
+        tag = _source_tag(source_sha256)
+        fh.write(tag)
+        digest.update(tag)
+        size = len(tag)
+        buf = np.zeros((prime, channels), dtype=np.int16)  # the audio before t=0: silence
+        for block in flac.decoded_blocks(src):
+            samples += len(block)
+            buf = np.concatenate([buf, block])
+            while len(buf) >= prime + _WINDOW + tail:
+                encode(fh, buf[: prime + _WINDOW + tail], _WINDOW)
+                buf = buf[_WINDOW:]
+        if len(buf) > prime:
+            encode(fh, buf, len(buf) - prime)  # the last window: zeros after the end
     if samples != info.total_samples:
         os.unlink(dst)
         raise flac.FlacError(f"{src.name} decoded to {samples} samples, its STREAMINFO says {info.total_samples}")

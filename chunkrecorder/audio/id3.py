@@ -18,10 +18,11 @@ its MP3's tags), :func:`read_text_tags` and :func:`read_chapters` decode them.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
+
+from ..utils.atomic import writing
 
 __all__ = [
     "Chapter",
@@ -150,28 +151,17 @@ def write_with_tag(dst: Path, tag: bytes, src: Path, *, offset: int, length: int
     ``src`` may be ``dst`` itself (re-tagging a finished file): the frames are read from
     the old file while the new one is written beside it.
     """
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(tag)
-            fin.seek(offset)
-            remaining = length
-            while remaining:
-                block = fin.read(min(remaining, 1 << 20))
-                if not block:
-                    raise OSError(f"{src.name} ended {remaining} bytes early")
-                fout.write(block)
-                remaining -= len(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-            size = fout.tell()
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with open(src, "rb") as fin, writing(dst) as fout:
+        fout.write(tag)
+        fin.seek(offset)
+        remaining = length
+        while remaining:
+            block = fin.read(min(remaining, 1 << 20))
+            if not block:
+                raise OSError(f"{src.name} ended {remaining} bytes early")
+            fout.write(block)
+            remaining -= len(block)
+        size = fout.tell()
     return size
 
 

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..utils.atomic import writing
 from . import id3, lame
 
 if TYPE_CHECKING:
@@ -372,12 +373,8 @@ def existing_chunk(mp3_path: Path | str, *, body: int, sample_rate: int = 48_000
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write, fsync, rename: a reader sees the old file or the whole new one."""
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "wb") as fh:
+    with writing(path, tmp_suffix=".part") as fh:
         fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def encode_chunk_file(

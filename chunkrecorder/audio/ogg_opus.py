@@ -26,13 +26,13 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from ..utils.atomic import writing
 from . import flac, id3, ogg
 from .opus import FRAME_SAMPLES, SAMPLE_RATE, OpusEncoder, ensure_opus
 
@@ -120,7 +120,6 @@ def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Opti
     """
     ensure_opus(share=False)
     src, dst = Path(mp3_path), Path(ogg_path)
-    tmp = dst.with_name(dst.name + ".tmp")
     digest = hashlib.sha256()
     size = 0
     serial = int.from_bytes(hashlib.sha256(str(dst.name).encode()).digest()[:4], "little")
@@ -134,67 +133,57 @@ def mp3_to_ogg_opus(mp3_path: str | Path, ogg_path: str | Path, *, bitrate: Opti
     sequence = 0
     frame_bytes = FRAME_SAMPLES * channels * 2
 
-    try:
-        with open(tmp, "wb") as out:
-            def emit(packets: list[bytes], granule: int, flags: int = 0) -> None:
-                nonlocal sequence, size
-                data = ogg.page(packets, granule=granule, serial=serial, sequence=sequence, flags=flags)
-                sequence += 1
-                out.write(data)
-                digest.update(data)
-                size += len(data)
+    with writing(dst) as out:
+        def emit(packets: list[bytes], granule: int, flags: int = 0) -> None:
+            nonlocal sequence, size
+            data = ogg.page(packets, granule=granule, serial=serial, sequence=sequence, flags=flags)
+            sequence += 1
+            out.write(data)
+            digest.update(data)
+            size += len(data)
 
-            emit([ogg.opus_head(channels=channels, pre_skip=pre_skip)], 0, ogg.BOS)
-            emit([ogg.opus_tags(VENDOR, comments)], 0)
+        emit([ogg.opus_head(channels=channels, pre_skip=pre_skip)], 0, ogg.BOS)
+        emit([ogg.opus_tags(VENDOR, comments)], 0)
 
-            samples = 0  # real samples read from the MP3
-            encoded = 0  # samples fed to the encoder (real and padding)
-            pending = b""
-            packets: list[bytes] = []
+        samples = 0  # real samples read from the MP3
+        encoded = 0  # samples fed to the encoder (real and padding)
+        pending = b""
+        packets: list[bytes] = []
 
-            def feed(pcm: bytes) -> None:
-                nonlocal encoded, pending
-                data = pending + pcm
-                whole = len(data) // frame_bytes * frame_bytes
-                for i in range(0, whole, frame_bytes):
-                    packets.append(encoder.encode(data[i : i + frame_bytes]))
-                    encoded += FRAME_SAMPLES
-                    if len(packets) > PAGE_PACKETS:
-                        # A full page, written once the next packet exists: the last
-                        # page must never be empty (it carries the end trimming).
-                        emit(packets[:PAGE_PACKETS], encoded - FRAME_SAMPLES)
-                        del packets[:PAGE_PACKETS]
-                pending = data[whole:]
+        def feed(pcm: bytes) -> None:
+            nonlocal encoded, pending
+            data = pending + pcm
+            whole = len(data) // frame_bytes * frame_bytes
+            for i in range(0, whole, frame_bytes):
+                packets.append(encoder.encode(data[i : i + frame_bytes]))
+                encoded += FRAME_SAMPLES
+                if len(packets) > PAGE_PACKETS:
+                    # A full page, written once the next packet exists: the last
+                    # page must never be empty (it carries the end trimming).
+                    emit(packets[:PAGE_PACKETS], encoded - FRAME_SAMPLES)
+                    del packets[:PAGE_PACKETS]
+            pending = data[whole:]
 
-            # About a second of decoded PCM at a time: one conversion to bytes per second,
-            # not one per MP3 frame.
-            batch: list[np.ndarray] = []
-            batched = 0
-            for pcm in itertools.chain([] if first is None else [first], blocks):
-                samples += len(pcm)
-                batch.append(pcm)
-                batched += len(pcm)
-                if batched >= SAMPLE_RATE:
-                    feed(np.concatenate(batch).astype("<i2", copy=False).tobytes())
-                    batch, batched = [], 0
-            if batch:
+        # About a second of decoded PCM at a time: one conversion to bytes per second,
+        # not one per MP3 frame.
+        batch: list[np.ndarray] = []
+        batched = 0
+        for pcm in itertools.chain([] if first is None else [first], blocks):
+            samples += len(pcm)
+            batch.append(pcm)
+            batched += len(pcm)
+            if batched >= SAMPLE_RATE:
                 feed(np.concatenate(batch).astype("<i2", copy=False).tobytes())
-            # Flush the look-ahead: feed zeros until every real sample has come out of the
-            # decoder (pre-skip + samples), in whole frames.
-            need = pre_skip + samples
-            total = -(-need // FRAME_SAMPLES) * FRAME_SAMPLES
-            feed(bytes((total - encoded) * channels * 2 - len(pending)))
-            assert not pending and encoded == total
-            emit(packets, need, ogg.EOS)  # the end trimmed to the MP3's length
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+                batch, batched = [], 0
+        if batch:
+            feed(np.concatenate(batch).astype("<i2", copy=False).tobytes())
+        # Flush the look-ahead: feed zeros until every real sample has come out of the
+        # decoder (pre-skip + samples), in whole frames.
+        need = pre_skip + samples
+        total = -(-need // FRAME_SAMPLES) * FRAME_SAMPLES
+        feed(bytes((total - encoded) * channels * 2 - len(pending)))
+        assert not pending and encoded == total
+        emit(packets, need, ogg.EOS)  # the end trimmed to the MP3's length
     return CompactFile(str(dst), samples, pre_skip, channels, size, digest.hexdigest())
 
 

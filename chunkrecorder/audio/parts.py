@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Optional, Sequence
 
+from ..utils.atomic import replacing
 from . import flac, id3, ogg
 
 __all__ = ["Part", "PartError", "plan_parts", "read_part", "write_parts", "mp3_frame_offsets"]
@@ -215,9 +216,8 @@ def write_parts(path: str | Path, limit: int, folder: str | Path, filename: Opti
     written = []
     for part in plan_parts(path, limit, filename):
         target = out_dir / part.filename
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_bytes(read_part(part))
-        os.replace(tmp, target)
+        with replacing(target) as tmp:  # not synced, as before: a part is a copy of a durable recording
+            tmp.write_bytes(read_part(part))
         written.append(target)
     return written
 

@@ -1,7 +1,8 @@
 """What runs inside an encoder process: one chunk file in, one MP3 chunk file out.
 
-This module imports nothing of the cog but ``audio.mp3`` and ``audio.lame`` (LAME
-through ctypes; numpy and PyAV only if no LAME library loads), because a worker
+This module imports nothing of the cog but ``audio.mp3``, ``audio.flac``,
+``audio.lame`` (LAME through ctypes; numpy and PyAV only if no LAME library loads)
+and ``utils.atomic`` (how they write files), because a worker
 process must be able to import it without the cog's package ``__init__`` (which
 pulls in Red and discord.py): Red loads cogs through an import spec from a folder
 that is not on ``sys.path``, so :func:`bootstrap_source` gives the worker a stand-in
@@ -141,6 +142,7 @@ def share_with_other_names(pcm_path: str, mp3_path: str) -> int:
             if (ost.st_ino, ost.st_dev) != (st.st_ino, st.st_dev):
                 continue
             target = other[: -len(".pcm")] + os.path.splitext(mp3_path)[1]
+            # Not utils.atomic: the temp is a hard link (os.link), not a file written here.
             tmp = target + ".tmp"
             try:
                 os.unlink(tmp)
@@ -167,7 +169,7 @@ def bootstrap_source() -> str:
     root = here.parent.parent
     package = __name__.split(".")[0]
     subpackages = {package: str(root), f"{package}.audio": str(root / "audio"),
-                   f"{package}.pipeline": str(root / "pipeline")}
+                   f"{package}.pipeline": str(root / "pipeline"), f"{package}.utils": str(root / "utils")}
     paths = [p for p in sys.path if isinstance(p, str)]
     return (
         "import sys, types\n"

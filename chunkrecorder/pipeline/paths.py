@@ -25,6 +25,7 @@ from typing import Collection, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ..objects.records import MIX_USER_ID
+from ..utils.atomic import fsync_dir, writing
 
 __all__ = ["Layout", "ChunkName", "write_atomic", "write_all_atomic", "link_atomic", "fsync_dir", "remove_files", "clear_folder", "folder_size"]
 
@@ -192,20 +193,6 @@ def _buffer(data: bytes | np.ndarray) -> bytes | memoryview:
     return data
 
 
-def fsync_dir(path: Path) -> None:
-    """Make a rename in ``path`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def write_atomic(path: Path, data: bytes | np.ndarray) -> None:
     """Temp file, fsync, rename, fsync the directory: the file is whole or absent.
 
@@ -213,20 +200,8 @@ def write_atomic(path: Path, data: bytes | np.ndarray) -> None:
     a failed write leaves nothing a later recovery could mistake for a chunk.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(_buffer(data))
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    with writing(path, tmp_suffix=TMP_SUFFIX, sync_dir=True) as fh:
+        fh.write(_buffer(data))
 
 
 #: Threads that wait on fsyncs together: the file system commits its journal once for
@@ -268,6 +243,7 @@ def write_all_atomic(items: Sequence[tuple[Path, bytes | np.ndarray]]) -> None:
     """
     if not items:
         return
+    # Not utils.atomic: the temp files are synced together, then renamed one by one.
     tmps: list[Path] = []
     try:
         for path, data in items:
@@ -296,6 +272,7 @@ def link_atomic(source: Path, path: Path) -> None:
     Where the file system has no hard links, the bytes are copied instead (the same
     guarantee as :func:`write_atomic`, without the saving).
     """
+    # Not utils.atomic: the temp is a hard link (os.link), not a file written here.
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         try:

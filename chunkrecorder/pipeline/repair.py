@@ -32,7 +32,8 @@ from ..objects.results import Gap
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .cleanup import chunk_files
-from .paths import TMP_SUFFIX, Layout, fsync_dir, remove_files
+from ..utils.atomic import writing
+from .paths import TMP_SUFFIX, Layout, remove_files
 from .timeline import Grid
 
 __all__ = ["Repairer", "splice_file"]
@@ -79,17 +80,8 @@ def splice_file(path: Path, pieces: list[tuple[int, bytes]]) -> tuple[int, str]:
     out += data[bounds[pos] :]
     if mp3.count_frames(bytes(out[len(tag) :])) != frames:
         raise mp3.EncodeError("the repaired file would not keep its length")
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(out)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        remove_files([tmp])
-        raise
-    fsync_dir(path.parent)
+    with writing(path, tmp_suffix=TMP_SUFFIX, sync_dir=True) as fh:
+        fh.write(out)
     return len(out), hashlib.sha256(out).hexdigest()
 
 

@@ -40,7 +40,8 @@ from typing import Callable, Optional, Protocol, Sequence
 from ..audio import flac, id3, ogg, vorbis
 from ..audio.tags import ALBUM_SEP, NAME_MAX, TITLE_SEP, TrackTags, clean_name, clean_text, iso_utc
 from ..objects.records import MIX_USER_ID, Meeting
-from .paths import TMP_SUFFIX, Layout, fsync_dir, remove_files
+from ..utils.atomic import writing
+from .paths import TMP_SUFFIX, Layout, fsync_dir
 
 __all__ = [
     "NameSource",
@@ -181,21 +182,12 @@ def _tag_ogg(path: Path, comments: Sequence[tuple[str, str]], *, dst: Optional[P
     page = ogg.page([packet], granule=second.granule, serial=second.serial, sequence=second.sequence,
                     flags=second.flags)
     target = dst or path
-    tmp = target.with_name(target.name + TMP_SUFFIX)
-    try:
-        with open(path, "rb") as fin, open(tmp, "wb") as fout:
-            fout.write(fin.read(second.offset))
-            fout.write(page)
-            fin.seek(second.offset + second.size)
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                fout.write(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        remove_files([tmp])
-        raise
-    fsync_dir(target.parent)
+    with open(path, "rb") as fin, writing(target, tmp_suffix=TMP_SUFFIX, sync_dir=True) as fout:
+        fout.write(fin.read(second.offset))
+        fout.write(page)
+        fin.seek(second.offset + second.size)
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            fout.write(block)
 
 
 def describe(path: Path) -> tuple[str, int]:
@@ -287,18 +279,9 @@ def stage_retag(path: Path, chapters: Sequence[id3.Chapter]) -> tuple[str, int]:
 
 def _copy_synced(src: Path, dst: Path) -> None:
     """``src`` copied to ``dst`` through a temp file, synced, renamed (blocking)."""
-    tmp = dst.with_name(dst.name + TMP_SUFFIX)
-    try:
-        with open(src, "rb") as fin, open(tmp, "wb") as fout:
-            for block in iter(lambda: fin.read(1 << 20), b""):
-                fout.write(block)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        remove_files([tmp])
-        raise
-    fsync_dir(dst.parent)
+    with open(src, "rb") as fin, writing(dst, tmp_suffix=TMP_SUFFIX, sync_dir=True) as fout:
+        for block in iter(lambda: fin.read(1 << 20), b""):
+            fout.write(block)
 
 
 def commit_retag(path: Path) -> None:
