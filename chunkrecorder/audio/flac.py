@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator, Optional, Sequence
 
-from ..utils.atomic import writing
+from ..utils.atomic import copy_range, writing
 from . import vorbis
 
 if TYPE_CHECKING:
@@ -687,14 +687,9 @@ def _write_with_header(dst: Path, header: bytes, src: Path, *, offset: int, leng
     """``header`` then ``length`` bytes of ``src`` from ``offset``, to ``dst`` atomically (``src`` may be ``dst``)."""
     with open(src, "rb") as fin, writing(dst, sync_dir=True) as fout:
         fout.write(header)
-        fin.seek(offset)
-        remaining = length
-        while remaining:
-            block = fin.read(min(remaining, 1 << 20))
-            if not block:
-                raise FlacError(f"{src.name} ended {remaining} bytes early")
-            fout.write(block)
-            remaining -= len(block)
+        missing = copy_range(fin, fout, offset=offset, length=length)
+        if missing:
+            raise FlacError(f"{src.name} ended {missing} bytes early")
 
 
 def window_offsets(frames: bytes, starts: Iterable[int]) -> list[int]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..utils.atomic import writing
+from ..utils.atomic import copy_range, writing
 
 __all__ = [
     "Chapter",
@@ -153,14 +153,9 @@ def write_with_tag(dst: Path, tag: bytes, src: Path, *, offset: int, length: int
     """
     with open(src, "rb") as fin, writing(dst) as fout:
         fout.write(tag)
-        fin.seek(offset)
-        remaining = length
-        while remaining:
-            block = fin.read(min(remaining, 1 << 20))
-            if not block:
-                raise OSError(f"{src.name} ended {remaining} bytes early")
-            fout.write(block)
-            remaining -= len(block)
+        missing = copy_range(fin, fout, offset=offset, length=length)
+        if missing:
+            raise OSError(f"{src.name} ended {missing} bytes early")
         size = fout.tell()
     return size
 

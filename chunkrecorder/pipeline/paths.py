@@ -25,7 +25,7 @@ from typing import Collection, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from ..objects.records import MIX_USER_ID
-from ..utils.atomic import fsync_dir, writing
+from ..utils.atomic import fsync_dir, replace_or_remove, writing
 
 __all__ = ["Layout", "ChunkName", "write_atomic", "write_all_atomic", "link_atomic", "fsync_dir", "remove_files", "clear_folder", "folder_size"]
 
@@ -272,7 +272,6 @@ def link_atomic(source: Path, path: Path) -> None:
     Where the file system has no hard links, the bytes are copied instead (the same
     guarantee as :func:`write_atomic`, without the saving).
     """
-    # Not utils.atomic: the temp is a hard link (os.link), not a file written here.
     tmp = path.with_name(path.name + TMP_SUFFIX)
     try:
         try:
@@ -283,15 +282,7 @@ def link_atomic(source: Path, path: Path) -> None:
     except OSError:
         write_atomic(path, Path(source).read_bytes())
         return
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    fsync_dir(path.parent)
+    replace_or_remove(tmp, path, sync_dir=True)  # the temp is a hard link: not utils.atomic.replacing
 
 
 def remove_files(paths: Iterable[AnyPath]) -> tuple[int, int]:

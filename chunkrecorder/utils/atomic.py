@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
-__all__ = ["TMP_SUFFIX", "fsync_dir", "replacing", "writing"]
+__all__ = ["TMP_SUFFIX", "copy_range", "fsync_dir", "replace_or_remove", "replacing", "writing"]
 
 #: The default suffix of a temp file: never a complete file, always safe to delete.
 TMP_SUFFIX = ".tmp"
@@ -54,15 +54,31 @@ def replacing(dst: Path, *, tmp_suffix: str = TMP_SUFFIX, sync_dir: bool = False
     tmp = dst.with_name(dst.name + tmp_suffix)
     try:
         yield tmp
+    except BaseException:
+        _discard(tmp)
+        raise
+    replace_or_remove(tmp, dst, sync_dir=sync_dir)
+
+
+def replace_or_remove(tmp: Path, dst: Path, *, sync_dir: bool = False) -> None:
+    """``os.replace(tmp, dst)`` (then the folder synced with ``sync_dir``); if the rename
+    fails, ``tmp`` is removed and the error re-raised. For a temp made some other way
+    than by writing it (a hard link), where :func:`replacing` does not fit."""
+    try:
         os.replace(tmp, dst)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        _discard(tmp)
         raise
     if sync_dir:
         fsync_dir(dst.parent)
+
+
+def _discard(tmp: Path) -> None:
+    """Remove a temp file if it is there; a failure to remove it is not the error to report."""
+    try:
+        os.unlink(tmp)
+    except OSError:
+        pass
 
 
 @contextmanager
@@ -77,3 +93,19 @@ def writing(dst: Path, *, tmp_suffix: str = TMP_SUFFIX, sync_dir: bool = False) 
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def copy_range(src: BinaryIO, dst: BinaryIO, *, offset: int, length: int) -> int:
+    """Copy ``length`` bytes of ``src`` from ``offset`` to ``dst``, 1 MiB at a time (a
+    finished recording is copied whole when its header or tag is rewritten). Returns how
+    many bytes ``src`` ended short of ``length`` (0: all copied); the caller raises its own error.
+    """
+    src.seek(offset)
+    remaining = length
+    while remaining:
+        block = src.read(min(remaining, 1 << 20))
+        if not block:
+            break
+        dst.write(block)
+        remaining -= len(block)
+    return remaining

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
+import os
 from pathlib import Path
 
 import pytest
 
-from chunkrecorder.utils.atomic import replacing, writing
+from chunkrecorder.utils.atomic import copy_range, replace_or_remove, replacing, writing
 
 OLD = b"the old file, intact"
 NEW = b"the whole new file" * 1000
@@ -69,3 +71,29 @@ def test_a_failed_rename_removes_the_temp(tmp_path: Path) -> None:
             fh.write(NEW)
     assert _listing(tmp_path) == ["a_folder"]
     assert (target / "inside").read_bytes() == b"x"
+
+
+def test_replace_or_remove_a_hard_linked_temp(tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    source.write_bytes(NEW)
+    tmp = tmp_path / "dst.tmp"
+    os.link(source, tmp)
+    replace_or_remove(tmp, tmp_path / "dst", sync_dir=True)
+    assert (tmp_path / "dst").read_bytes() == NEW
+    assert _listing(tmp_path) == ["dst", "source"]
+    os.link(source, tmp)
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "inside").write_bytes(b"x")
+    with pytest.raises(OSError):
+        replace_or_remove(tmp, tmp_path / "full")
+    assert _listing(tmp_path) == ["dst", "full", "source"]
+
+
+def test_copy_range_copies_the_range_and_counts_what_is_missing() -> None:
+    src = bytes(range(256)) * 10_000  # 2.5 MB: more than one block
+    out = io.BytesIO()
+    assert copy_range(io.BytesIO(src), out, offset=1000, length=len(src) - 2000) == 0
+    assert out.getvalue() == src[1000:-1000]
+    out = io.BytesIO()
+    assert copy_range(io.BytesIO(src), out, offset=len(src) - 10, length=25) == 15
+    assert out.getvalue() == src[-10:]
