@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import AsyncIterator, Awaitable, Callable, Optional, Sequence, Union
 
 from ..objects.records import Meeting, MeetingStatus, Note
-from ..objects.results import NewGap, Phase, Progress, PromotionResult, RepairResult
+from ..objects.results import NewGap, NewRecording, Phase, Progress, PromotionResult, RepairResult, TrackAssembly
 from ..store.service import SqlRecordingService, StoreError
 from ..utils.waiting import wait_event
 from .blocking import run_blocking
@@ -54,6 +54,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("red.chunkrecorder.pipeline.promoter")
+#: Tracks tagged at once at promotion (each a copy, a sync and a hash: mostly waiting on the disk).
+_TAG_THREADS = 4
 
 
 
@@ -233,23 +235,42 @@ class Promoter:
         meeting = await store.get_meeting(meeting_id)
         want = expected_frames(meeting)
         tracks = await store.tracks_for_meeting(meeting_id)
-        files = []
         notes = await store.notes_for_meeting(meeting_id)
         pipe = await store.meeting_pipeline(meeting_id)
         async with self._assembler.lock(meeting_id):
-            for i, track in enumerate(tracks):
+            made_files = []
+            for track in tracks:
                 if want is not None and track.assembled_frames != want:
                     raise PipelineError(
                         f"Track {track.user_id} of meeting `{meeting_id}` has {track.assembled_frames} "
                         f"frames, expected {want}."
                     )
-                # the tags go on before the rows: a row's sha256 and size are the tagged file's
+                made_files.append(await self._assembler.finalize(meeting, track, archive=pipe.archive))
+            # The tags go on before the rows (a row's sha256 and size are the tagged
+            # file's). Writing one is a copy, a sync and a hash of the file (~0.1 s per
+            # hour of a track): the tracks are tagged side by side, so a stop waits for
+            # the longest of them rather than for their sum.
+            done = 0
+            gate = asyncio.Semaphore(_TAG_THREADS)
+
+            async def tag(i: int, track: TrackAssembly, made: NewRecording) -> NewRecording:
+                nonlocal done
                 tags = tagging.track_tags(meeting, track.user_id, track=i + 1, total=len(tracks), names=self.names)
                 chapters = markers.track_chapters(meeting, track.user_id, notes)
-                made = await self._assembler.finalize(meeting, track, archive=pipe.archive)
-                sha, size = await run_blocking(tagging.tag_and_describe, Path(made.path), tags, chapters)
-                files.append(dataclasses.replace(made, sha256=sha, size_bytes=size))
-                await report(progress, "assembling", i + 1, len(tracks))
+                async with gate:
+                    sha, size = await run_blocking(tagging.tag_and_describe, Path(made.path), tags, chapters)
+                done += 1
+                await report(progress, "assembling", done, len(tracks))
+                return dataclasses.replace(made, sha256=sha, size_bytes=size)
+
+            # every tagging ends before an error is raised: none may still be writing when a
+            # re-run (or a repair) takes the meeting's lock again
+            outcomes = await asyncio.gather(*(tag(i, t, m) for i, (t, m) in enumerate(zip(tracks, made_files))),
+                                            return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            files = [o for o in outcomes if isinstance(o, NewRecording)]
         await write_labels(self._layout, meeting_id, notes)
         # the gaps' chunk rows stay (and every row, if kept for audit)
         await store.promote_temp_recordings_to_persistent(
