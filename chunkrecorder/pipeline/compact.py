@@ -16,7 +16,6 @@ track, comment, and the mix's chapters as ``CHAPTERnnn`` comments), read from th
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -32,7 +31,7 @@ from ..objects.records import Recording
 from ..store.service import SqlRecordingService
 from .blocking import run_blocking
 from .paths import Layout, remove_files
-from .tagging import read_chapters, read_tags
+from .tagging import describe, read_chapters, read_tags
 from .transcoder import Transcoder
 
 __all__ = ["CompactCopy", "Compactor", "SOURCE_TAG"]
@@ -154,30 +153,17 @@ class Compactor:
         key = (str(target), st.st_mtime_ns, st.st_size)
         digest = self._digests.get(key)
         if digest is None:
-            h = hashlib.sha256()
-            with open(target, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            digest = self._digests[key] = h.hexdigest()
+            digest = self._digests[key] = describe(target)[0]
         return CompactCopy(target, st.st_size, digest)
 
     def _existing(self, target: Path, source_sha256: str) -> Optional[CompactCopy]:
         """A copy already made from this MP3, or None (blocking)."""
         try:
-            st = os.stat(target)
             if read_comments(target).get(SOURCE_TAG) != source_sha256:
                 return None
         except (OSError, OggError):
             return None
-        key = (str(target), st.st_mtime_ns, st.st_size)
-        digest = self._digests.get(key)
-        if digest is None:
-            h = hashlib.sha256()
-            with open(target, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            digest = self._digests[key] = h.hexdigest()
-        return CompactCopy(target, st.st_size, digest)
+        return self._digest(target)
 
 
 def _copied_tags(mp3_path: Path) -> list[str]:
