@@ -702,20 +702,30 @@ def window_offsets(frames: bytes, starts: Iterable[int]) -> list[int]:
     out: list[int] = []
     pos = 0
     for sample in starts:
-        while True:
-            pos = frames.find(b"\xff\xf9", pos)
-            if pos < 0:
-                return out
-            try:
-                head = parse_frame_header(frames, pos)
-                if head.variable and head.number == sample:
-                    break
-            except FlacError:
-                pass
-            pos += 1
+        found = _find_frame(frames, pos, sample)
+        if found is None:
+            return out
+        pos = found[0]
         out.append(pos)
         pos += 1
     return out
+
+
+def _find_frame(frames: bytes, pos: int, number: int) -> Optional[tuple[int, FrameHeader]]:
+    """The first frame at or after ``pos`` that starts at sample ``number``: a sync code,
+    a header whose CRC-8 is right, variable blocking and that number (audio bytes that
+    happen to look like a sync code are passed over); None if there is none."""
+    while True:
+        pos = frames.find(b"\xff\xf9", pos)
+        if pos < 0:
+            return None
+        try:
+            head = parse_frame_header(frames, pos)
+            if head.variable and head.number == number:
+                return pos, head
+        except FlacError:
+            pass
+        pos += 1
 
 
 def samples_in(path: Path, *, offset: int, length: int, sample_rate: int, channels: int) -> Optional[int]:
@@ -803,22 +813,10 @@ def frame_offsets(frames: bytes) -> list[int]:
     head = parse_frame_header(frames, 0)
     pos = 0
     while True:
-        expect = head.number + head.block_size
-        nxt = pos + head.size
-        while True:
-            nxt = frames.find(b"\xff\xf9", nxt)
-            if nxt < 0:
-                break
-            try:
-                cand = parse_frame_header(frames, nxt)
-                if cand.variable and cand.number == expect:
-                    break
-            except FlacError:
-                pass
-            nxt += 1
-        if nxt < 0:
+        found = _find_frame(frames, pos + head.size, head.number + head.block_size)
+        if found is None:
             break
-        out.append(nxt)
-        pos, head = nxt, cand
+        pos, head = found
+        out.append(pos)
     out.append(len(frames))
     return out

@@ -266,17 +266,8 @@ class Assembler:
             digest = await run_blocking(_finalize_tagged, part, final, track.assembled_bytes, tag)
         else:
             digest = await run_blocking(_finalize, part, final, track.assembled_bytes, sha)
-        samples = track.assembled_frames * mp3.FRAME
-        is_mix = track.user_id == MIX_USER_ID
-        return NewRecording(
-            kind=RecordingKind.MIXED if is_mix else RecordingKind.PER_USER,
-            user_id=None if is_mix else track.user_id,
-            filename=final.name,
-            path=str(final),
-            duration_in_ms=round(samples * 1000 / meeting.sample_rate),
-            sha256=digest,
-            size_bytes=len(tag) + track.assembled_bytes,
-        )
+        return _new_recording(meeting, track, final, samples=track.assembled_frames * mp3.FRAME, sha256=digest,
+                              size_bytes=len(tag) + track.assembled_bytes)
 
 
     async def _finalize_flac(self, meeting: Meeting, track: TrackAssembly) -> NewRecording:
@@ -293,16 +284,7 @@ class Assembler:
             flac.finish_track, part, final, length=track.assembled_bytes,
             sample_rate=meeting.sample_rate, channels=meeting.channels, measured=measured,
         )
-        is_mix = track.user_id == MIX_USER_ID
-        return NewRecording(
-            kind=RecordingKind.MIXED if is_mix else RecordingKind.PER_USER,
-            user_id=None if is_mix else track.user_id,
-            filename=final.name,
-            path=str(final),
-            duration_in_ms=round(samples * 1000 / meeting.sample_rate),
-            sha256=digest,
-            size_bytes=size,
-        )
+        return _new_recording(meeting, track, final, samples=samples, sha256=digest, size_bytes=size)
 
 
 def silent_frame(channels: int, bitrate: int, quality: int, sample_rate: int) -> bytes:
@@ -392,6 +374,20 @@ def _append(
         size = fh.tell()
     return size, frames_added, sha, unreadable, measure
 
+
+def _new_recording(meeting: Meeting, track: TrackAssembly, final: Path, *, samples: int, sha256: str,
+                   size_bytes: int) -> NewRecording:
+    """The row a finished track becomes, whatever its format."""
+    is_mix = track.user_id == MIX_USER_ID
+    return NewRecording(
+        kind=RecordingKind.MIXED if is_mix else RecordingKind.PER_USER,
+        user_id=None if is_mix else track.user_id,
+        filename=final.name,
+        path=str(final),
+        duration_in_ms=round(samples * 1000 / meeting.sample_rate),
+        sha256=sha256,
+        size_bytes=size_bytes,
+    )
 
 def _finalize_tagged(part: Path, final: Path, expected: int, tag: bytes) -> str:
     """``final`` = ``tag`` + the ``.part``'s first ``expected`` bytes (worker thread; idempotent).
