@@ -160,6 +160,13 @@ class FakeVoiceLink:
             self._ws.listener = listener
 
     async def disconnect(self) -> None:
+        slow = self._network._slow_leave
+        if slow is not None and self._connected:
+            # Discord (discord.py mid-reconnect) lets the bot go only after a while;
+            # members keep talking and the bot keeps hearing them meanwhile.
+            self._network._slow_leave = None
+            seconds, on_tick = slow
+            await self._network.run(seconds, on_tick=on_tick)
         if self._connected:
             self._connected = False
             self._left = True
@@ -413,6 +420,7 @@ class FakeVoiceNetwork:
         self._order = itertools.count()
         self._connect_errors: list[BaseException] = []
         self._lock = threading.RLock()
+        self._slow_leave: Optional[tuple[float, Optional[TickCallback]]] = None
 
     # ------------------------------------------------------------------ set-up
     def add_speaker(self, user_id: int, source: Source, **plan: Any) -> SpeakerPlan:
@@ -502,6 +510,14 @@ class FakeVoiceNetwork:
         with self._lock:
             self.link = None
         await link._dropped(DisconnectReason.GAVE_UP if reason is None else reason)
+
+    def slow_leave(self, seconds: float, *, on_tick: Optional[TickCallback] = None) -> None:
+        """The bot's next leave takes ``seconds`` of meeting: as when discord.py is in the
+        middle of its own reconnect and ``VoiceClient.disconnect`` waits for it. The
+        channel streams meanwhile (``on_tick`` as for :meth:`run`), and the bot hears it."""
+        if seconds <= 0:
+            raise ValueError("a slow leave takes some time")
+        self._slow_leave = (seconds, on_tick)
 
     async def kick_bot(self) -> None:
         """A moderator disconnects the bot: ``on_disconnect(DisconnectReason.KICKED)``."""

@@ -528,6 +528,9 @@ class MeetingManager:
         if reason is not None and live.end_reason is None:
             live.end_reason = reason
         keep = False
+        # The files end where the stop was asked for, not where leaving voice ends
+        # (seconds later when discord.py is in the middle of a reconnect).
+        self.recorder.end_here(live.meeting_id)
         try:
             await self._halt(live)
             result = await self.recorder.stop_meeting(live.meeting_id, progress=progress)

@@ -311,6 +311,13 @@ class Recorder:
         self._sessions[meeting.id] = session
         return session
 
+    def end_here(self, meeting_id: str) -> None:
+        """A stop was asked for: the meeting's files end now, however long leaving
+        voice and the last flush take (a retried stop keeps this first end)."""
+        session = self._sessions.get(meeting_id)
+        if session is not None:
+            session.end_here()
+
     async def stop_meeting(
         self,
         meeting_id: str,

@@ -117,6 +117,9 @@ class RecordingSession:
         self._margin = int(round(jitter_margin_s * self.grid.sample_rate))
         self._max_backlog = max(1, max_backlog_windows)
         self._max_len = int(settings.max_length_s * self.grid.sample_rate)
+        #: where the meeting ends on its timeline: the maximum length until a stop pins it
+        self._end = self._max_len
+        self._end_pinned = False
         self.t0 = clock()
         self._now = self.t0
         self._inbox: collections.deque[VoiceFrame] = collections.deque()
@@ -168,11 +171,26 @@ class RecordingSession:
             if self._finished:
                 return
             self._tick(now)
-            now_s = min(self.sample_at(self._now), self._max_len)
+            now_s = min(self.sample_at(self._now), self._end)
             limit = self.grid.windows_for(self._max_len)
             while self._next < limit and self.grid.due_at(self._next) + self._margin <= now_s:
                 if not await self._flush_or_hold(self._next, None):
                     break
+
+    def end_here(self, now: Optional[float] = None) -> None:
+        """The meeting ends at this moment: a stop was asked for.
+
+        Leaving voice can take seconds (discord.py holds its voice lock through a
+        reconnect, up to the 10 s the stop waits for it), and the files must not
+        grow by that wait. Frames that arrive later but belong before this moment
+        (the receiver's reorder buffer, a late packet) are still placed; nothing after
+        it is, and no window past it is flushed. The first call wins.
+        """
+        if self._end_pinned or self._finished:
+            return
+        t = self._clock() if now is None else now
+        self._end = min(max(0, self.sample_at(t)), self._max_len)
+        self._end_pinned = True
 
     async def finish(self, now: Optional[float] = None) -> int:
         """Flush everything up to now as the meeting's end; returns its length in samples.
@@ -185,7 +203,7 @@ class RecordingSession:
                 assert self.length_samples is not None
                 return self.length_samples
             self._tick(now, release_all=True)
-            end = min(max(0, self.sample_at(self._now)), self._max_len)
+            end = min(max(0, self.sample_at(self._now)), self._end)
             for k in range(self._next, self.grid.windows_for(end)):
                 try:
                     await self._flush(k, end)
@@ -240,7 +258,7 @@ class RecordingSession:
     def elapsed_s(self) -> float:
         """The meeting's time now: seconds from t=0 on the session's clock (where a note
         taken now belongs in every file of the meeting)."""
-        return min(max(0.0, self._clock() - self.t0), self._max_len / self.grid.sample_rate)
+        return min(max(0.0, self._clock() - self.t0), self._end / self.grid.sample_rate)
 
     async def forget_user(self, user_id: int) -> None:
         """Erasure: drop what is buffered of a user and refuse their frames from now on.
@@ -329,7 +347,7 @@ class RecordingSession:
         if pos is None:
             self._stats.duplicate += 1
             return
-        if pos + n <= 0 or pos >= self._max_len:
+        if pos + n <= 0 or pos >= self._end:
             self._stats.late += 1
             return
         if pos < 0:

@@ -106,6 +106,29 @@ def _speaker_file_against_source(voice: VoiceWorld, live: Any, recordings: list[
     return recording, reference, mask
 
 
+async def test_the_files_end_at_the_stop_however_long_leaving_voice_takes(voice_world: VoiceWorld) -> None:
+    """A member types ``[p]record stop`` at 3 s; leaving voice takes 4 s more (discord.py
+    is in the middle of its own reconnect and ``disconnect`` waits for it), while
+    everyone keeps talking. The files are the 3 s the member asked for, not 7."""
+    voice, world = voice_world, voice_world.world
+    await started(voice, 3.0)
+    live = voice.live
+    asked_at = voice.cog.service.meetings.meeting_time(live)
+    voice.net.slow_leave(4.0, on_tick=voice.cog.service.recorder.tick)
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    summary = next(m for m in replies if m.text.startswith("✅"))
+    assert "0:03 recorded, 3 files" in summary.text, summary.text
+    assert voice.net.clock() - voice.net._t0 > asked_at + 3.9  # leaving did take the 4 s
+    meeting = await world.cog.service.meeting(GUILD_ID, live.meeting_id)
+    assert abs(meeting.length_samples / RATE - asked_at) < 0.05, (meeting.length_samples / RATE, asked_at)
+    recordings = await world.cog.service.recordings_of(meeting)
+    for uid in (SPEAKER_ID, MEMBER_ID):
+        recording, reference, mask = _speaker_file_against_source(voice, live, recordings, uid)
+        assert abs(len(recording) - meeting.length_samples) < 1152
+        lag = lag_at(recording, reference, int(2.0 * RATE), mask=mask)
+        assert lag is not None and abs(lag.samples) < 0.02 * RATE  # the last second is the member's, in place
+
+
 async def test_discordpys_own_reconnect_continues_one_meeting_silent_only_for_the_outage(
         voice_world: VoiceWorld) -> None:
     """discord.py leaves and rejoins (a 4006, a 1006, a read timeout): the gateway shows the

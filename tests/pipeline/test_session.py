@@ -378,3 +378,35 @@ async def test_a_member_who_reconnects_all_meeting_long_costs_one_clock(store, t
     clock.t = s.t0 + 3.2
     await s.finish()
     assert s._clocks == {} and s._held == {}
+
+
+async def test_a_stop_ends_the_files_where_it_was_asked_for_however_long_leaving_takes(
+        store, tmp_path: Path) -> None:
+    """``[p]record stop`` at 2.0 s; leaving voice then takes 3 s (discord.py finishing a
+    reconnect) while the member keeps talking and the ticker keeps advancing. The files
+    end at 2.0 s and hold nothing said after it; a frame from before the stop that
+    arrives during the wait (the reorder buffer let go of it) still lands in place."""
+    clock = Clock()
+    s = await make_session(store, tmp_path, clock)
+    sp = Speaker(5, speech_like(5.0, seed=21))
+    held_back = 90  # frame 90 ends at 1.82 s; it arrives at 2.3 s
+    t0 = s.t0
+    frames = [sp.frame(i, t0, arrival_delay=0.48 if i == held_back else 0.0) for i in range(sp.n_frames)]
+    frames.sort(key=lambda f: f.arrival)
+    sent = 0
+    for step in range(1, 51):
+        clock.t = t0 + step * 0.1
+        while sent < len(frames) and frames[sent].arrival <= clock.t + 1e-9:
+            s.feed(frames[sent])
+            sent += 1
+        if step == 20:
+            s.end_here()  # the stop command, at 2.0 s
+        await s.advance()
+    assert s.elapsed_s() == 2.0  # a note taken while leaving belongs at the end, not after it
+    length = await s.finish()
+    assert length == int(2.0 * RATE)
+    assert (await store.get_meeting(s.meeting.id)).length_samples == length
+    rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=5)
+    assert sum(r.sample_count for r in rows) == length
+    got = np.concatenate([read_pcm(r.pcm_path)[P : P + r.sample_count, 0] for r in rows])
+    assert np.array_equal(got, sp.expected(length))  # frame 90 included, nothing after 2.0 s

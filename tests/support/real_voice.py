@@ -52,6 +52,11 @@ FLUSH_S = 2.0
 ALIGN_TOLERANCE = int(0.020 * SAMPLE_RATE)
 #: Lags on either side of a window differing by more than this: the stream was re-placed there.
 REPLACED_BY = int(0.0005 * SAMPLE_RATE)
+#: A window correlating below this is looked at as a possible re-placement boundary.
+BOUNDARY_BELOW = 0.97
+#: ...and is one if the 0.2 s either side of one of its frame boundaries each match this well.
+STEP_PART_S = 0.2
+STEP_FIT = 0.95
 #: A frame the fake server's media thread sent this late means the machine stalled the
 #: whole test process (a busy CI machine): the stretch around it is left out of the
 #: comparisons, which are about the bot's logic, not the machine's scheduling.
@@ -413,11 +418,10 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
     # A stream is re-placed by a few milliseconds when a frame proves its anchor late
     # (timeline.SpeakerClock: a busy machine delayed the frames it was anchored on); the
     # window across that point mixes two placements, each right on its own, and correlates
-    # poorly at either lag. Such a window (its neighbours' lags differ, both in tolerance)
-    # is a boundary between two stretches, not a stretch: its content is not scored.
+    # poorly at every lag. Such a window is a boundary between two stretches, not a
+    # stretch: its content is not scored, once it is shown to be one (`_placement_step`).
     replaced = [t for t, r in corrs.items()
-                if t - 0.5 in lags and t + 0.5 in lags and abs(lags[t - 0.5] - lags[t + 0.5]) > REPLACED_BY
-                and max(abs(lags[t - 0.5]), abs(lags[t + 0.5])) <= ALIGN_TOLERANCE and r > 0.5]
+                if r < BOUNDARY_BELOW and _placement_step(track, int(t * SAMPLE_RATE), window) is not None]
     scored = [r for t, r in corrs.items() if t not in replaced]
     corr = min(scored) if scored else 0.0
     # Where the member's client sent audio but the file is silent.
@@ -446,6 +450,30 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
         else:
             i += 1
     return SpeakerCheck(user_id, track, delivered, corr, lags, corrs, spans, len(stalled) + len(held), replaced)
+
+
+def _placement_step(t: Track, at: int, window: int) -> Optional[tuple[int, int, int]]:
+    """(frame it happens at, lag before, lag after) if the window at ``at`` is two
+    stretches placed apart: some frame boundary in it has the stretch before it matching
+    the source at one lag and the stretch after it at another, each closely (r above
+    ``STEP_FIT``), both lags in tolerance and differing by more than ``REPLACED_BY``.
+
+    Audio in the wrong place, or not the speaker's, finds no such frame, so a window
+    that fails for those reasons is still scored.
+    """
+    part = int(STEP_PART_S * SAMPLE_RATE)
+    best: Optional[tuple[float, tuple[int, int, int]]] = None
+    for cut in range(at + FRAME_SAMPLES, at + window, FRAME_SAMPLES):
+        before = local_fit(t, cut - part, window=part)
+        after = local_fit(t, cut, window=part)
+        if before is None or after is None:
+            continue
+        (lag0, r0), (lag1, r1) = before, after
+        if (min(r0, r1) > STEP_FIT and abs(lag0 - lag1) > REPLACED_BY
+                and max(abs(lag0), abs(lag1)) <= ALIGN_TOLERANCE
+                and (best is None or min(r0, r1) > best[0])):
+            best = min(r0, r1), (cut, lag0, lag1)  # the frame either side of which fits best
+    return None if best is None else best[1]
 
 
 def local_fit(t: Track, at: int, *, window: int = int(0.4 * SAMPLE_RATE),
@@ -487,7 +515,7 @@ def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9)
         assert abs(len(c.track.recording) / SAMPLE_RATE - length) < 0.03, (name, uid, len(c.track.recording))
         worst = sorted(c.corrs.items(), key=lambda kv: kv[1])[:3]
         assert c.corr > min_corr, (f"{name}: user {uid}'s file does not hold what they said (r={c.corr:.3f}); "
-                                   f"worst windows (second, r): {worst}; silent {c.silent_while_talking}; "
+                                   f"worst windows (second, r): {worst}; lags {sorted(c.lags.items())[:6]}; silent {c.silent_while_talking}; "
                                    f"gaps {run.gaps}; stats {[l.receiver.stats.as_dict() for l in run.links]}; "
                                    f"session {run.snapshot}; receive stalls {run.receive_stalls[:8]}; media thread late by up to "
                                    f"{run.server.media_lag_max_s * 1000:.0f} ms")

@@ -1,0 +1,72 @@
+"""The voice tests' alignment checker tells a re-placement boundary from a real fault.
+
+`check_speaker` leaves out of its score a window where the bot re-placed a stream by
+a few milliseconds (both sides right, each on its own). These tests make sure that
+exemption is earned: a window holding a tolerated step is recognised, and a window
+holding a step beyond tolerance, or somebody else's audio, is not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.sources import SAMPLE_RATE, synthetic_speaker
+
+from tests.support.lifecycle import Track
+from tests.support.real_voice import ALIGN_TOLERANCE, _placement_step, local_fit
+
+SECOND = SAMPLE_RATE
+WINDOW = int(0.4 * SAMPLE_RATE)
+AT = 2 * SECOND  # the window under test: 2.0-2.4 s
+
+
+def _speech(index: int) -> np.ndarray:
+    source = synthetic_speaker(index, 5.0, talk_spurts=False)
+    return source.expected(5 * SECOND).astype(np.float64).mean(axis=1)
+
+
+def _stepped(reference: np.ndarray, *, at: int, before: int, after: int) -> np.ndarray:
+    """The reference, late by ``before`` samples up to ``at`` and by ``after`` from there."""
+    out = np.zeros_like(reference)
+    out[before:at] = reference[: at - before]
+    out[at:] = reference[at - after: len(reference) - after]
+    return out
+
+
+def _track(recording: np.ndarray, reference: np.ndarray) -> Track:
+    return Track(1, recording, reference, np.ones(len(reference), dtype=bool))
+
+
+def test_a_tolerated_step_inside_a_window_is_recognised_as_one() -> None:
+    ref = _speech(0)
+    cut = AT + int(0.2 * SECOND)
+    track = _track(_stepped(ref, at=cut, before=150, after=55), ref)  # 3.1 ms, then 1.1 ms late
+    fit = local_fit(track, AT, window=WINDOW)
+    assert fit is not None and fit[1] < 0.97  # the window alone looks poor...
+    step = _placement_step(track, AT, WINDOW)
+    assert step is not None  # ...and is found to be two stretches, each placed right
+    at, lag0, lag1 = step
+    assert abs(at - cut) <= 0.04 * SECOND and abs(lag0 - 150) <= 2 and abs(lag1 - 55) <= 2
+
+
+def test_a_step_beyond_tolerance_is_not_excused() -> None:
+    ref = _speech(0)
+    track = _track(_stepped(ref, at=AT + int(0.2 * SECOND), before=0, after=ALIGN_TOLERANCE + 200), ref)
+    assert _placement_step(track, AT, WINDOW) is None
+
+
+def test_somebody_elses_audio_is_not_excused() -> None:
+    ref = _speech(0)
+    recording = ref.copy()
+    cut = AT + int(0.2 * SECOND)
+    recording[cut:] = _speech(3)[cut:]  # from the middle of the window on, another member
+    track = _track(recording, ref)
+    fit = local_fit(track, AT, window=WINDOW)
+    assert fit is not None and fit[1] < 0.97
+    assert _placement_step(track, AT, WINDOW) is None
+
+
+def test_an_unbroken_window_has_no_step() -> None:
+    ref = _speech(1)
+    track = _track(_stepped(ref, at=AT, before=100, after=100), ref)
+    assert _placement_step(track, AT, WINDOW) is None
