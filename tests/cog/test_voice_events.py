@@ -129,6 +129,33 @@ async def test_the_files_end_at_the_stop_however_long_leaving_voice_takes(voice_
         assert lag is not None and abs(lag.samples) < 0.02 * RATE  # the last second is the member's, in place
 
 
+async def test_a_stop_during_a_reconnect_says_the_end_of_the_files_is_silent(voice_world: VoiceWorld) -> None:
+    """discord.py is still reconnecting when a member types ``[p]record stop``: the
+    outage never ended, so no "came back" line; the result says the files are silent
+    from where it began to their end, and the files are exactly that."""
+    voice, world = voice_world, voice_world.world
+    await started(voice, 2.0)
+    live = voice.live
+    at = voice.cog.service.meetings.meeting_time(live)
+    await voice.net.reconnect_bot(30.0, gateway=lambda ch: world.voice_state(BOT_ID, ch))
+    await settle()
+    await voice.run(2.0)
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    summary = next(m for m in replies if m.text.startswith("✅"))
+    assert "0:04 recorded, 3 files" in summary.text, summary.text
+    assert "came back" not in summary.text
+    assert ("⚠️ The voice connection was still down when the recording stopped; the files are silent "
+            "for the last 2.0 s (from 0:02).") in summary.text, summary.text
+    meeting = await world.cog.service.meeting(GUILD_ID, live.meeting_id)
+    recordings = await world.cog.service.recordings_of(meeting)
+    for uid in (SPEAKER_ID, MEMBER_ID):
+        recording, reference, mask = _speaker_file_against_source(voice, live, recordings, uid)
+        assert abs(len(recording) - meeting.length_samples) < 1152
+        cut = int((at + 0.1) * RATE)
+        assert np.abs(recording[cut:]).max() < 200  # silent from the outage to the end
+        assert np.abs(recording[int(0.5 * RATE): int((at - 0.1) * RATE)]).max() > 2000  # and heard before it
+
+
 async def test_discordpys_own_reconnect_continues_one_meeting_silent_only_for_the_outage(
         voice_world: VoiceWorld) -> None:
     """discord.py leaves and rejoins (a 4006, a 1006, a read timeout): the gateway shows the

@@ -70,3 +70,14 @@ def test_an_unbroken_window_has_no_step() -> None:
     ref = _speech(1)
     track = _track(_stepped(ref, at=AT, before=100, after=100), ref)
     assert _placement_step(track, AT, WINDOW) is None
+
+
+def test_a_step_just_after_an_outage_is_recognised() -> None:
+    """The first frames after a reconnect anchor the new stream; a busy machine delayed
+    them, so the stream is re-placed a moment later, next to the outage's masked edge."""
+    ref = _speech(2)
+    cut = AT + int(0.15 * SECOND) + 333  # off the frame grid
+    track = _track(_stepped(ref, at=cut, before=135, after=36), ref)
+    track.mask[: AT - int(0.05 * SECOND)] = False  # the outage's edge
+    step = _placement_step(track, AT, WINDOW)
+    assert step is not None and abs(step[0] - cut) <= 0.02 * SECOND

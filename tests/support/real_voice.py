@@ -54,8 +54,8 @@ ALIGN_TOLERANCE = int(0.020 * SAMPLE_RATE)
 REPLACED_BY = int(0.0005 * SAMPLE_RATE)
 #: A window correlating below this is looked at as a possible re-placement boundary.
 BOUNDARY_BELOW = 0.97
-#: ...and is one if the 0.2 s either side of one of its frame boundaries each match this well.
-STEP_PART_S = 0.2
+#: ...and is one if the 0.2 s (or 0.1 s) either side of some point in it each match this well.
+STEP_PART_S = (0.2, 0.1)
 STEP_FIT = 0.95
 #: A frame the fake server's media thread sent this late means the machine stalled the
 #: whole test process (a busy CI machine): the stretch around it is left out of the
@@ -394,10 +394,11 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
     for a_s, b_s in held:
         a, b = int((a_s - 0.3) * SAMPLE_RATE), int((b_s + 0.3) * SAMPLE_RATE)
         mask[max(0, a): max(0, min(n, b))] = False
+    # After an outage the new stream settles as the meeting's first one does (SETTLE_S).
     for g0, g1 in run.gaps:
-        for edge in (g0, g1):
+        for edge, after in ((g0, FRAME_SAMPLES * 10), (g1, int(SETTLE_S * SAMPLE_RATE))):
             c = int(edge * SAMPLE_RATE)
-            mask[max(0, c - FRAME_SAMPLES * 10): max(0, min(n, c + FRAME_SAMPLES * 10))] = False
+            mask[max(0, c - FRAME_SAMPLES * 10): max(0, min(n, c + after))] = False
     track = Track(user_id, recording, reference, mask)
     # Content and place are measured in windows inside one stretch of sending (a talk
     # spurt, one SSRC): each stretch is placed on its own arrival times, to within a
@@ -453,19 +454,24 @@ def check_speaker(run: Run, user_id: int) -> SpeakerCheck:
 
 
 def _placement_step(t: Track, at: int, window: int) -> Optional[tuple[int, int, int]]:
-    """(frame it happens at, lag before, lag after) if the window at ``at`` is two
-    stretches placed apart: some frame boundary in it has the stretch before it matching
+    """(sample it happens at, lag before, lag after) if the window at ``at`` is two
+    stretches placed apart: some point in it has the stretch before it matching
     the source at one lag and the stretch after it at another, each closely (r above
     ``STEP_FIT``), both lags in tolerance and differing by more than ``REPLACED_BY``.
 
     Audio in the wrong place, or not the speaker's, finds no such frame, so a window
     that fails for those reasons is still scored.
     """
-    part = int(STEP_PART_S * SAMPLE_RATE)
     best: Optional[tuple[float, tuple[int, int, int]]] = None
-    for cut in range(at + FRAME_SAMPLES, at + window, FRAME_SAMPLES):
-        before = local_fit(t, cut - part, window=part)
-        after = local_fit(t, cut, window=part)
+    # The step is where the re-placed frame starts: anywhere, not on the window's frame
+    # grid (it moved by a few ms), so cuts are tried every quarter frame.
+    for cut in range(at + FRAME_SAMPLES // 4, at + window, FRAME_SAMPLES // 4):
+        for part_s in STEP_PART_S:  # shorter where an outage's masked edge is near
+            part = int(part_s * SAMPLE_RATE)
+            before = local_fit(t, cut - part, window=part)
+            after = local_fit(t, cut, window=part)
+            if before is not None and after is not None:
+                break
         if before is None or after is None:
             continue
         (lag0, r0), (lag1, r1) = before, after
@@ -503,6 +509,21 @@ def local_fit(t: Track, at: int, *, window: int = int(0.4 * SAMPLE_RATE),
     return best - search, float(scores[best] / den) if den else 0.0
 
 
+def _near(lags: dict[float, int], second: float) -> list[tuple[float, int]]:
+    return [(t, lag) for t, lag in sorted(lags.items()) if abs(t - second) <= 1.5]
+
+
+def _tenths(t: Track, second: float) -> list[tuple[float, Optional[int], Optional[float]]]:
+    """A failing window's fit, a tenth of a second at a time (for the failure message)."""
+    out: list[tuple[float, Optional[int], Optional[float]]] = []
+    for i in range(-2, 6):
+        at = int((second + i / 10) * SAMPLE_RATE)
+        fit = local_fit(t, at, window=SAMPLE_RATE // 10)
+        out.append((round(second + i / 10, 1), None if fit is None else fit[0],
+                    None if fit is None else round(fit[1], 3)))
+    return out
+
+
 def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9) -> list[SpeakerCheck]:
     """Each file lasts the meeting, holds its speaker (and nobody else), in place."""
     result = run.result
@@ -515,7 +536,8 @@ def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9)
         assert abs(len(c.track.recording) / SAMPLE_RATE - length) < 0.03, (name, uid, len(c.track.recording))
         worst = sorted(c.corrs.items(), key=lambda kv: kv[1])[:3]
         assert c.corr > min_corr, (f"{name}: user {uid}'s file does not hold what they said (r={c.corr:.3f}); "
-                                   f"worst windows (second, r): {worst}; lags {sorted(c.lags.items())[:6]}; silent {c.silent_while_talking}; "
+                                   f"worst windows (second, r): {worst}; lags near the worst {_near(c.lags, worst[0][0])}; "
+                                   f"its tenths (second, lag, r) {_tenths(c.track, worst[0][0])}; silent {c.silent_while_talking}; "
                                    f"gaps {run.gaps}; stats {[l.receiver.stats.as_dict() for l in run.links]}; "
                                    f"session {run.snapshot}; receive stalls {run.receive_stalls[:8]}; media thread late by up to "
                                    f"{run.server.media_lag_max_s * 1000:.0f} ms")
