@@ -10,6 +10,8 @@ from t=0 (its decoded length is the FLAC's rounded up to whole 1152-sample frame
 
 The copy names the FLAC it was made from (its sha256, in an ID3v2 ``TXXX`` frame
 before the first MP3 frame), so a recording repaired or re-tagged since gets a new one.
+It carries the FLAC's tags too (title, artist, album, date, track, comment) and its
+notes as an ID3 chapter table, so a phone's player shows the same names either way.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import Optional
 import numpy as np
 
 from ..utils.atomic import writing
-from . import flac, id3, mp3
+from . import flac, id3, mp3, vorbis
+from .tags import CHAPTERS_TITLE, TrackTags
 
 __all__ = ["ListenFile", "SOURCE_DESCRIPTION", "flac_to_mp3", "source_of"]
 
@@ -40,9 +43,18 @@ class ListenFile:
     samples: int
 
 
-def _source_tag(source_sha256: str) -> bytes:
+def _listen_tag(source_sha256: str, comments: list[tuple[str, str]], length_ms: int) -> bytes:
+    """The copy's ID3v2.4 tag: the FLAC's tags and notes as ID3 frames, then its source."""
+    frames: list[bytes] = []
+    tags = TrackTags.from_vorbis({k.upper(): v for k, v in comments})
+    if tags is not None:
+        frames += tags.id3_frames()
+    starts = vorbis.read_chapter_comments(comments)[: id3.MAX_CHAPTERS]
+    chapters = [id3.Chapter(start, max(start, starts[i + 1][0] if i + 1 < len(starts) else length_ms), title)
+                for i, (start, title) in enumerate(starts)]
+    frames += id3.chapter_frames(chapters, toc_title=CHAPTERS_TITLE)
     body = b"\x03" + SOURCE_DESCRIPTION.encode("ascii") + b"\x00" + source_sha256.encode("ascii")
-    return id3.build_tag([id3.frame("TXXX", body)])
+    return id3.build_tag([*frames, id3.frame("TXXX", body)])
 
 
 def source_of(mp3_path: str | Path) -> Optional[str]:
@@ -80,7 +92,8 @@ def flac_to_mp3(flac_path: str | Path, mp3_path: str | Path, *, source_sha256: s
         size += len(data)
 
     with writing(dst) as fh:
-        tag = _source_tag(source_sha256)
+        tag = _listen_tag(source_sha256, flac.read_comments(src),
+                          info.total_samples * 1000 // max(1, info.sample_rate))
         fh.write(tag)
         digest.update(tag)
         size = len(tag)

@@ -87,3 +87,31 @@ def chapter_comments(chapters: Sequence[tuple[int, str]], *,
             break
         out += pair
     return out
+
+
+def read_chapter_comments(comments: Sequence[tuple[str, str]]) -> list[tuple[int, str]]:
+    """``(start_ms, title)`` pairs back from ``CHAPTERnnn`` / ``CHAPTERnnnNAME`` comments, in
+    order; a chapter whose time does not parse is left out."""
+    times: dict[str, str] = {}
+    names: dict[str, str] = {}
+    for key, value in comments:
+        k = key.upper()
+        if k.startswith("CHAPTER") and k[7:10].isdigit():
+            (names if k.endswith("NAME") and len(k) == 14 else times if len(k) == 10 else {})[k[7:10]] = value
+    out: list[tuple[int, str]] = []
+    for number in sorted(times):
+        ms = _parse_timestamp(times[number])
+        if ms is not None:
+            out.append((ms, names.get(number, "")))
+    return out
+
+
+def _parse_timestamp(text: str) -> int | None:
+    """``HH:MM:SS.mmm`` (as :func:`_timestamp` writes it) in milliseconds, or None."""
+    try:
+        h, m, rest = text.strip().split(":")
+        s, _dot, frac = rest.partition(".")
+        milli = int((frac + "000")[:3]) if frac else 0
+        return ((int(h) * 60 + int(m)) * 60 + int(s)) * 1000 + milli
+    except ValueError:
+        return None

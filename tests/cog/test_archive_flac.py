@@ -12,8 +12,10 @@ import imageio_ffmpeg
 import numpy as np
 
 from chunkrecorder.audio import flac, mp3
+from chunkrecorder.audio.flac_mp3 import source_of
 from chunkrecorder.audio.parts import plan_parts, read_part
 from chunkrecorder.pipeline.paths import Layout
+from chunkrecorder.pipeline.tagging import read_chapters, read_tags
 from tests.support.red import ADMIN_ID, GUILD_ID, RedWorld, VoiceWorld
 from tests.support.signals import ffmpeg_decode_flac
 
@@ -41,9 +43,13 @@ async def test_a_flac_meeting_posts_flac_and_get_mp3_makes_and_caches_an_mp3(voi
     # a meeting keeps the format it started with
     (changed,) = await world.invoke(ADMIN_ID, "!recordingset archive mp3")
     assert "keeps its settings" in changed.text
-    await voice_world.run(2.0)
+    await voice_world.run(1.0)
+    await world.invoke(ADMIN_ID, "!record note Budget")
+    await voice_world.run(1.0)
     replies = started + await world.invoke(ADMIN_ID, "!record stop")
     got = files_in(replies)
+    labels = next(n for n in got if n.endswith("_labels.txt"))
+    assert got.pop(labels) == b"1.000000\t1.000000\tBudget\n"  # the note, as an Audacity label track
     assert len(got) == 3 and all(name.endswith(".flac") for name in got), sorted(got)
     (meeting,), _total = await world.cog.store.list_meetings(GUILD_ID)
     recs = await world.cog.service.recorder.library.recordings_for_meeting(meeting.id)
@@ -73,6 +79,20 @@ async def test_a_flac_meeting_posts_flac_and_get_mp3_makes_and_caches_an_mp3(voi
     (opus,) = await world.invoke(ADMIN_ID, f"!recordings get {rec.id} opus")
     ((opus_name, opus_data),) = opus.files
     assert opus_name.endswith(".opus") and opus_data[:4] == b"OggS"
+
+    # The MP3 says what the FLAC says: the same title, artist, album..., and the mix's notes
+    # as an ID3 chapter table a phone's player shows.
+    mix = next(r for r in recs if r.user_id is None)
+    (reply,) = await world.invoke(ADMIN_ID, f"!recordings get {mix.id} mp3")
+    mix_listen = Layout.listen_path(mix.path)
+    for source, copy in ((Path(rec.path), listen), (Path(mix.path), mix_listen)):
+        from_flac = {k.upper(): v for k, v in flac.read_comments(source) if not k.upper().startswith("CHAPTER")}
+        assert from_flac["TITLE"] and from_flac["ARTIST"]
+        assert {k: v for k, v in read_tags(copy).items() if k in from_flac} == from_flac
+    (chapter,) = read_chapters(mix_listen)
+    assert chapter.title == "Budget" and 900 <= chapter.start_ms <= 1200
+    assert chapter.end_ms == meeting.length_samples * 1000 // 48_000
+    assert source_of(mix_listen) == mix.sha256  # still names its source
 
     # deleting the recording removes what was made from it
     assert listen.exists() and Path(rec.path).with_suffix(".opus").exists()

@@ -370,6 +370,14 @@ def test_a_vorbis_comment_body_is_the_specifications_layout() -> None:
     assert vorbis.chapter_comments([(3_723_004, "x")]) == [("CHAPTER001", "01:02:03.004"), ("CHAPTER001NAME", "x")]
 
 
+def test_chapter_comments_read_back_as_written_and_bad_ones_are_left_out() -> None:
+    written = [(0, "Intro"), (61_500, "Budget = €"), (3_723_004, "")]
+    assert vorbis.read_chapter_comments(vorbis.chapter_comments(written)) == written
+    # other players' spellings: lower case, a time without milliseconds; a broken time is skipped
+    assert vorbis.read_chapter_comments([("chapter002", "00:00:05"), ("chapter002name", "b"), ("TITLE", "t"),
+                                         ("CHAPTER001", "soon"), ("CHAPTER001NAME", "a")]) == [(5000, "b")]
+
+
 def test_names_lose_control_characters_and_length_only() -> None:
     assert clean_text("a\x00b\nc\td\x7fe\x9ff\u2028g\u200fh") == "abcdef\u2028g\u200fh"
     assert clean_name("  \n\x00 ", "member 5") == "member 5"
