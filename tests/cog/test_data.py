@@ -227,7 +227,14 @@ async def test_retention_deletes_old_recordings_of_that_guild_only(cog_world: Re
     (reply,) = await world.invoke(ADMIN_ID, "!recordingset retention 30")
     assert reply.text == "Recordings older than 30 days will be deleted."
 
+    from .test_events import Listener
+
+    listener = Listener()  # another cog, told of each file retention removes
+    await world.bot.add_cog(listener)
     assert (await world.cog.service.cleanup()).recordings_deleted == 1
+    await settle()
+    ((kind, event),) = listener.seen
+    assert (kind, event.reason, event.guild_id, event.recording.id) == ("deleted", "retention", GUILD_ID, old_here.id)
     remaining = {r.id for r in (await store.list_recordings(GUILD_ID))[0]}
     assert remaining == {fresh_here.id}
     assert not Path(old_here.path).exists() and Path(fresh_here.path).exists()
