@@ -54,15 +54,16 @@ def _reported_gaps(run: CogRun) -> list[tuple[float, int]]:
     return out
 
 
-def _undelivered(run: CogRun, user_id: int) -> tuple[float, float, float]:
+def _undelivered(run: CogRun, user_id: int, gap: tuple[float, float]) -> tuple[float, float, float]:
     """(first, last, seconds) of meeting time in which ``user_id`` talked and the server
     could not deliver it to the bot, from the server's own log: the truth a gap is
-    checked against."""
+    checked against. Looked for within a second of the gap: near the stop, a media
+    thread running late on a busy machine sends its last frames after the bot left."""
     call = next(c for c in run.calls if user_id in c.members)
     assert run.server.t0 is not None and run.stopped_at is not None
     offset = run.server.t0 - run.session.t0  # server frame k ends at offset + (k+1)*20 ms of meeting time
-    first = int((0.3 - offset) / 0.02)
-    last = int((run.stopped_at - 0.1 - offset) / 0.02)
+    first = int((max(0.3, gap[0] - 1.0) - offset) / 0.02)
+    last = int((min(run.stopped_at - 0.1, gap[1] + 1.0) - offset) / 0.02)
     missed = [k for k in range(max(0, first), last)
               if call.spoke(user_id)[k] and call.fates(user_id)[k] != Fate.DELIVERED]
     if not missed:
@@ -81,7 +82,7 @@ def _one_meeting_through_a_gap(run: CogRun, user_ids: list[int]) -> tuple[float,
     # a starved machine delays (0.15 s measured under 4× the cores' load).
     undelivered = {}
     for uid in user_ids:
-        first, last, missed = undelivered[uid] = _undelivered(run, uid)
+        first, last, missed = undelivered[uid] = _undelivered(run, uid, (g0, g1))
         assert missed > 0, (name, uid)
         assert g0 - 0.2 <= first and last <= g1 + 0.2, (name, uid, (first, last), (g0, g1))
         assert (g1 - g0) <= missed + 0.6, (name, uid, missed, (g0, g1))
@@ -90,10 +91,11 @@ def _one_meeting_through_a_gap(run: CogRun, user_ids: list[int]) -> tuple[float,
     assert abs(seconds - (g1 - g0)) <= 0.051 and at == int(round(g0)), (name, run.summary.text)
     checks = assert_faithful(run, user_ids)
     for c in checks:
-        # Silent only where the server could not deliver: the outage, and after a new
-        # connection the frames sent before the bot's DAVE welcome (undecryptable by design).
-        back = max(g1, undelivered[c.user_id][1])
-        outside = (silent_in(c.silent_while_talking, 0.0, g0 - 0.06)
+        # Silent only where the server could not deliver: the outage (which begins before
+        # the cog hears of it), and after a new connection the frames sent before the
+        # bot's DAVE welcome (undecryptable by design; measured 0.05 s past the gap at load 5).
+        gone, back = min(g0, undelivered[c.user_id][0]), max(g1, undelivered[c.user_id][1])
+        outside = (silent_in(c.silent_while_talking, 0.0, gone - 0.06)
                    + silent_in(c.silent_while_talking, back + 0.12, (run.stopped_at or 0) - 0.1))
         assert outside <= 0.06, (name, c.user_id, (g0, g1), c.silent_while_talking)
         assert any(t > g1 + 0.5 for t in c.lags), (name, c.user_id, c.lags)  # aligned after the gap
