@@ -380,8 +380,12 @@ class MeetingFlows:
             return
         try:
             data = await asyncio.to_thread(Path(result.labels_path).read_bytes)
-            await channel.send(_("📝 {notes} notes: the label track for Audacity (File → Import → Labels); "
-                                 "the mixed file has them as chapters.").format(notes=len(result.notes)),
-                               file=discord.File(io.BytesIO(data), filename=Path(result.labels_path).name))
+            if len(result.notes) == 1:
+                text = _("📝 1 note: the label track for Audacity (File → Import → Labels); "
+                         "the mixed file has it as a chapter.")
+            else:
+                text = _("📝 {notes} notes: the label track for Audacity (File → Import → Labels); "
+                         "the mixed file has them as chapters.").format(notes=len(result.notes))
+            await channel.send(text, file=discord.File(io.BytesIO(data), filename=Path(result.labels_path).name))
         except (OSError, discord.HTTPException) as exc:
             log.info("Posting the label track of %s failed: %s", result.meeting.id, exc)

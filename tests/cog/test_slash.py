@@ -137,16 +137,23 @@ async def test_a_meeting_run_with_slash_commands(voice_world: VoiceWorld) -> Non
     status = answer(world, await world.slash(MEMBER_ID, "record status"), "record status")
     assert "Recording **Standup** for 2 seconds" in status.text
     assert "Speakers heard: Member and Speaker." in status.text
+    note = answer(world, await world.slash(MEMBER_ID, "record note", text="Decision @everyone"), "record note")
+    assert note.text == "📝 Noted at 0:02: Decision @\u200beveryone"  # the mention cannot ping
+    too_long = answer(world, await world.slash(MEMBER_ID, "record note", text="x" * 301), "record note")
+    assert too_long.text == "A note is 1 to 300 characters, not 301."
 
     replies = await world.slash(ADMIN_ID, "record stop")
     ack = answer(world, replies, "record stop")
     assert ack.text == "⏹️ Stopping the recording of **Standup**; the files follow here."
-    progress, result, uploads = [m for m in replies if m.interaction_id is None]
+    progress, result, uploads, *after = [m for m in replies if m.interaction_id is None]
+    assert after and after[0].text.startswith("📝 1 note: the label track for Audacity"), [m.text for m in after]
     assert progress.text.startswith("⏹️ Recording of **Standup** ended (stopped by Admin)")
     assert progress.text.endswith("done.")
     assert result.text.startswith("✅ **Standup**: 0:02 recorded, 3 files")
     assert world.guild.me.nick == "Minutes"
-    files = files_of([uploads])
+    files = files_of([uploads, *after])
+    labels = next(d for n, d in files.items() if n.endswith("_labels.txt"))
+    assert labels.decode() == "2.000000\t2.000000\tDecision @everyone\n"  # the slash note, where it was taken
     speaker = next(d for n, d in files.items() if n.endswith(f"_{SPEAKER_ID}.mp3"))
     decoded = mono(mp3.decode(speaker))
     lag, corr = best_lag(decoded, mono(voice.net.expected(SPEAKER_ID, len(decoded))))
