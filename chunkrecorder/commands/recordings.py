@@ -99,10 +99,10 @@ class RecordingsCommands(MixinMeta):
             first_of_group.append(len(bodies))
             bodies.extend(pagify("\n".join(blocks), delims=["\n"], page_length=PAGE_CHARS))
         info = f"{await text_prefix(ctx)}recordings info <id>"  # a prefix command only
+        footer = (_("{body}\nPage {page}/{pages} · 1 meeting · `{command}` for details") if total == 1
+                  else _("{body}\nPage {page}/{pages} · {meetings} meetings · `{command}` for details"))
         pages: list[Any] = [
-            _("{body}\nPage {page}/{pages} · {meetings} meetings · `{command}` for details").format(
-                body=body, page=i + 1, pages=len(bodies), meetings=humanize_number(total), command=info,
-            )
+            footer.format(body=body, page=i + 1, pages=len(bodies), meetings=humanize_number(total), command=info)
             for i, body in enumerate(bodies)
         ]
         if len(pages) == 1:

@@ -65,6 +65,10 @@ def _strategy_words(strategy: str) -> str:
     return _("per speaker + mixed")
 
 
+def _days(days: int) -> str:
+    return _("1 day") if days == 1 else _("{days} days").format(days=days)
+
+
 def _on_off(value: bool) -> str:
     return _("on") if value else _("off")
 
@@ -95,8 +99,7 @@ class SettingsCommands(MixinMeta):
             ("bitrate", _("{kbps} kb/s").format(kbps=s.bitrate // 1000)),
             ("channels", _("stereo") if s.channels == 2 else _("mono")),
             ("archive", _("FLAC (lossless)") if s.archive == "flac" else _("MP3")),
-            ("retention", _("{days} days").format(days=s.retention_days) if s.retention_days
-             else _("keep until deleted")),
+            ("retention", _days(s.retention_days) if s.retention_days else _("keep until deleted")),
             ("tempttl", _("{hours} h (bot-wide)").format(hours=ttl)),
             ("maxlength", _("{minutes} min").format(minutes=s.max_length_minutes)),
             ("autostop", _("after {minutes} min empty").format(minutes=s.autostop_minutes) if s.autostop_minutes
@@ -104,14 +107,15 @@ class SettingsCommands(MixinMeta):
             ("autopromote", _on_off(s.auto_promote)),
             ("announce", _on_off(s.announce)),
             ("role", _("@{role} or Manage Server").format(role=role.name) if role else _("Manage Server")),
-            ("reconnect", _("{attempts} attempts").format(attempts=s.reconnect_attempts)),
+            ("reconnect", _("off") if not s.reconnect_attempts else _("1 attempt") if s.reconnect_attempts == 1
+             else _("{attempts} attempts").format(attempts=s.reconnect_attempts)),
             ("consent", _("opt-in: only members who agree") if s.consent == "optin"
              else _("notice: everyone is told, opt-outs are left out")),
             ("autorecord", ", ".join(_autorecord_words(ctx.guild, r) for r in rules) or _("off")),
             ("delivery", _("in the channel where everyone could hear it, else by DM") if s.delivery == "channel"
              else _("by DM: the starter all of it, each speaker their own")),
             ("format", _("Opus (compact)") if s.post_format == "opus" else _("MP3")),
-            ("linkexpiry", _("{days} days").format(days=s.link_expiry_days)),
+            ("linkexpiry", _days(s.link_expiry_days)),
             ("web", _("download links on (bot-wide)") if self.service.links.running
              else _("download links off (bot-wide)")),
             ("move", _("follow into the new channel") if s.move_action == MOVE_FOLLOW else _("stop recording")),
@@ -165,8 +169,12 @@ class SettingsCommands(MixinMeta):
     @recordingset.command(name="retention")
     async def set_retention(self, ctx: "Context", days: RetentionDays) -> None:
         """Delete recordings older than this many days (0 keeps them); `30d` or `2w` work too. Example: `[p]recordingset retention 30`."""
-        msg = _("Recordings older than {days} days will be deleted.").format(days=days) if days else \
-            _("Recordings are kept until deleted.")
+        if not days:
+            msg = _("Recordings are kept until deleted.")
+        elif days == 1:
+            msg = _("Recordings older than 1 day will be deleted.")
+        else:
+            msg = _("Recordings older than {days} days will be deleted.").format(days=days)
         await self._save(ctx, msg, retention_days=int(days))
 
     @recordingset.command(name="tempttl")
@@ -174,19 +182,25 @@ class SettingsCommands(MixinMeta):
     async def set_temp_ttl(self, ctx: "Context", hours: TempHours) -> None:
         """(Bot owner) Hours leftover temporary chunk files are kept, for every server; `2d` works too. Example: `[p]recordingset tempttl 24`."""
         await self.service.settings.set_temp_ttl_hours(int(hours))
-        await ctx.send(_("Leftover temporary chunks are removed after {hours} hours.").format(hours=hours))
+        await ctx.send(_("Leftover temporary chunks are removed after 1 hour.") if hours == 1
+                       else _("Leftover temporary chunks are removed after {hours} hours.").format(hours=hours))
 
     @recordingset.command(name="maxlength")
     async def set_max_length(self, ctx: "Context", minutes: MaxMinutes) -> None:
         """Stop a meeting after this many minutes (1–1440); `4h` or `1h30m` work too. Example: `[p]recordingset maxlength 120`."""
-        await self._save(ctx, _("Recordings stop after {minutes} minutes.").format(minutes=minutes),
-                         max_length_minutes=int(minutes))
+        msg = _("Recordings stop after 1 minute.") if minutes == 1 else \
+            _("Recordings stop after {minutes} minutes.").format(minutes=minutes)
+        await self._save(ctx, msg, max_length_minutes=int(minutes))
 
     @recordingset.command(name="autostop")
     async def set_autostop(self, ctx: "Context", minutes: WaitMinutes) -> None:
         """Stop when the voice channel has been empty this many minutes (0 = never); `5m` works too. Example: `[p]recordingset autostop 5`."""
-        msg = _("Recordings stop once the channel has been empty for {minutes} minutes.").format(minutes=minutes) \
-            if minutes else _("Recordings no longer stop when the channel empties.")
+        if not minutes:
+            msg = _("Recordings no longer stop when the channel empties.")
+        elif minutes == 1:
+            msg = _("Recordings stop once the channel has been empty for 1 minute.")
+        else:
+            msg = _("Recordings stop once the channel has been empty for {minutes} minutes.").format(minutes=minutes)
         await self._save(ctx, msg, autostop_minutes=int(minutes))
 
     @recordingset.command(name="autopromote")
@@ -221,8 +235,14 @@ class SettingsCommands(MixinMeta):
     @recordingset.command(name="reconnect")
     async def set_reconnect(self, ctx: "Context", attempts: Attempts) -> None:
         """Times I join again when the voice connection is lost for good (0–10); Discord's quick reconnects always continue the recording. Example: `[p]recordingset reconnect 3`."""
-        await self._save(ctx, _("I'll try to reconnect {attempts} times before finishing a recording.")
-                         .format(attempts=attempts), reconnect_attempts=int(attempts))
+        if not attempts:
+            msg = _("I won't join again by myself once the voice connection is lost for good; Discord's quick "
+                    "reconnects still continue the recording.")
+        elif attempts == 1:
+            msg = _("I'll try to reconnect once before finishing a recording.")
+        else:
+            msg = _("I'll try to reconnect {attempts} times before finishing a recording.").format(attempts=attempts)
+        await self._save(ctx, msg, reconnect_attempts=int(attempts))
 
     @recordingset.command(name="consent")
     async def set_consent(self, ctx: "Context", mode: str) -> None:
@@ -284,8 +304,9 @@ class SettingsCommands(MixinMeta):
     @recordingset.command(name="linkexpiry")
     async def set_link_expiry(self, ctx: "Context", days: LinkDays) -> None:
         """Days a download link works (1–365); `2w` works too. Example: `[p]recordingset linkexpiry 7`."""
-        await self._save(ctx, _("New download links work for {days} days.").format(days=days),
-                         link_expiry_days=int(days))
+        msg = _("New download links work for 1 day.") if days == 1 else \
+            _("New download links work for {days} days.").format(days=days)
+        await self._save(ctx, msg, link_expiry_days=int(days))
 
     # ------------------------------------------------------------------ the download server (owner)
     @recordingset.group(name="web", invoke_without_command=True)

@@ -157,8 +157,12 @@ async def test_another_guild_cannot_see_fetch_or_delete(voice_world: VoiceWorld)
 
 async def test_list_pages_with_reds_menu(cog_world: RedWorld) -> None:
     world = cog_world
-    ids = [(await world.cog.store.create_meeting(guild_id=GUILD_ID, channel_id=VOICE_ID, started_by=ADMIN_ID)).id
-           for _ in range(7)]
+    first = await world.cog.store.create_meeting(guild_id=GUILD_ID, channel_id=VOICE_ID, started_by=ADMIN_ID)
+    (reply,) = await world.invoke(ADMIN_ID, "!recordings list")
+    assert f"`{first.id}`" in reply.text and "Page 1/1 · 1 meeting · " in reply.text
+    ids = [first.id] + [
+        (await world.cog.store.create_meeting(guild_id=GUILD_ID, channel_id=VOICE_ID, started_by=ADMIN_ID)).id
+        for _ in range(6)]
     (reply,) = await world.invoke(ADMIN_ID, "!recordings list")
     assert "Page 1/2 · 7 meetings" in reply.text
     assert sum(f"`{i}`" in reply.text for i in ids) == 5

@@ -40,7 +40,10 @@ async def test_settings_show_the_defaults(cog_world: RedWorld) -> None:
         ("autostop 0", "autostop_minutes", 0, "autostop     off"),
         ("autopromote off", "auto_promote", False, "autopromote  off"),
         ("announce off", "announce", False, "announce     off"),
-        ("reconnect 0", "reconnect_attempts", 0, "0 attempts"),
+        ("reconnect 0", "reconnect_attempts", 0, "reconnect    off"),
+        ("reconnect 1", "reconnect_attempts", 1, "reconnect    1 attempt\n"),
+        ("retention 1", "retention_days", 1, "retention    1 day\n"),
+        ("linkexpiry 1", "link_expiry_days", 1, "linkexpiry   1 day\n"),
         ("move follow", "move_action", "follow", "move         follow into the new channel"),
         ("move stop", "move_action", "stop", "move         stop recording"),
         ("role Recorders", "recorder_role", RECORDER_ROLE_ID, "@Recorders or Manage Server"),
@@ -91,6 +94,22 @@ async def test_bad_values_get_one_line_and_change_nothing(cog_world: RedWorld, c
     line = await one_line(cog_world, ADMIN_ID, f"!recordingset {command}")
     assert says in line, line
     assert await stored(cog_world) == before
+
+
+@pytest.mark.parametrize(
+    ("command", "says"),
+    [
+        ("retention 1d", "Recordings older than 1 day will be deleted."),
+        ("maxlength 1", "Recordings stop after 1 minute."),
+        ("autostop 1m", "Recordings stop once the channel has been empty for 1 minute."),
+        ("reconnect 1", "I'll try to reconnect once before finishing a recording."),
+        ("reconnect 0", "I won't join again by myself once the voice connection is lost for good; Discord's "
+                        "quick reconnects still continue the recording."),
+        ("linkexpiry 1", "New download links work for 1 day."),
+    ],
+)
+async def test_one_of_a_unit_reads_in_the_singular(cog_world: RedWorld, command: str, says: str) -> None:
+    assert await one_line(cog_world, ADMIN_ID, f"!recordingset {command}") == says
 
 
 @pytest.mark.parametrize(
