@@ -49,9 +49,7 @@ def _listen_tag(source_sha256: str, comments: list[tuple[str, str]], length_ms: 
     tags = TrackTags.from_vorbis({k.upper(): v for k, v in comments})
     if tags is not None:
         frames += tags.id3_frames()
-    starts = vorbis.read_chapter_comments(comments)[: id3.MAX_CHAPTERS]
-    chapters = [id3.Chapter(start, max(start, starts[i + 1][0] if i + 1 < len(starts) else length_ms), title)
-                for i, (start, title) in enumerate(starts)]
+    chapters = id3.chapters_from(vorbis.read_chapter_comments(comments), length_ms)
     frames += id3.chapter_frames(chapters, toc_title=CHAPTERS_TITLE)
     body = b"\x03" + SOURCE_DESCRIPTION.encode("ascii") + b"\x00" + source_sha256.encode("ascii")
     return id3.build_tag([*frames, id3.frame("TXXX", body)])

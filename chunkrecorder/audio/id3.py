@@ -30,6 +30,7 @@ __all__ = [
     "MAX_CHAPTERS",
     "build_tag",
     "chapter_frames",
+    "chapters_from",
     "comment_frame",
     "frame",
     "read_chapters",
@@ -59,6 +60,19 @@ class Chapter:
     start_ms: int
     end_ms: int
     title: str
+
+
+def chapters_from(points: Sequence[tuple[int, str]], length_ms: int) -> list[Chapter]:
+    """Chapters from ``(start_ms, title)`` points: the first :data:`MAX_CHAPTERS` in time
+    order, each running to the next one's start (the last to ``length_ms``), every time
+    kept within the file."""
+    kept = sorted(points, key=lambda p: p[0])[:MAX_CHAPTERS]
+    starts = [min(max(0, start), length_ms) for start, _title in kept]
+    out = []
+    for i, (_start, title) in enumerate(kept):
+        end = starts[i + 1] if i + 1 < len(kept) else length_ms
+        out.append(Chapter(starts[i], max(starts[i], end), title))
+    return out
 
 
 def _syncsafe(n: int) -> bytes:

@@ -96,8 +96,12 @@ def read_chapter_comments(comments: Sequence[tuple[str, str]]) -> list[tuple[int
     names: dict[str, str] = {}
     for key, value in comments:
         k = key.upper()
-        if k.startswith("CHAPTER") and k[7:10].isdigit():
-            (names if k.endswith("NAME") and len(k) == 14 else times if len(k) == 10 else {})[k[7:10]] = value
+        if not (k.startswith("CHAPTER") and k[7:10].isdigit()):
+            continue
+        if len(k) == 10:
+            times[k[7:10]] = value
+        elif k[10:] == "NAME":
+            names[k[7:10]] = value
     out: list[tuple[int, str]] = []
     for number in sorted(times):
         ms = _parse_timestamp(times[number])

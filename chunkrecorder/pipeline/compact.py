@@ -20,7 +20,7 @@ import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Awaitable, Callable, Optional
 
 from ..audio import vorbis
 from ..audio.flac_mp3 import ListenFile, flac_to_mp3, source_of
@@ -63,13 +63,17 @@ class Compactor:
         self.made = 0
 
     async def ensure(self, recording: Recording) -> CompactCopy:
-        running = self._making.get(recording.id)
+        return await self._once(recording.id, lambda: self._ensure(recording))
+
+    async def _once(self, key: str, make: Callable[[], Awaitable[CompactCopy]]) -> CompactCopy:
+        """``make()``, one at a time per ``key``: a second request waits for the first's result."""
+        running = self._making.get(key)
         if running is not None:
             return await asyncio.shield(running)
         future: asyncio.Future[CompactCopy] = asyncio.get_running_loop().create_future()
-        self._making[recording.id] = future
+        self._making[key] = future
         try:
-            copy = await self._ensure(recording)
+            copy = await make()
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: a waiter may not exist
@@ -78,7 +82,15 @@ class Compactor:
             future.set_result(copy)
             return copy
         finally:
-            del self._making[recording.id]
+            del self._making[key]
+
+    async def _forget_if_deleted(self, recording: Recording) -> None:
+        """A copy made while its recording was being deleted goes too (NotFound is raised)."""
+        try:
+            await self._store.get_recording(recording.id)
+        except NotFound:
+            await run_blocking(remove_files, self._layout.derived_paths(recording.path))
+            raise
 
     async def _ensure(self, recording: Recording) -> CompactCopy:
         target = self._layout.compact_path(recording.path)
@@ -91,11 +103,7 @@ class Compactor:
             made: CompactFile = await self._transcoder.run_job(
                 mp3_to_ogg_opus, recording.path, str(target),
                 comments=[*tags, f"{SOURCE_TAG}={recording.sha256}"])
-        try:
-            await self._store.get_recording(recording.id)
-        except NotFound:
-            await run_blocking(remove_files, self._layout.derived_paths(recording.path))
-            raise
+        await self._forget_if_deleted(recording)
         self.made += 1
         st = await run_blocking(os.stat, target)
         self._digests[(str(target), st.st_mtime_ns, st.st_size)] = made.sha256
@@ -108,23 +116,7 @@ class Compactor:
         requests wait for one encode, the copy names its source's sha256 (a repaired or
         re-tagged FLAC gets a new one) and goes with the recording (``Layout.derived_paths``).
         """
-        key = recording.id + ":listen"
-        running = self._making.get(key)
-        if running is not None:
-            return await asyncio.shield(running)
-        future: asyncio.Future[CompactCopy] = asyncio.get_running_loop().create_future()
-        self._making[key] = future
-        try:
-            copy = await self._ensure_listen(recording)
-        except BaseException as exc:
-            future.set_exception(exc)
-            future.exception()
-            raise
-        else:
-            future.set_result(copy)
-            return copy
-        finally:
-            del self._making[key]
+        return await self._once(recording.id + ":listen", lambda: self._ensure_listen(recording))
 
     async def _ensure_listen(self, recording: Recording) -> CompactCopy:
         target = self._layout.listen_path(recording.path)
@@ -136,11 +128,7 @@ class Compactor:
             log.info("making the MP3 of FLAC recording %s", recording.id)
             made: ListenFile = await self._transcoder.run_job(
                 flac_to_mp3, recording.path, str(target), source_sha256=recording.sha256)
-        try:
-            await self._store.get_recording(recording.id)
-        except NotFound:
-            await run_blocking(remove_files, self._layout.derived_paths(recording.path))
-            raise
+        await self._forget_if_deleted(recording)
         self.made += 1
         return CompactCopy(target, made.size_bytes, made.sha256)
 

@@ -38,13 +38,7 @@ def _length_ms(meeting: Meeting) -> int:
 
 def chapters(notes: Sequence[Note], length_ms: int) -> list[id3.Chapter]:
     """A chapter per note (the first :data:`id3.MAX_CHAPTERS`), each to the next note's time."""
-    kept = sorted(notes, key=lambda n: n.at_ms)[: id3.MAX_CHAPTERS]
-    starts = [min(max(0, n.at_ms), length_ms) for n in kept]
-    out = []
-    for i, note in enumerate(kept):
-        end = starts[i + 1] if i + 1 < len(kept) else length_ms
-        out.append(id3.Chapter(starts[i], max(starts[i], end), clean_text(note.text)))
-    return out
+    return id3.chapters_from([(n.at_ms, clean_text(n.text)) for n in notes], length_ms)
 
 
 def labels_text(notes: Sequence[Note]) -> str:
