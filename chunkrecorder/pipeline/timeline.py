@@ -90,9 +90,10 @@ class SpeakerClock:
     wrong: at the start of a talkspurt by more than ``tolerance`` (the silence hides
     the jump), at once when a frame arrives more than ``early_tolerance`` before its
     place (network delay cannot make a frame early, so the anchor was late), or when
-    every frame of a whole check period arrived late by more than ``tolerance`` (the
-    sender's clock is slow or its timestamps stood still). Jitter alone never moves
-    it later.
+    every frame of a whole check period arrived late by more than ``tolerance`` and at
+    the pace of their timestamps (the sender's clock is slow or its timestamps stood
+    still; a backlog drained after the bot's process froze arrives faster, and stays
+    where its timestamps put it). Jitter alone never moves it later.
 
     A talkspurt starts where the sender paused: both its RTP timestamp and the arrival
     time jumped by more than ``talkspurt_gap``. Arrival alone jumping is a delivery
@@ -135,6 +136,7 @@ class SpeakerClock:
         self._last_heard: Optional[int] = None
         self._late_min: Optional[int] = None
         self._late_count = 0
+        self._period_from = (0, 0)  # (ext, heard) of the check period's first frame
         self._seen: set[int] = set()
         self._seen_order: collections.deque[int] = collections.deque()
         self._prev: Optional[tuple[int, int]] = None  # (sequence, ext) of the last frame placed
@@ -209,12 +211,23 @@ class SpeakerClock:
             self._move(d)
         else:
             self._late_min = d if self._late_min is None else min(self._late_min, d)
+            if self._late_count == 0:
+                self._period_from = (ext, heard)
             self._late_count += 1
             if self._late_count >= self.check_every:
-                if self._late_min > self.tolerance:
+                if self._late_min > self.tolerance and self._kept_pace(ext, heard):
                     self._move(self._late_min)
                 self._late_min, self._late_count = None, 0
         return ext + self.anchor
+
+    def _kept_pace(self, ext: int, heard: int) -> bool:
+        """Whether this check period's frames arrived at the pace their timestamps
+        advanced (within ``tolerance``): a slow sender clock, or timestamps that stood
+        still, give late frames at real-time pace. A backlog drained after a stall (the
+        bot's process froze, then read its socket) arrives faster than that, late by
+        less and less, and its frames belong at their timestamps."""
+        ext0, heard0 = self._period_from
+        return heard - heard0 >= ext - ext0 - self.tolerance
 
     def _move(self, by: int) -> None:
         assert self.anchor is not None

@@ -125,6 +125,24 @@ def test_a_delivery_stall_with_contiguous_timestamps_keeps_every_frame_in_place(
     assert clock.reanchors == 0
 
 
+def test_a_frozen_process_catching_up_keeps_every_frame_in_place() -> None:
+    """The bot's process froze for 3 s (a starved VPS, a long pause) and then read the
+    backlog five times faster than real time. Every frame of that backlog arrived late,
+    more than a whole check period of them, but late by less and less: that is a queue
+    draining, not a slow sender clock, and the frames belong at their timestamps. (Seen
+    under load: the anchor moved 2 s after the first 50 frames and every later frame,
+    now "early", pulled it back, writing 2.5 s of speech over itself in 0.5 s.)"""
+    clock = SpeakerClock()
+    freeze, wake = int(5.7 * RATE), int(8.75 * RATE)
+    placed = []
+    for i in range(600):
+        sent = i * 960
+        heard = sent if sent < freeze else max(sent, wake + (sent - freeze) // 5)
+        placed.append(clock.place(1_000 + sent, heard, sequence=i, samples=960))
+    assert placed == [i * 960 for i in range(600)]
+    assert clock.reanchors == 0
+
+
 def test_audio_after_a_real_gap_is_placed_exactly() -> None:
     """The sender was quiet (or lost) for 1.5 s: its timestamps jumped as far as arrival did."""
     clock = SpeakerClock()
