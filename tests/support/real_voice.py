@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,9 +55,12 @@ ALIGN_TOLERANCE = int(0.020 * SAMPLE_RATE)
 REPLACED_BY = int(0.0005 * SAMPLE_RATE)
 #: A window correlating below this is looked at as a possible re-placement boundary.
 BOUNDARY_BELOW = 0.97
-#: ...and is one if the 0.2 s (or 0.1 s) either side of some point in it each match this well.
+#: ...and is one if the 0.2 s (or 0.1 s) either side of some point in it each match this well,
+#: on at least STEP_SIDE comparable samples each (10 ms: a stretch shorter than that
+#: cannot pull a 0.4 s window below 0.95 by itself).
 STEP_PART_S = (0.2, 0.1)
 STEP_FIT = 0.95
+STEP_SIDE = int(0.010 * SAMPLE_RATE)
 #: A frame the fake server's media thread sent this late means the machine stalled the
 #: whole test process (a busy CI machine): the stretch around it is left out of the
 #: comparisons, which are about the bot's logic, not the machine's scheduling.
@@ -462,17 +466,20 @@ def _placement_step(t: Track, at: int, window: int) -> Optional[tuple[int, int, 
     the source at one lag and the stretch after it at another, each closely (r above
     ``STEP_FIT``), both lags in tolerance and differing by more than ``REPLACED_BY``.
 
-    Audio in the wrong place, or not the speaker's, finds no such frame, so a window
+    Each side is measured on its comparable samples only, and needs ``STEP_SIDE`` of
+    them: a re-placement comes soon after a new stream starts, so the stretch before it
+    is often a few tens of milliseconds between an outage's masked edge and the step.
+    Audio in the wrong place, or not the speaker's, finds no such point, so a window
     that fails for those reasons is still scored.
     """
     best: Optional[tuple[float, tuple[int, int, int]]] = None
     # The step is where the re-placed frame starts: anywhere, not on the window's frame
     # grid (it moved by a few ms), so cuts are tried every quarter frame.
     for cut in range(at + FRAME_SAMPLES // 4, at + window, FRAME_SAMPLES // 4):
-        for part_s in STEP_PART_S:  # shorter where an outage's masked edge is near
+        for part_s in STEP_PART_S:  # shorter where the recording or the source ends near
             part = int(part_s * SAMPLE_RATE)
-            before = local_fit(t, cut - part, window=part)
-            after = local_fit(t, cut, window=part)
+            before = local_fit(t, cut - part, window=part, least=STEP_SIDE)
+            after = local_fit(t, cut, window=part, least=STEP_SIDE)
             if before is not None and after is not None:
                 break
         if before is None or after is None:
@@ -486,9 +493,14 @@ def _placement_step(t: Track, at: int, window: int) -> Optional[tuple[int, int, 
 
 
 def local_fit(t: Track, at: int, *, window: int = int(0.4 * SAMPLE_RATE),
-              search: int = ALIGN_TOLERANCE) -> Optional[tuple[int, float]]:
+              search: int = ALIGN_TOLERANCE, least: Optional[int] = None) -> Optional[tuple[int, float]]:
     """(lag, correlation) of the recording against the reference around ``at``: where
     the window of reference best matches, and how well (None: nothing to compare there).
+
+    Only the window's comparable samples (``t.mask``) count, and there must be ``least``
+    of them (nine tenths of the window unless told): a masked stretch is one the check
+    declared it cannot judge (an outage's edge, a stalled machine), so it weighs neither
+    for the bot nor against it.
 
     Measured per window, because the receiver places each stream (each SSRC, each
     reconnect) on arrival times to within a millisecond, and at a few kHz a fraction of
@@ -497,17 +509,18 @@ def local_fit(t: Track, at: int, *, window: int = int(0.4 * SAMPLE_RATE),
     if at + window + search > len(t.reference) or at - search < 0:
         return None
     m = t.mask[at: at + window]
-    if m.mean() < 0.9:
+    comparable = int(m.sum())
+    if comparable < (int(0.9 * window) if least is None else least):
         return None
-    ref = t.reference[at: at + window]
-    if np.dot(ref, ref) < 1e5 * window:  # quiet there
+    ref = t.reference[at: at + window] * m
+    if np.dot(ref, ref) < 1e5 * comparable:  # quiet there
         return None
     seg = t.recording[at - search: at + window + search]
     size = 1 << int(np.ceil(np.log2(len(seg) + window)))
     # scores[j] = seg[j : j + window] . ref, for j in 0..2*search (np.correlate's "valid", by FFT)
     scores = np.fft.irfft(np.fft.rfft(seg, size) * np.conj(np.fft.rfft(ref, size)), size)[: 2 * search + 1]
     best = int(np.argmax(scores))
-    rec = seg[best: best + window]
+    rec = seg[best: best + window] * m
     den = np.sqrt(np.dot(rec, rec) * np.dot(ref, ref))
     return best - search, float(scores[best] / den) if den else 0.0
 
@@ -527,6 +540,18 @@ def _tenths(t: Track, second: float) -> list[tuple[float, Optional[int], Optiona
     return out
 
 
+def _keep_for_study(run: Run, c: SpeakerCheck, *, failed: bool) -> None:
+    """With ``CHUNKRECORDER_VOICE_DUMP=<folder>``, a failing speaker check saves its
+    decoded file, reference, mask and gaps there (``..._ALL=1``: every check), so a
+    failure seen once under load can be studied offline, a millisecond at a time."""
+    folder = os.environ.get("CHUNKRECORDER_VOICE_DUMP")
+    if not folder or not (failed or os.environ.get("CHUNKRECORDER_VOICE_DUMP_ALL")):
+        return
+    name = "".join(ch if ch.isalnum() else "_" for ch in run.scenario.name)[:40]
+    np.savez(os.path.join(folder, f"{name}-{c.user_id}-{os.getpid()}-{time.time_ns()}.npz"),
+             rec=c.track.recording, ref=c.track.reference, mask=c.track.mask, gaps=np.array(run.gaps))
+
+
 def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9) -> list[SpeakerCheck]:
     """Each file lasts the meeting, holds its speaker (and nobody else), in place."""
     result = run.result
@@ -538,6 +563,7 @@ def assert_faithful(run: Run, user_ids: Sequence[int], *, min_corr: float = 0.9)
         name = run.scenario.name
         assert abs(len(c.track.recording) / SAMPLE_RATE - length) < 0.03, (name, uid, len(c.track.recording))
         worst = sorted(c.corrs.items(), key=lambda kv: kv[1])[:3]
+        _keep_for_study(run, c, failed=c.corr <= min_corr)
         assert c.corr > min_corr, (f"{name}: user {uid}'s file does not hold what they said (r={c.corr:.3f}); "
                                    f"worst windows (second, r): {worst}; lags near the worst {_near(c.lags, worst[0][0])}; "
                                    f"its tenths (second, lag, r) {_tenths(c.track, worst[0][0])}; silent {c.silent_while_talking}; "
