@@ -340,6 +340,32 @@ async def test_a_reconnect_with_a_new_ssrc_and_timestamps_lands_in_place(store, 
     assert np.array_equal(got, want)
 
 
+async def test_a_frozen_bot_catching_up_loses_and_moves_nothing(store, tmp_path: Path) -> None:
+    """The bot's process froze for 2.5 s mid-sentence (a starved host) and then read the
+    backlog five times faster than real time, well inside the flush margin: every frame
+    lands where its timestamp says, sample-exactly (the clock once moved 2 s late after
+    50 such frames and wrote the rest of the backlog over itself)."""
+    clock = Clock()
+    s = await make_session(store, tmp_path, clock, flush_interval_s=4.0)
+    sp = Speaker(7, speech_like(6.0, seed=21))
+    t0 = s.t0
+    freeze, wake = 1.0, 3.5
+    for i in range(sp.n_frames):
+        f = sp.frame(i, t0)
+        sent = f.arrival - t0
+        if sent >= freeze:
+            f = VoiceFrame(f.user_id, f.ssrc, f.sequence, f.timestamp,
+                           t0 + max(sent, wake + (sent - freeze) / 5), f.pcm)
+        clock.t = f.arrival
+        s.feed(f)
+        await s.advance()
+    length = await s.finish()
+    rows = await store.get_temp_recordings_for_meeting(s.meeting.id, user_id=7)
+    got = np.concatenate([read_pcm(r.pcm_path)[P : P + r.sample_count, 0] for r in rows])
+    assert s.snapshot().frames_late == 0
+    assert np.array_equal(got, sp.expected(length))
+
+
 async def test_a_speaker_whose_rtp_timestamp_never_moves_is_recorded_whole(store, tmp_path: Path) -> None:
     """A broken client that sends a constant timestamp: nothing says where its frames go
     but their arrival, so that is where they go (main dropped every frame after the first
