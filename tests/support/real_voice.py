@@ -67,6 +67,13 @@ STEP_SIDE = int(0.010 * SAMPLE_RATE)
 STALL_S = 0.06
 #: The same on the receiving side: consecutive frames arriving this far apart.
 RECEIVE_STALL_S = 0.1
+#: How long past its end a scenario waits for a reconnect still under way, and then for
+#: AFTER_RESUME_S of audio after it: a scenario's trouble is meant to be over well before
+#: its end, but at a load of 7 on 2 cores a reconnect was measured taking 2.8 s (1 s idle)
+#: and the one after a read timeout ending 1.4 s before the stop, too close to check the
+#: alignment after it. (A stop during a reconnect is its own test, in test_voice_events.py.)
+RECONNECT_GRACE_S = 15.0
+AFTER_RESUME_S = 2.5
 #: Speech is compared from this far into the meeting (the sink is attached just after
 #: the meeting starts; the first packets of a stream wait in the reorder buffer).
 SETTLE_S = 0.4
@@ -323,7 +330,9 @@ class Bench:
                 await action(run)
                 continue
             if not pending and time.monotonic() >= t0 + s.seconds:
-                return
+                if not _settling(events.log, run.now()) or time.monotonic() >= t0 + s.seconds + RECONNECT_GRACE_S:
+                    return
+                await asyncio.sleep(0.02)
 
     async def _stop(self, run: Run) -> None:
         run.stopped_at = run.now()
@@ -340,6 +349,12 @@ class Bench:
         await run.session.advance()
         run.snapshot = run.session.snapshot()
         run.result = await self.recorder.stop_meeting(run.session.meeting.id)
+
+
+def _settling(log: Sequence[tuple[float, str, Any]], now: float) -> bool:
+    """Whether a link is reconnecting, or resumed less than ``AFTER_RESUME_S`` ago."""
+    last = next((e for e in reversed(log) if e[1] in ("reconnecting", "resume")), None)
+    return last is not None and (last[1] == "reconnecting" or now - last[0] < AFTER_RESUME_S)
 
 
 # --------------------------------------------------------------------------- checking

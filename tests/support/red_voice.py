@@ -29,7 +29,8 @@ from typing import Any, Awaitable, Callable, Optional, Sequence
 from harness.discord_voice import FakeDiscordVoiceServer
 from harness.sources import FRAME_SAMPLES
 
-from tests.support.real_voice import FLUSH_S, RECEIVE_STALL_S, Run, Speaker, opus_cache
+from tests.support.real_voice import (AFTER_RESUME_S, FLUSH_S, RECEIVE_STALL_S, RECONNECT_GRACE_S, Run, Speaker,
+                                      opus_cache)
 from tests.support.red import OWNER_ID, PREFIX, RedWorld, Sent, wait_for_sent
 
 __all__ = ["CogBench", "CogRun", "CogScenario"]
@@ -172,10 +173,12 @@ class CogBench:
                 await action(run)
                 continue
             if not pending and now >= t0 + s.seconds:
-                # A scenario's trouble is meant to be over by its end; on a starved
-                # machine a reconnect can still be under way: the member stops once it is
-                # back (a stop during one is its own test, in test_voice_events.py).
-                if live.connection.down is None or now >= t0 + s.seconds + RECONNECT_GRACE_S:
+                # A reconnect still under way, or just back: the member stops a little
+                # after it (real_voice.RECONNECT_GRACE_S says why).
+                gaps = live.connection.gaps
+                settling = live.connection.down is not None or (
+                    bool(gaps) and now - t0 - gaps[-1].end_s < AFTER_RESUME_S)
+                if not settling or now >= t0 + s.seconds + RECONNECT_GRACE_S:
                     return
             await asyncio.sleep(0.02)
 
@@ -184,10 +187,6 @@ class CogBench:
         replies = await self.world.invoke(OWNER_ID, f"{PREFIX}record status", channel_id=run.text_id,
                                           guild_id=run.guild_id)
         return "\n".join(m.text for m in replies)
-
-
-#: How long past its end a scenario waits for a reconnect still under way.
-RECONNECT_GRACE_S = 15.0
 
 
 @contextlib.contextmanager

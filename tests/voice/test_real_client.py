@@ -19,6 +19,7 @@ from harness.discord_voice import voice_read_timeout
 from harness.impairments import Fate
 
 from tests.support.real_voice import (
+    RECONNECT_GRACE_S,
     SOURCES,
     SPURTS,
     Bench,
@@ -33,7 +34,7 @@ from tests.support.real_voice import (
 #: kind in a 60 s meeting" is ``CHUNKRECORDER_VOICE_SECONDS=60`` (run it locally).
 SECONDS = float(os.environ.get("CHUNKRECORDER_VOICE_SECONDS", "10"))
 
-pytestmark = pytest.mark.timeout(max(55.0, 2 * SECONDS + 35))
+pytestmark = pytest.mark.timeout(max(55.0, 2 * SECONDS + 35) + RECONNECT_GRACE_S)  # (a reconnect may run late)
 
 A, B, C, D, E = 1001, 1002, 1003, 1004, 1005
 
