@@ -141,6 +141,11 @@ class FakeVoiceLink:
     def is_reconnecting(self) -> bool:
         return self._connected and self._back_at is not None
 
+    async def until_hearing(self, timeout: float) -> bool:
+        if not self._connected:
+            raise ConnectionError("the fake voice link ended")
+        return True  # the fake channel has no DAVE group to join
+
     def classify_voice_state(self, channel_id: Optional[int]) -> Any:
         from chunkrecorder.voice.link import VoiceStateVerdict
 

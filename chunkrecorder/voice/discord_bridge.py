@@ -55,6 +55,8 @@ log = logging.getLogger("red.chunkrecorder.voice.bridge")
 #: How often the link looks at the connection (DAVE readiness after a reconnect, the
 #: give-up deadline); everything else is reported the moment it happens.
 WATCH_INTERVAL_S = 0.25
+#: How often ``until_hearing`` looks whether audio can flow.
+HEARING_POLL_S = 0.01
 #: A reconnect taking longer than this is given up (discord.py itself never stops).
 GIVE_UP_AFTER_S = 45.0
 #: How long an ending waits for the gateway to show the bot out of voice before it is
@@ -131,6 +133,20 @@ class DiscordVoiceLink:
 
     def is_connected(self) -> bool:
         return not self._closed and self.tracker.state is LinkState.CONNECTED and self.voice_client.is_connected()
+
+    async def until_hearing(self, timeout: float) -> bool:
+        # Polled finely here: the watcher's quarter second would put the end of a gap
+        # that far after the audio is back.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self._closed:
+            self._check_up()
+            if self.tracker.state is LinkState.CONNECTED and self.voice_client.is_connected():
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(HEARING_POLL_S)
+        raise ConnectionError("the voice connection ended before it could hear")
 
     def is_reconnecting(self) -> bool:
         return self.tracker.is_reconnecting(self._clock())

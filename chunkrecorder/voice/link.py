@@ -84,6 +84,13 @@ class VoiceLink(Protocol):
 
     def is_connected(self) -> bool: ...
 
+    async def until_hearing(self, timeout: float) -> bool:
+        """Wait until audio can flow: connected, and in an end-to-end encrypted call the
+        DAVE group joined (a new connection can decrypt nothing before its welcome).
+        False if ``timeout`` passed first; :class:`ConnectionError` if the link ended
+        meanwhile (its ``on_disconnect`` says why)."""
+        ...
+
     def is_reconnecting(self) -> bool:
         """A reconnect is in progress, or one finished moments ago (its gateway events may
         still be arriving)."""

@@ -73,6 +73,9 @@ class ChannelDave:
         self.bot_has_epoch = False
         #: Members encrypt (False between an upgrade's start and its transition).
         self.encrypting = True
+        #: Seconds the next welcome of the bot waits (a slow voice server; see
+        #: FakeDiscordVoiceServer.delay_next_welcome).
+        self.welcome_delay_s = 0.0
         #: Held by anyone touching a member's session (the media thread encrypts with them).
         self.sessions_lock = threading.Lock()
         self._ops = asyncio.Lock()
@@ -215,6 +218,9 @@ class ChannelDave:
                     session.process_proposals(append, proposals)
             if result is None or result.welcome is None:
                 raise RuntimeError("adding the bot produced no welcome")
+            if self.welcome_delay_s:
+                delay, self.welcome_delay_s = self.welcome_delay_s, 0.0
+                await asyncio.sleep(delay)  # members keep talking under the old epoch meanwhile
             tid = self._next_transition()
             ready = bot.expect_ready(tid)
             await bot.send_binary(Op.MLS_WELCOME, tid.to_bytes(2, "big") + result.welcome)

@@ -264,6 +264,11 @@ class FakeDiscordVoiceServer:
             raise ValueError("at is 'identify' or 'select_protocol'")
         self._handshake_failures.append((at, code))
 
+    def delay_next_welcome(self, seconds: float, guild_id: Optional[int] = None) -> None:
+        """The bot's next DAVE welcome in this guild's call comes ``seconds`` late: a new
+        connection is up but can decrypt nothing until then (a slow voice server)."""
+        self.call_of(guild_id).dave.welcome_delay_s = seconds
+
     async def close_ws(self, code: int = 4006, guild_id: Optional[int] = None) -> None:
         """Close the bot's voice websocket with ``code`` (4006: session no longer valid)."""
         await self.session_of(guild_id).close(code)
