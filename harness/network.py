@@ -141,6 +141,9 @@ class FakeVoiceLink:
     def is_reconnecting(self) -> bool:
         return self._connected and self._back_at is not None
 
+    def quiet_for(self) -> float:
+        return 0.0  # the fake channel reports its drops the moment they happen
+
     async def until_hearing(self, timeout: float) -> bool:
         if not self._connected:
             raise ConnectionError("the fake voice link ended")

@@ -148,6 +148,10 @@ class DiscordVoiceLink:
             await asyncio.sleep(HEARING_POLL_S)
         raise ConnectionError("the voice connection ended before it could hear")
 
+    def quiet_for(self) -> float:
+        since = self.tracker.down_since
+        return 0.0 if since is None or self.tracker.state is LinkState.CONNECTED else max(0.0, self._clock() - since)
+
     def is_reconnecting(self) -> bool:
         return self.tracker.is_reconnecting(self._clock())
 

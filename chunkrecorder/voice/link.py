@@ -91,6 +91,12 @@ class VoiceLink(Protocol):
         meanwhile (its ``on_disconnect`` says why)."""
         ...
 
+    def quiet_for(self) -> float:
+        """While the connection is down (or after it ended), seconds since its last sign
+        of life (a datagram, a websocket message); 0 while it is up. A dead connection is
+        noticed late, and its outage began when the signs of life stopped."""
+        ...
+
     def is_reconnecting(self) -> bool:
         """A reconnect is in progress, or one finished moments ago (its gateway events may
         still be arriving)."""

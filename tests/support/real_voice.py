@@ -73,7 +73,7 @@ RECEIVE_STALL_S = 0.1
 #: and the one after a read timeout ending 1.4 s before the stop, too close to check the
 #: alignment after it. (A stop during a reconnect is its own test, in test_voice_events.py.)
 RECONNECT_GRACE_S = 15.0
-AFTER_RESUME_S = 2.5
+AFTER_RESUME_S = 3.0
 #: Speech is compared from this far into the meeting (the sink is attached just after
 #: the meeting starts; the first packets of a stream wait in the reorder buffer).
 SETTLE_S = 0.4
