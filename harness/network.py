@@ -134,6 +134,7 @@ class FakeVoiceLink:
         self._left = False
         self._moved_to: Optional[int] = None  # the channel of the last move (its verdict is MOVED)
         self._gateway: Optional[Callable[[Optional[int]], Any]] = None
+        self._quiet_since: Optional[float] = None  # network time the server stopped reaching it
 
     def is_connected(self) -> bool:
         return self._connected and self._back_at is None
@@ -142,7 +143,9 @@ class FakeVoiceLink:
         return self._connected and self._back_at is not None
 
     def quiet_for(self) -> float:
-        return 0.0  # the fake channel reports its drops the moment they happen
+        if self._quiet_since is None:
+            return 0.0  # reconnect_bot's drops are reported the moment they happen
+        return max(0.0, self._network.now - self._quiet_since)
 
     async def until_hearing(self, timeout: float) -> bool:
         if not self._connected:
@@ -188,12 +191,15 @@ class FakeVoiceLink:
         if flush is not None:
             flush()
 
+    def _hears(self) -> bool:
+        return self.is_connected() and self._quiet_since is None
+
     def _datagram(self, data: bytes) -> None:
-        if self.is_connected():
+        if self._hears():
             self.receiver.on_datagram(data)
 
     def _ws_message(self, msg: dict[str, Any]) -> None:
-        if self.is_connected():
+        if self._hears():
             self._ws.handle(msg)
 
     async def _dropped(self, reason: Any, *, kicked: bool = False) -> None:
@@ -519,6 +525,16 @@ class FakeVoiceNetwork:
             self.link = None
         await link._dropped(DisconnectReason.GAVE_UP if reason is None else reason)
 
+    def go_quiet(self) -> None:
+        """The voice server stops reaching the bot without a word (a connection that died
+        silently): nothing is delivered from now on, and the link says nothing until
+        :meth:`disconnect_bot` (discord.py noticing late, or leaving voice before it
+        reports) while ``quiet_for()`` counts the silence, as discord.py's link does."""
+        link = self.link
+        if link is None or not link.is_connected():
+            raise RuntimeError("the bot is not connected")
+        link._quiet_since = self.now
+
     def slow_leave(self, seconds: float, *, on_tick: Optional[TickCallback] = None) -> None:
         """The bot's next leave takes ``seconds`` of meeting: as when discord.py is in the
         middle of its own reconnect and ``VoiceClient.disconnect`` waits for it. The
@@ -633,7 +649,7 @@ class FakeVoiceNetwork:
         """
         t = self._t0 + (k + 1) * FRAME_S
         link = self.link
-        connected = link is not None and link.is_connected() and link.channel_id == self.channel.id
+        connected = link is not None and link._hears() and link.channel_id == self.channel.id
         for client in self._clients.values():
             ws, datagrams = client.step(k)
             for msg in ws:

@@ -252,6 +252,23 @@ async def test_when_discordpy_gives_up_the_cogs_own_reconnect_takes_over(voice_w
     assert "silent there (2.0 s at 0:02)" in summary.text, summary.text
 
 
+async def test_a_drop_noticed_late_is_silent_from_where_the_audio_stopped(voice_world: VoiceWorld) -> None:
+    """The server stopped reaching the bot at 0:02 and discord.py reported it 1.5 s later
+    (it leaves voice before it says it gave up; a dead socket is noticed late): the gap
+    members read begins where the files fall silent, not where the cog heard of it."""
+    voice, world = voice_world, voice_world.world
+    await started(voice, 2.0)
+    voice.net.go_quiet()
+    await voice.run(1.5)
+    await voice.net.disconnect_bot()
+    await voice.run(1.0)
+    (status,) = await world.invoke(ADMIN_ID, "!record status")
+    assert "Reconnects: 1, 1.5 s without audio (at 0:02)." in status.text, status.text
+    replies = await world.invoke(ADMIN_ID, "!record stop")
+    summary = next(m for m in replies if m.text.startswith("✅"))
+    assert "silent there (1.5 s at 0:02)" in summary.text, summary.text
+
+
 @pytest.mark.parametrize(("attempts", "failures", "reason"), [
     (0, 0, "the voice connection was lost and reconnecting is off"),
     (2, 2, "the voice connection was lost and 2 reconnect attempts failed"),
