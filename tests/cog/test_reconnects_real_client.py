@@ -133,15 +133,15 @@ async def test_every_kind_of_reconnect_continues_one_meeting(cog_world: RedWorld
     with voice_read_timeout(3.0):  # instead of discord.py's 30 s of silence
         runs = await bench.play(
             CogScenario("close 4014: voice server change", _speakers(A, B), seconds=SECONDS,
-                        actions=[(at, server_change), later]),
+                        reconnects=1, actions=[(at, server_change), later]),
             CogScenario("close 4006: session no longer valid", _speakers(A, B), seconds=SECONDS,
-                        actions=[(at, close_4006_and_ask), later]),
+                        reconnects=1, actions=[(at, close_4006_and_ask), later]),
             CogScenario("1006: the connection drops", _speakers(A, B), seconds=SECONDS,
-                        actions=[(at, drop_tcp), later]),
+                        reconnects=1, actions=[(at, drop_tcp), later]),
             CogScenario("read timeout: the server goes silent", _speakers(A, B), seconds=SECONDS,
-                        actions=[(at - 1.0, stall), later]),
+                        reconnects=1, actions=[(at - 1.0, stall), later]),
             CogScenario("a close during the reconnect's handshake", _speakers(A, B), seconds=SECONDS,
-                        actions=[(at, close_twice), later]),
+                        reconnects=1, actions=[(at, close_twice), later]),
         )
     for run in runs:
         g0, g1 = _one_meeting_through_a_gap(run, [A, B])
@@ -188,7 +188,8 @@ async def test_a_kick_stops_a_move_follows_the_setting_and_a_give_up_reconnects(
             CogScenario("moved, and the guild follows", [
                 Speaker(A, SOURCES[0]), Speaker(B, SOURCES[1]), Speaker(E, SOURCES[4], channel=1),
             ], actions=[(5.0, move)], move="follow"),
-            CogScenario("discord.py gives up; the cog reconnects", _speakers(A, B), actions=[(4.0, close_normally)]),
+            CogScenario("discord.py gives up; the cog reconnects", _speakers(A, B), reconnects=1,
+                        actions=[(4.0, close_normally)]),
         )
     # A kick and a move the guild does not follow: stopped there, promoted, posted.
     for run, why in ((kicked, "I was disconnected from the voice channel"),

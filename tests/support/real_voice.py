@@ -67,7 +67,8 @@ STEP_SIDE = int(0.010 * SAMPLE_RATE)
 STALL_S = 0.06
 #: The same on the receiving side: consecutive frames arriving this far apart.
 RECEIVE_STALL_S = 0.1
-#: How long past its end a scenario waits for a reconnect still under way, and then for
+#: How long past its end a scenario waits for a reconnect not yet noticed or still under
+#: way (``Scenario.reconnects``), and then for
 #: AFTER_RESUME_S of audio after it: a scenario's trouble is meant to be over well before
 #: its end, but at a load of 7 on 2 cores a reconnect was measured taking 2.8 s (1 s idle)
 #: and the one after a read timeout ending 1.4 s before the stop, too close to check the
@@ -125,6 +126,9 @@ class Scenario:
     #: What the test (standing in for the cog) does when the link dies: "stop" the
     #: meeting (a kick), or "reconnect" with a new link into the same session.
     on_disconnect: str = "stop"
+    #: discord.py reconnects the trouble causes: the meeting runs on past ``seconds``
+    #: (up to RECONNECT_GRACE_S) until they are back (a loaded machine notices late).
+    reconnects: int = 0
 
 
 class Events(BaseVoiceEventListener):
@@ -330,7 +334,8 @@ class Bench:
                 await action(run)
                 continue
             if not pending and time.monotonic() >= t0 + s.seconds:
-                if not _settling(events.log, run.now()) or time.monotonic() >= t0 + s.seconds + RECONNECT_GRACE_S:
+                if not _settling(run.all_events(), run.now(), s.reconnects) or \
+                        time.monotonic() >= t0 + s.seconds + RECONNECT_GRACE_S:
                     return
                 await asyncio.sleep(0.02)
 
@@ -351,8 +356,11 @@ class Bench:
         run.result = await self.recorder.stop_meeting(run.session.meeting.id)
 
 
-def _settling(log: Sequence[tuple[float, str, Any]], now: float) -> bool:
-    """Whether a link is reconnecting, or resumed less than ``AFTER_RESUME_S`` ago."""
+def _settling(log: Sequence[tuple[float, str, Any]], now: float, expected: int = 0) -> bool:
+    """Whether fewer than ``expected`` reconnects have come back, a link is reconnecting,
+    or one resumed less than ``AFTER_RESUME_S`` ago."""
+    if sum(1 for e in log if e[1] == "resume") < expected:
+        return True
     last = next((e for e in reversed(log) if e[1] in ("reconnecting", "resume")), None)
     return last is not None and (last[1] == "reconnecting" or now - last[0] < AFTER_RESUME_S)
 

@@ -50,6 +50,7 @@ class CogScenario:
     actions: Sequence[tuple[float, CogAction]] = ()
     move: str = "stop"  # the guild's `recordingset move`
     join_after_s: float = 0.6  # the members talk this long before `[p]record start`
+    reconnects: int = 0  # as Scenario.reconnects: gaps the trouble leaves, waited for
 
 
 @dataclass
@@ -173,10 +174,10 @@ class CogBench:
                 await action(run)
                 continue
             if not pending and now >= t0 + s.seconds:
-                # A reconnect still under way, or just back: the member stops a little
-                # after it (real_voice.RECONNECT_GRACE_S says why).
+                # A reconnect not yet noticed, under way, or just back: the member stops
+                # a little after it (real_voice.RECONNECT_GRACE_S says why).
                 gaps = live.connection.gaps
-                settling = live.connection.down is not None or (
+                settling = live.connection.down is not None or len(gaps) < s.reconnects or (
                     bool(gaps) and now - t0 - gaps[-1].end_s < AFTER_RESUME_S)
                 if not settling or now >= t0 + s.seconds + RECONNECT_GRACE_S:
                     return

@@ -194,14 +194,15 @@ async def test_reconnects_continue_one_meeting(tmp_path: Path) -> None:
             at = 4.0 if SECONDS <= 10 else SECONDS / 2  # the trouble comes mid-meeting
             runs = await bench.play(
                 Scenario("close 4014: voice server change, new key", _speakers(A, B), seconds=SECONDS,
-                         actions=[(at, server_change)]),
+                         reconnects=1, actions=[(at, server_change)]),
                 Scenario("close 4006: session no longer valid", _speakers(A, B), seconds=SECONDS,
-                         actions=[(at, await close(4006))]),
-                Scenario("1006: the connection drops", _speakers(A, B), seconds=SECONDS, actions=[(at, drop_tcp)]),
+                         reconnects=1, actions=[(at, await close(4006))]),
+                Scenario("1006: the connection drops", _speakers(A, B), seconds=SECONDS, reconnects=1,
+                         actions=[(at, drop_tcp)]),
                 Scenario("read timeout: the server goes silent", _speakers(A, B), seconds=SECONDS,
-                         actions=[(at - 1.0, stall)]),
+                         reconnects=1, actions=[(at - 1.0, stall)]),
                 Scenario("a close during the reconnect's handshake", _speakers(A, B), seconds=SECONDS,
-                         actions=[(at, close_twice)]),
+                         reconnects=1, actions=[(at, close_twice)]),
             )
     server_changed, closed, dropped, silent, twice = runs
     for run in runs:
