@@ -141,7 +141,7 @@ class DiscordVoiceLink:
         deadline = loop.time() + timeout
         while not self._closed:
             self._check_up()
-            if self.tracker.state is LinkState.CONNECTED and self.voice_client.is_connected():
+            if self.is_connected():
                 return True
             if loop.time() >= deadline:
                 return False
